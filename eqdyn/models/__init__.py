@@ -1,0 +1,12 @@
+"""Concrete networks and the compiled numeric systems they run."""
+
+from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._activations import Activation as Activation
+from ._activations import get_activation as get_activation
+from ._activations import register_activation as register_activation
+from ._hopfield import LayeredHopfield as LayeredHopfield
+from ._hopfield import parse_arch as parse_arch
+from ._system import FORMULATIONS as FORMULATIONS
+from ._system import CompiledSystem as CompiledSystem
+from ._system import compile_system as compile_system
+from ._system import hopfield_system as hopfield_system

@@ -1,0 +1,109 @@
+"""Numeric activation functions (JAX), with the derivatives the derived dynamics call.
+
+The symbolic layer keeps the activation an opaque function `rho` whose derivative is another
+opaque function `rho'`; here each name is bound to JAX code. An activation is a *projection*
+when `rho' = 1` wherever `rho` is not saturated and `rho(rho(u)) = rho(u)` (the hard sigmoid):
+only those may use the leaky-integrator formulation (see `eqdyn.models.Formulation`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from .._errors import ConfigError
+
+__all__ = ["Activation", "ACTIVATIONS", "get_activation", "register_activation"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """An elementwise activation `rho` and its derivatives.
+
+    **Fields:**
+
+    - `name`: registry name.
+    - `fn`: `rho(u)`.
+    - `d1`: `rho'(u)`.
+    - `d2`: `rho''(u)` or `None` (needed only by second-order analyses).
+    - `projection`: `True` when `rho` is the projection onto its range with `rho' = 1` inside
+      (the hard sigmoid); allows the leaky-integrator formulation.
+    - `latex`: how `rho` is written in equations.
+    """
+
+    name: str
+    fn: Callable
+    d1: Callable
+    d2: Callable | None = None
+    projection: bool = False
+    latex: str = r"\rho"
+
+
+def _hard_sigmoid(u):
+    return jnp.clip(u, 0.0, 1.0)
+
+
+def _hard_sigmoid_d1(u):
+    return jnp.where((u >= 0.0) & (u <= 1.0), jnp.ones_like(u), jnp.zeros_like(u))
+
+
+def _sigmoid(u):
+    return 1.0 / (1.0 + jnp.exp(-u))
+
+
+def _sigmoid_d1(u):
+    s = _sigmoid(u)
+    return s * (1.0 - s)
+
+
+def _sigmoid_d2(u):
+    s = _sigmoid(u)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+def _tanh_d1(u):
+    return 1.0 - jnp.tanh(u) ** 2
+
+
+def _tanh_d2(u):
+    t = jnp.tanh(u)
+    return -2.0 * t * (1.0 - t**2)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "hard_sigmoid": Activation(
+        "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True
+    ),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2),
+    "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2),
+}
+
+
+def register_activation(activation: Activation, *, overwrite: bool = False) -> None:
+    """Add `activation` to the registry under `activation.name`."""
+    if not isinstance(activation, Activation):
+        raise ConfigError(f"`activation`={activation!r} must be an eqdyn.Activation.")
+    if activation.d1 is None:
+        raise ConfigError(
+            f"`activation` {activation.name!r} has no derivative `d1`; the dynamics need rho'."
+        )
+    if activation.name in ACTIVATIONS and not overwrite:
+        raise ConfigError(
+            f"an activation named {activation.name!r} is already registered; pass overwrite=True."
+        )
+    ACTIVATIONS[activation.name] = activation
+
+
+def get_activation(name: str | Activation) -> Activation:
+    """Look up an activation by name (or pass an `Activation` through)."""
+    if isinstance(name, Activation):
+        return name
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"`activation`={name!r} is not known; choose one of {sorted(ACTIVATIONS)} "
+            "or register your own with eqdyn.register_activation."
+        ) from None

@@ -1,0 +1,177 @@
+"""Compile a symbolic derivation into JAX callables: the numeric system the dynamics run.
+
+This is the bridge between the layers: SymPy runs once here (outside `jit`), the generated
+source is executed with `jnp` and the activation bound, and the resulting plain functions are
+all the dynamics and learning rules ever call. Nothing here touches SymPy at trace time.
+
+Two formulations of the same energy are available:
+
+- `"gradient"`: the gradient flow `ds/dt = -dF/ds` exactly as derived. Use it for smooth
+  activations (sigmoid, tanh); every fixed point is a stationary point of `F`.
+- `"leaky"`: the leaky-integrator (membrane potential) form `du/dt = -dF/ds |_{rho' = 1}`,
+  i.e. the derived field with every `rho'` factor set to one, and the network state read out as
+  `s = rho(u)`. For a *projection* activation (hard sigmoid: `rho' = 1` inside `[0, 1]`,
+  `rho(rho(u)) = rho(u)`) the two forms agree wherever no unit is saturated, but the leaky form
+  is Lipschitz: at a saturated unit the gradient form's field jumps sign across the boundary and
+  adaptive solvers never settle, whereas `u` simply moves past the boundary. Its fixed points
+  `u* = W rho(u*) + b` are exactly those of the paper's clipped iteration
+  `s <- clip(s - eps dF/ds, 0, 1)`, i.e. the minima of `F` on the box `[0, 1]^n`, so EP's
+  theorem applies to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from .._errors import ConfigError, DerivationError
+from ..symbolic import Derivation, GeneratedCode, derive, generate_code, layered_hopfield_energy
+from ..symbolic._codegen import python_name
+from ._activations import Activation, get_activation
+
+__all__ = ["CompiledSystem", "compile_system", "hopfield_system", "FORMULATIONS"]
+
+FORMULATIONS = ("gradient", "leaky")
+
+
+def _ones(u):
+    return 1.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CompiledSystem:
+    """JAX callables compiled from a `Derivation`, with the activation bound.
+
+    All functions take tuples in the energy's order: `states` (one `(B, n_k)` array per state),
+    `params` (one array per parameter), `inputs` (e.g. `(x, d)`) and the scalar `beta`.
+
+    **Fields:** `derivation`, `code` (the generated source), `activation`, `formulation`.
+    """
+
+    derivation: Derivation
+    code: GeneratedCode
+    activation: Activation
+    formulation: str
+    _fns: dict = dataclasses.field(repr=False)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(python_name(s.name) for s in self.derivation.energy.states)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(python_name(p.name) for p in self.derivation.energy.params)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(python_name(p.name) for p in self.derivation.energy.inputs)
+
+    def _kw(self, states, params, inputs, beta) -> dict:
+        e = self.derivation.energy
+        if len(states) != len(e.states) or len(params) != len(e.params):
+            raise ConfigError(
+                f"expected {len(e.states)} states and {len(e.params)} parameters "
+                f"({self.state_names}, {self.param_names}); got {len(states)} and {len(params)}."
+            )
+        kw = dict(zip(self.state_names, states))
+        kw.update(zip(self.param_names, params))
+        kw.update(zip(self.input_names, inputs))
+        kw[python_name(e.beta.name)] = beta
+        return kw
+
+    def observe(self, states):
+        """The network state `s` read out from the integrated variables (`rho(u)` if leaky)."""
+        if self.formulation == "leaky":
+            return tuple(self.activation.fn(u) for u in states)
+        return tuple(states)
+
+    def constants(self, states, params, inputs, beta=0.0):
+        """State-independent products (e.g. `x W_1`), computed once per relaxation."""
+        return self._fns["constants"](**self._kw(states, params, inputs, beta))
+
+    def field(self, states, params, inputs, beta, constants=None):
+        """The vector field `-dF/ds` (gradient form) or its leaky-integrator version."""
+        fns = self._fns["field"]
+        kw = self._kw(states, params, inputs, beta)
+        if constants is None:
+            g = fns["state_grads"](**kw)
+        else:
+            kw.update(zip(self.code.constants, constants))
+            g = fns["state_grads_hoisted"](**kw)
+        return tuple(-gi for gi in g)
+
+    def state_grads(self, states, params, inputs, beta):
+        """`dF/ds_k` for every state (exact gradient, whatever the formulation)."""
+        return self._fns["exact"]["state_grads"](**self._kw(states, params, inputs, beta))
+
+    def param_grads(self, states, params, inputs, beta=0.0):
+        """`dF/dtheta` for every parameter, summed over the batch, at the observed state."""
+        obs = self.observe(states)
+        return self._fns["exact"]["param_grads"](**self._kw(obs, params, inputs, beta))
+
+    def energy(self, states, params, inputs, beta):
+        """`F = E + beta C` summed over the batch, at the observed state."""
+        obs = self.observe(states)
+        return self._fns["exact"]["energy"](**self._kw(obs, params, inputs, beta))
+
+    def cost(self, states, params, inputs):
+        """`C` summed over the batch, at the observed state."""
+        obs = self.observe(states)
+        return self._fns["exact"]["cost"](**self._kw(obs, params, inputs, 0.0))
+
+
+def _exec(code: GeneratedCode, activation: Activation, leaky: bool) -> dict:
+    ns: dict = {"jnp": jnp}
+    e = activation
+    bind = {"rho": e.fn, "rho_d1": _ones if leaky else e.d1, "rho_d2": e.d2}
+    for name in code.functions:
+        fn = bind.get(name)
+        if fn is None:
+            raise DerivationError(
+                f"the derived code calls `{name}`, but the activation {e.name!r} provides no such "
+                "function (only rho, rho_d1 and, if defined, rho_d2)."
+            )
+        ns[name] = fn
+    exec(compile(code.source, f"<eqdyn generated: {code.source[:0]}>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def compile_system(
+    derivation: Derivation, activation: str | Activation, formulation: str | None = None
+) -> CompiledSystem:
+    """Generate and compile JAX code for `derivation` with `activation` bound to `rho`.
+
+    **Arguments:**
+
+    - `derivation`: from `eqdyn.symbolic.derive`.
+    - `activation`: a registered name (`"hard_sigmoid"`, `"sigmoid"`, `"tanh"`) or an `Activation`.
+    - `formulation`: `"gradient"` or `"leaky"`; default `"leaky"` for projection activations
+      (hard sigmoid) and `"gradient"` otherwise.
+
+    **Returns:** a `CompiledSystem`.
+    """
+    act = get_activation(activation)
+    if formulation is None:
+        formulation = "leaky" if act.projection else "gradient"
+    if formulation not in FORMULATIONS:
+        raise ConfigError(f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}.")
+    if formulation == "leaky" and not act.projection:
+        raise ConfigError(
+            f"`formulation`='leaky' needs a projection activation (rho' = 1 where unsaturated, "
+            f"like 'hard_sigmoid'); {act.name!r} is not one. Use formulation='gradient'."
+        )
+    code = generate_code(derivation)
+    exact = _exec(code, act, leaky=False)
+    field = _exec(code, act, leaky=True) if formulation == "leaky" else exact
+    return CompiledSystem(derivation, code, act, formulation, {"exact": exact, "field": field})
+
+
+@functools.lru_cache(maxsize=64)
+def hopfield_system(
+    sizes: Sequence[int], activation: str, formulation: str | None = None
+) -> CompiledSystem:
+    """The compiled layered Hopfield system for `sizes` (cached: one derivation per config)."""
+    return compile_system(derive(layered_hopfield_energy(tuple(sizes))), activation, formulation)

@@ -1,0 +1,15 @@
+"""The symbolic layer: energies in SymPy, their derivatives, printing and code generation.
+
+Imports SymPy only, never JAX.
+"""
+
+from ._codegen import GeneratedCode as GeneratedCode
+from ._codegen import generate_code as generate_code
+from ._energy import BATCH as BATCH
+from ._energy import Derivation as Derivation
+from ._energy import Energy as Energy
+from ._energy import derive as derive
+from ._energy import elementwise as elementwise
+from ._energy import layered_hopfield_energy as layered_hopfield_energy
+from ._printing import to_latex as to_latex
+from ._printing import to_text as to_text
