@@ -1,0 +1,211 @@
+"""Relaxation to equilibrium on diffrax, stopped by a steady-state event.
+
+A relaxation integrates the derived field (`-dF/ds`, or its leaky-integrator form) from an
+initial state until the residual `max |ds/dt|` over the batch falls below `tol` (a diffrax
+`Event` with `steady_state_event`), or until the horizon `t1` / `max_steps` runs out, in which
+case the result says it did not converge. The teacher enters only through `beta`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from .._errors import ConfigError, ConvergenceError
+
+__all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "SOLVERS", "max_norm"]
+
+#: Solvers by name: (diffrax class, adaptive by default).
+SOLVERS = {
+    "euler": (diffrax.Euler, False),
+    "heun": (diffrax.Heun, True),
+    "midpoint": (diffrax.Midpoint, True),
+    "ralston": (diffrax.Ralston, True),
+    "bosh3": (diffrax.Bosh3, True),
+    "tsit5": (diffrax.Tsit5, True),
+    "dopri5": (diffrax.Dopri5, True),
+    "dopri8": (diffrax.Dopri8, True),
+    "kvaerno3": (diffrax.Kvaerno3, True),
+    "kvaerno5": (diffrax.Kvaerno5, True),
+}
+
+ON_FAILURE = ("warn", "raise", "ignore")
+
+
+def max_norm(tree) -> Array:
+    """The largest absolute entry of a pytree of arrays (the residual norm)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in leaves]))
+
+
+class RelaxConfig(eqx.Module):
+    """How to relax: solver, step, stopping tolerance and horizon.
+
+    **Fields:**
+
+    - `solver`: one of `SOLVERS` (`"euler"`, `"tsit5"`, `"dopri5"`, `"kvaerno5"`, ...).
+    - `dt0`: initial (adaptive) or fixed (`euler`, or `adaptive=False`) step in time units.
+    - `tol`: steady state when `max |ds/dt| < tol` over the batch.
+    - `t1`: horizon; a relaxation that has not reached `tol` by then did not converge.
+    - `max_steps`: solver step budget.
+    - `adaptive`: PID step-size control (default: the solver's own default, see `SOLVERS`).
+    - `rtol`, `atol`: PID tolerances for adaptive solvers.
+    - `on_failure`: `"warn"`, `"raise"` or `"ignore"` when `relax` does not converge.
+    """
+
+    solver: str = eqx.field(static=True, default="euler")
+    dt0: float = eqx.field(static=True, default=0.5)
+    tol: float = eqx.field(static=True, default=1e-4)
+    t1: float = eqx.field(static=True, default=200.0)
+    max_steps: int = eqx.field(static=True, default=4096)
+    adaptive: bool | None = eqx.field(static=True, default=None)
+    rtol: float = eqx.field(static=True, default=1e-3)
+    atol: float = eqx.field(static=True, default=1e-5)
+    on_failure: str = eqx.field(static=True, default="warn")
+
+    def __check_init__(self):
+        if self.solver not in SOLVERS:
+            raise ConfigError(
+                f"`solver`={self.solver!r} is not known; choose one of {sorted(SOLVERS)}."
+            )
+        for name in ("dt0", "tol", "t1"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ConfigError(f"`{name}`={v!r} must be a positive finite number.")
+        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
+            raise ConfigError(f"`max_steps`={self.max_steps!r} must be a positive integer.")
+        if self.on_failure not in ON_FAILURE:
+            raise ConfigError(
+                f"`on_failure`={self.on_failure!r} is not known; use one of {ON_FAILURE}."
+            )
+
+    @property
+    def is_adaptive(self) -> bool:
+        return SOLVERS[self.solver][1] if self.adaptive is None else bool(self.adaptive)
+
+
+class RelaxResult(eqx.Module):
+    """The outcome of a relaxation.
+
+    **Fields:** `states` (integrated variables, one `(B, n_k)` array per layer), `steps`
+    (solver steps taken), `residual` (`max |ds/dt|` at the end), `converged`, `t` (time reached).
+    """
+
+    states: tuple[Float[Array, "B n"], ...]
+    steps: Int[Array, ""]
+    residual: Float[Array, ""]
+    converged: Bool[Array, ""]
+    t: Float[Array, ""]
+
+
+def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
+    """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`."""
+    system = model.system
+    params = model.params
+    inputs = model.inputs(x, d)
+    beta = jnp.asarray(beta, dtype=s0[0].dtype)
+    consts = system.constants(s0, params, inputs, beta)
+
+    def vf(t, y, args):
+        return system.field(y, params, inputs, beta, consts)
+
+    solver_cls, _ = SOLVERS[config.solver]
+    if config.is_adaptive:
+        controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
+    else:
+        controller = diffrax.ConstantStepSize()
+    event = diffrax.Event(diffrax.steady_state_event(rtol=0.0, atol=config.tol, norm=max_norm))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(vf),
+        solver_cls(),
+        t0=0.0,
+        t1=config.t1,
+        dt0=config.dt0,
+        y0=tuple(s0),
+        saveat=diffrax.SaveAt(t1=True),
+        stepsize_controller=controller,
+        event=event,
+        max_steps=config.max_steps,
+        throw=False,
+    )
+    states = tuple(a[-1] for a in sol.ys)
+    residual = max_norm(vf(0.0, states, None))
+    converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
+    converged = converged & jnp.isfinite(residual)
+    return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1])
+
+
+_relax_jit = eqx.filter_jit(relax_core)
+
+
+def _check_batch(name, a, shape_tail, hint):
+    a = jnp.asarray(a)
+    if a.ndim != 2 or a.shape[1:] != shape_tail:
+        raise ConfigError(f"`{name}` has shape {a.shape}; expected (batch, {shape_tail[0]}). {hint}")
+    if not bool(jnp.all(jnp.isfinite(a))):
+        raise ConfigError(f"`{name}` contains NaN or inf; clean the data before relaxing.")
+    return a
+
+
+def relax(
+    model,
+    x: Float[Array, "B n_in"],
+    s0=None,
+    *,
+    beta: float = 0.0,
+    d: Float[Array, "B n_out"] | None = None,
+    config: RelaxConfig | None = None,
+) -> RelaxResult:
+    """Relax `model` to equilibrium for the input batch `x`.
+
+    **Arguments:**
+
+    - `model`: e.g. an `eqdyn.LayeredHopfield`.
+    - `x`: clamped input, shape `(B, n_in)`.
+    - `s0`: initial state (tuple of `(B, n_k)` arrays); zeros if `None`.
+    - `beta`: nudging strength (0 for the free phase).
+    - `d`: target for the output, shape `(B, n_out)`; required when `beta != 0`.
+    - `config`: a `RelaxConfig`.
+
+    **Returns:** a `RelaxResult`. Warns (`RuntimeWarning`) or raises `ConvergenceError` per
+    `config.on_failure` when the steady state was not reached; always raises on non-finite states.
+    """
+    config = config or RelaxConfig()
+    x = _check_batch("x", x, (model.sizes[0],), "Flatten inputs to rows.")
+    if d is not None:
+        d = _check_batch("d", d, (model.sizes[-1],), "Targets are one row per example.")
+        if d.shape[0] != x.shape[0]:
+            raise ConfigError(f"`d` has {d.shape[0]} rows but `x` has {x.shape[0]}.")
+    elif beta != 0:
+        raise ConfigError(f"`beta`={beta} nudges the output, so a target `d` is required.")
+    if s0 is None:
+        s0 = model.init_state(x.shape[0], x.dtype)
+    else:
+        s0 = tuple(jnp.asarray(s) for s in s0)
+        want = tuple((x.shape[0], n) for n in model.sizes[1:])
+        got = tuple(s.shape for s in s0)
+        if got != want:
+            raise ConfigError(f"`s0` has shapes {got}; expected {want} (one array per layer).")
+    res = _relax_jit(model, x, s0, beta, d, config)
+    if not np.isfinite(float(res.residual)):
+        raise ConvergenceError(
+            f"the relaxation produced non-finite states (residual {float(res.residual)}) with "
+            f"solver {config.solver!r}, dt0={config.dt0}; reduce `dt0`, use an adaptive solver, "
+            "or check the weights for divergence."
+        )
+    if not bool(res.converged) and config.on_failure != "ignore":
+        msg = (
+            f"relaxation did not reach a steady state: residual {float(res.residual):.3g} > "
+            f"tol {config.tol:g} after {int(res.steps)} steps (t = {float(res.t):g}, horizon "
+            f"t1 = {config.t1:g}). Increase `t1`/`max_steps`, loosen `tol`, or change `solver`."
+        )
+        if config.on_failure == "raise":
+            raise ConvergenceError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return res

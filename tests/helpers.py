@@ -1,0 +1,34 @@
+"""Shared helpers for eqdyn's tests."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+_IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+
+
+def write_idx(path: str | Path, array: np.ndarray, gz: bool = True) -> Path:
+    """Write `array` to `path` in the IDX format (big-endian), gzip-compressed if `gz`.
+
+    **Arguments:**
+
+    - `path`: the file to write (its name is used as given; add `.gz` yourself).
+    - `array`: a uint8, int8, int16, int32, float32 or float64 array with at least one dimension.
+    - `gz`: compress with gzip.
+
+    **Returns:**
+
+    The path written.
+    """
+    array = np.asarray(array)
+    code = _IDX_CODES[f"{array.dtype.kind}{array.dtype.itemsize}"]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(payload) if gz else payload)
+    return path
