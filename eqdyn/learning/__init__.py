@@ -1,0 +1,12 @@
+"""Learning rules (EP estimators) and the trainer."""
+
+from ._ep import VARIANTS as VARIANTS
+from ._ep import EPConfig as EPConfig
+from ._ep import EPResult as EPResult
+from ._ep import ep_gradient as ep_gradient
+from ._trainer import PRESETS as PRESETS
+from ._trainer import TrainConfig as TrainConfig
+from ._trainer import evaluate as evaluate
+from ._trainer import make_optimizer as make_optimizer
+from ._trainer import resolve_config as resolve_config
+from ._trainer import train as train

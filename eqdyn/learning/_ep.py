@@ -1,0 +1,103 @@
+"""Equilibrium Propagation gradient estimates (one-sided, random-sign, symmetric).
+
+For any parameter `theta`, with `s^0` the free fixed point and `s^beta` the nudged one,
+
+    one-sided:    g = (1/beta)  [dF/dtheta(s^beta)  - dF/dtheta(s^0)]
+    symmetric:    g = (1/2beta) [dF/dtheta(s^beta)  - dF/dtheta(s^-beta)]
+    random-sign:  one-sided with beta -> sign * beta, the sign drawn per batch
+
+and `g -> dJ/dtheta` (J = C(s^0), the loss at the free fixed point) as beta -> 0. The
+`dF/dtheta` are the SymPy-derived, compiled functions of the model's system; estimates are
+averaged over the batch so that they are gradients of the mean loss.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+
+from .._errors import ConfigError
+from ..dynamics import RelaxConfig, relax_core
+
+__all__ = ["EPConfig", "EPResult", "ep_gradient", "VARIANTS"]
+
+VARIANTS = ("one-sided", "random-sign", "symmetric")
+
+
+class EPConfig(eqx.Module):
+    """Settings of an EP estimate.
+
+    **Fields:** `beta` (> 0), `variant` (one of `VARIANTS`), `free` and `nudged` (`RelaxConfig`s
+    for the two phases; the nudged phase starts from the free fixed point).
+    """
+
+    beta: float = eqx.field(static=True, default=1.0)
+    variant: str = eqx.field(static=True, default="random-sign")
+    free: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
+    nudged: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
+
+    def __check_init__(self):
+        if not (isinstance(self.beta, (int, float)) and self.beta > 0):
+            raise ConfigError(f"`beta`={self.beta!r} must be a positive number (its sign is "
+                              "chosen by `variant`).")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"`variant`={self.variant!r} is not known; use one of {VARIANTS}.")
+
+
+class EPResult(eqx.Module):
+    """Auxiliary outputs of `ep_gradient`: the free relaxation, the (first) nudged one,
+    the mean cost at the free fixed point, and the number of correct predictions."""
+
+    free_states: tuple[Array, ...]
+    free_steps: Array
+    free_converged: Array
+    nudged_steps: Array
+    nudged_converged: Array
+    loss: Array
+    correct: Array
+
+
+def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None = None, labels=None):
+    """EP estimate of the gradient of the mean cost with respect to the model's parameters.
+
+    **Arguments:**
+
+    - `model`: e.g. an `eqdyn.LayeredHopfield`.
+    - `x`, `d`: input `(B, n_in)` and target `(B, n_out)`.
+    - `s0`: initial state of the free phase (zeros, or persistent particles).
+    - `config`: an `EPConfig`.
+    - `key`: PRNG key, needed for `variant="random-sign"`.
+    - `labels`: optional integer labels to count correct predictions (default: argmax of `d`).
+
+    **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` an `EPResult`.
+    """
+    system = model.system
+    params = model.params
+    inputs = model.inputs(x, d)
+    batch = x.shape[0]
+    free = relax_core(model, x, s0, 0.0, d, config.free)
+    beta = jnp.asarray(config.beta, x.dtype)
+    if config.variant == "random-sign":
+        if key is None:
+            raise ConfigError("`key` is required for variant='random-sign'.")
+        beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
+    nudged = relax_core(model, x, free.states, beta, d, config.nudged)
+    g_plus = system.param_grads(nudged.states, params, inputs)
+    if config.variant == "symmetric":
+        nudged_minus = relax_core(model, x, free.states, -beta, d, config.nudged)
+        g_ref = system.param_grads(nudged_minus.states, params, inputs)
+        scale = 1.0 / (2.0 * beta * batch)
+        steps = nudged.steps + nudged_minus.steps
+        conv = nudged.converged & nudged_minus.converged
+    else:
+        g_ref = system.param_grads(free.states, params, inputs)
+        scale = 1.0 / (beta * batch)
+        steps, conv = nudged.steps, nudged.converged
+    grads = tuple(scale * (a - b) for a, b in zip(g_plus, g_ref))
+    loss = system.cost(free.states, params, inputs) / batch
+    labels = jnp.argmax(d, axis=-1) if labels is None else labels
+    correct = jnp.sum(model.predict(free.states) == labels)
+    aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
+    return grads, aux

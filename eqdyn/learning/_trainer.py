@@ -1,0 +1,495 @@
+"""Training loop: EP on a data set, one jitted `lax.scan` per chunk of batches.
+
+The per-batch step (free relaxation, nudged relaxation, EP estimate, optimiser update, and the
+write-back of persistent particles) is traced once; a whole chunk of batches runs inside one
+`lax.scan`, so Python touches the loop only once per chunk (for progress and interruption).
+Each epoch ends with an atomic checkpoint; `resume=True` continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._errors import CheckpointError, ConfigError, ConvergenceError
+from ..dynamics import RelaxConfig, relax_core
+from ..models import LayeredHopfield, get_activation, parse_arch
+from ._ep import VARIANTS, EPConfig, ep_gradient
+
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config"]
+
+ALGOS = ("ep",)
+OPTIMIZERS = ("sgd", "adam")
+
+#: Named settings; flags override them. See README for their provenance.
+PRESETS: dict[str, dict] = {
+    # Scellier & Bengio (2017), Table 2: hard sigmoid, eps 0.5, minibatch 20, beta 1 with random
+    # sign, persistent particles, per-layer learning rates, 50k/10k train/validation split.
+    "sb17-1h": dict(dataset="mnist", arch="784-500-10", lr=(0.1, 0.05), epochs=25),
+    "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.4, 0.1, 0.01), epochs=60),
+    "sb17-3h": dict(
+        dataset="mnist", arch="784-500-500-500-10", lr=(0.128, 0.032, 0.008, 0.002), epochs=160
+    ),
+}
+_SB17_COMMON = dict(
+    activation="hard_sigmoid", variant="random-sign", beta=1.0, batch_size=20,
+    persistent=True, solver="euler", dt0=0.5, optimizer="sgd",
+)
+for _p in PRESETS.values():
+    for _k, _v in _SB17_COMMON.items():
+        _p.setdefault(_k, _v)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as `config.json` in the run directory).
+
+    Relaxation: `solver`, `dt0`, `tol` (steady-state residual), `free_t1` / `nudged_t1`
+    (horizons of the two phases), `eval_t1` (horizon when evaluating from zero states).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    arch: str | None = None
+    activation: str = "hard_sigmoid"
+    formulation: str | None = None
+    algo: str = "ep"
+    variant: str = "random-sign"
+    beta: float = 1.0
+    lr: tuple[float, ...] = (0.1, 0.05)
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 20
+    epochs: int = 30
+    persistent: bool = True
+    solver: str = "euler"
+    dt0: float = 0.5
+    tol: float = 1e-3
+    free_t1: float = 50.0
+    nudged_t1: float = 50.0
+    eval_t1: float = 200.0
+    max_steps: int = 4096
+    eval_batch: int = 1000
+    val_size: int | None = None
+    seed: int = 0
+    chunk: int = 500
+    preset: str | None = None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr"] = list(self.lr)
+        return d
+
+
+DEFAULT_ARCH = {"digits": "64-256-10", "mnist": "784-500-10", "fashion-mnist": "784-500-10"}
+# fields that may differ between a run and its resumption
+_RESUMABLE = {"epochs", "data_dir", "chunk", "eval_batch"}
+
+
+def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
+    """Build a validated `TrainConfig` from an optional preset and explicit overrides.
+
+    `overrides` whose value is `None` are ignored (they mean "not given on the command line").
+    """
+    base: dict = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"`preset`={preset!r} is not known; choose one of {sorted(PRESETS)}.")
+        base.update(PRESETS[preset])
+        base["preset"] = preset
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(base) - fields
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)}; valid options are {sorted(fields)}.")
+    if "lr" in base:
+        lr = base["lr"]
+        if isinstance(lr, str):
+            try:
+                lr = tuple(float(v) for v in lr.split(","))
+            except ValueError:
+                raise ConfigError(
+                    f"`lr`={lr!r} must be one number or comma-separated per-layer numbers, "
+                    "input side first (e.g. '0.1,0.05')."
+                ) from None
+        elif isinstance(lr, (int, float)):
+            lr = (float(lr),)
+        base["lr"] = tuple(float(v) for v in lr)
+    cfg = TrainConfig(**base)
+    if cfg.arch is None:
+        cfg = dataclasses.replace(cfg, arch=DEFAULT_ARCH.get(cfg.dataset, "784-500-10"))
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: TrainConfig) -> None:
+    sizes = parse_arch(cfg.arch)
+    get_activation(cfg.activation)
+    if cfg.algo not in ALGOS:
+        raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"`variant`={cfg.variant!r} is not known; use one of {VARIANTS}.")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"`optimizer`={cfg.optimizer!r} is not known; use one of {OPTIMIZERS}.")
+    n_layers = len(sizes) - 1
+    if len(cfg.lr) not in (1, n_layers):
+        raise ConfigError(
+            f"`lr`={','.join(map(str, cfg.lr))} gives {len(cfg.lr)} rates but `arch`={cfg.arch!r} "
+            f"has {n_layers} weight layers; give one rate or {n_layers}, input side first."
+        )
+    if any(not (v > 0 and math.isfinite(v)) for v in cfg.lr):
+        raise ConfigError(f"`lr`={cfg.lr} must be positive finite numbers.")
+    for name in ("batch_size", "epochs", "eval_batch", "chunk"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, int) and v > 0):
+            raise ConfigError(f"`{name}`={v!r} must be a positive integer.")
+    if not cfg.beta > 0:
+        raise ConfigError(f"`beta`={cfg.beta} must be positive.")
+    _relax_configs(cfg)  # validates solver, dt0, tol, horizons
+
+
+def _relax_configs(cfg: TrainConfig):
+    common = dict(solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
+                  on_failure="ignore")
+    return (
+        RelaxConfig(t1=cfg.free_t1, **common),
+        RelaxConfig(t1=cfg.nudged_t1, **common),
+        RelaxConfig(t1=cfg.eval_t1, **common),
+    )
+
+
+def make_optimizer(cfg: TrainConfig, n_layers: int) -> optax.GradientTransformation:
+    """Per-layer optimiser: layer k's weight and bias share the k-th learning rate."""
+    lrs = cfg.lr * n_layers if len(cfg.lr) == 1 else cfg.lr
+
+    def one(lr):
+        if cfg.optimizer == "adam":
+            opt = optax.adam(lr)
+        else:
+            opt = optax.sgd(lr, momentum=cfg.momentum or None)
+        if cfg.weight_decay:
+            opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+        return opt
+
+    labels = tuple(str(k) for k in range(n_layers)) * 2  # (W_1..W_L, b_1..b_L)
+    return optax.multi_transform({str(k): one(lr) for k, lr in enumerate(lrs)}, labels)
+
+
+# ----------------------------------------------------------------------------------------
+# jitted pieces
+
+
+@eqx.filter_jit
+def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent):
+    n_classes = model.sizes[-1]
+
+    def step(carry, idx):
+        model, opt_state, particles, key = carry
+        key, sub = jax.random.split(key)
+        xb = x[idx]
+        lb = y[idx]
+        db = jax.nn.one_hot(lb, n_classes, dtype=xb.dtype)
+        if persistent:
+            s0 = tuple(p[idx] for p in particles)
+        else:
+            s0 = model.init_state(xb.shape[0], xb.dtype)
+        grads, aux = ep_gradient(model, xb, db, s0, ep_cfg, key=sub, labels=lb)
+        updates, opt_state = opt.update(grads, opt_state, model.params)
+        model = model.with_params(optax.apply_updates(model.params, updates))
+        if persistent:
+            particles = tuple(p.at[idx].set(s) for p, s in zip(particles, aux.free_states))
+        stats = dict(
+            loss=aux.loss, correct=aux.correct, free_steps=aux.free_steps,
+            nudged_steps=aux.nudged_steps, free_converged=aux.free_converged,
+            nudged_converged=aux.nudged_converged,
+        )
+        return (model, opt_state, particles, key), stats
+
+    (model, opt_state, particles, key), stats = jax.lax.scan(
+        step, (model, opt_state, particles, key), batches
+    )
+    return model, opt_state, particles, key, stats
+
+
+@eqx.filter_jit
+def _eval_batches(model, xb, yb, mask, relax_cfg):
+    n_classes = model.sizes[-1]
+
+    def step(_, inp):
+        x, y, m = inp
+        d = jax.nn.one_hot(y, n_classes, dtype=x.dtype)
+        res = relax_core(model, x, model.init_state(x.shape[0], x.dtype), 0.0, d, relax_cfg)
+        out = model.output(res.states)
+        cost = 0.5 * jnp.sum((out - d) ** 2, axis=-1)
+        correct = (jnp.argmax(out, -1) == y) & m
+        return None, (jnp.sum(correct), jnp.sum(jnp.where(m, cost, 0.0)), res.steps, res.converged)
+
+    _, out = jax.lax.scan(step, None, (xb, yb, mask))
+    return out
+
+
+def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000) -> dict:
+    """Accuracy, mean cost and relaxation statistics of `model` on `(x, y)` from zero states."""
+    n = int(x.shape[0])
+    if n == 0:
+        return dict(accuracy=float("nan"), loss=float("nan"), steps=0.0, converged=1.0)
+    batch = min(batch, n)
+    nb = -(-n // batch)
+    pad = nb * batch - n
+    xp = jnp.concatenate([jnp.asarray(x), jnp.zeros((pad, x.shape[1]), jnp.asarray(x).dtype)])
+    yp = jnp.concatenate([jnp.asarray(y), jnp.zeros((pad,), jnp.int32)])
+    mask = jnp.arange(nb * batch) < n
+    correct, cost, steps, conv = _eval_batches(
+        model, xp.reshape(nb, batch, -1), yp.reshape(nb, batch), mask.reshape(nb, batch), relax_cfg
+    )
+    return dict(
+        accuracy=float(jnp.sum(correct)) / n,
+        loss=float(jnp.sum(cost)) / n,
+        steps=float(jnp.mean(steps)),
+        converged=float(jnp.mean(conv)),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _atomic_write_bytes(path: Path, write: Callable) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    data = json.dumps(obj, indent=2, sort_keys=True).encode()
+    _atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def _save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> None:
+    leaves = jax.tree_util.tree_leaves(state)
+    arrays = {f"a{i}": np.asarray(a) for i, a in enumerate(leaves)}
+    _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+    write_json(run_dir / "checkpoint.json", {"epoch": epoch, "history": history,
+                                             "n_leaves": len(leaves)})
+
+
+def _load_checkpoint(run_dir: Path, template: dict):
+    meta_path, npz_path = run_dir / "checkpoint.json", run_dir / "checkpoint.npz"
+    if not meta_path.exists() or not npz_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(npz_path) as z:
+            leaves = [z[f"a{i}"] for i in range(meta["n_leaves"])]
+    except Exception as exc:
+        raise CheckpointError(
+            f"`resume` dir {str(run_dir)!r} has an unreadable checkpoint ({exc}); delete "
+            "checkpoint.* there to start over."
+        ) from exc
+    t_leaves, treedef = jax.tree_util.tree_flatten(template)
+    if len(leaves) != len(t_leaves) or any(
+        a.shape != b.shape for a, b in zip(leaves, t_leaves)
+    ):
+        raise CheckpointError(
+            f"the checkpoint in {str(run_dir)!r} does not match this configuration's shapes."
+        )
+    state = jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(a, dtype=b.dtype) for a, b in zip(leaves, t_leaves)]
+    )
+    return state, meta["epoch"], meta["history"]
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def _format_epoch(h: dict, epochs: int) -> str:
+    return (
+        f"epoch {h['epoch']:>3}/{epochs}  loss {h['loss']:.4f}  train {100 * h['train_accuracy']:.2f}%"
+        f"  val {100 * h['val_accuracy']:.2f}%  free steps {h['free_steps']:.1f}"
+        f"  nudged {h['nudged_steps']:.1f}  converged {100 * h['free_converged']:.0f}%"
+        f"  {h['seconds']:.1f}s"
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: Callable[[str], None] | None = print,
+    dataset=None,
+) -> dict:
+    """Train a layered Hopfield network with EP; return the metrics (also in `metrics.json`).
+
+    **Arguments:**
+
+    - `cfg`: a `TrainConfig` (see `resolve_config`).
+    - `run_dir`: where `config.json`, `checkpoint.*` and `metrics.json` go (`None`: nothing written).
+    - `resume`: continue from the checkpoint in `run_dir` (its `config.json` must match `cfg`
+      except for `epochs`).
+    - `progress`: called with one line per epoch (`None` for silence).
+    - `dataset`: an `eqdyn.data.Dataset` to use instead of loading `cfg.dataset`.
+    """
+    from ..data import load_dataset
+
+    say = progress or (lambda s: None)
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        cfg_path = run_dir / "config.json"
+        if resume:
+            if not cfg_path.exists():
+                raise CheckpointError(
+                    f"`resume` dir {str(run_dir)!r} has no config.json; is it a run directory?"
+                )
+            saved = json.loads(cfg_path.read_text())
+            now = cfg.to_json()
+            diff = {k: (saved.get(k), now[k]) for k in now if k not in _RESUMABLE
+                    and saved.get(k) != now[k]}
+            if diff:
+                raise CheckpointError(
+                    f"`resume` dir {str(run_dir)!r} was made with a different configuration: "
+                    + ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+                    + ". Resume with the saved settings or start a new run directory."
+                )
+        elif (run_dir / "checkpoint.json").exists():
+            raise CheckpointError(
+                f"`run_dir` {str(run_dir)!r} already holds a checkpoint; pass resume=True "
+                "(--resume) to continue it, or choose a new directory."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cfg_path, cfg.to_json())
+
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
+                               progress=progress)
+    sizes = parse_arch(cfg.arch)
+    if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
+        raise ConfigError(
+            f"`arch`={cfg.arch!r} does not fit the data set {dataset.name!r}: it has "
+            f"{dataset.input_dim} inputs and {dataset.n_classes} classes, so the arch must start "
+            f"with {dataset.input_dim} and end with {dataset.n_classes}."
+        )
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_train, k_perm = jax.random.split(key, 3)
+    model = LayeredHopfield(sizes, cfg.activation, cfg.formulation, key=k_init)
+    opt = make_optimizer(cfg, model.n_layers)
+    free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
+    ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
+
+    x_train = jnp.asarray(dataset.x_train)
+    y_train = jnp.asarray(dataset.y_train, jnp.int32)
+    n_train = x_train.shape[0]
+    n_batches = n_train // cfg.batch_size
+    if n_batches == 0:
+        raise ConfigError(
+            f"`batch_size`={cfg.batch_size} exceeds the {n_train} training examples."
+        )
+    n_chunks = -(-n_batches // cfg.chunk)
+    per_chunk = n_batches // n_chunks
+    particles = (
+        model.init_state(n_train) if cfg.persistent else tuple(jnp.zeros((0, n)) for n in sizes[1:])
+    )
+    state = dict(params=model.params, opt_state=opt.init(model.params), particles=particles,
+                 key=k_train)
+    start_epoch, history = 0, []
+    if resume and run_dir is not None:
+        loaded = _load_checkpoint(run_dir, state)
+        if loaded is not None:
+            state, start_epoch, history = loaded
+            say(f"resuming {run_dir} after epoch {start_epoch}")
+    model = model.with_params(state["params"])
+    opt_state, particles, key = state["opt_state"], state["particles"], state["key"]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n_train)
+        perm = perm[: n_chunks * per_chunk * cfg.batch_size]
+        perm = perm.reshape(n_chunks, per_chunk, cfg.batch_size)
+        stats = []
+        for c in range(n_chunks):
+            model, opt_state, particles, key, st = _train_chunk(
+                model, opt_state, particles, key, x_train, y_train, perm[c], ep_cfg, opt,
+                cfg.persistent,
+            )
+            stats.append(jax.device_get(st))
+        if not all(bool(jnp.all(jnp.isfinite(p))) for p in model.params):
+            raise ConvergenceError(
+                f"parameters became non-finite in epoch {epoch + 1}; lower `lr` (now {cfg.lr}) "
+                f"or `dt0` (now {cfg.dt0}). The last good checkpoint is kept."
+            )
+        st = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
+        n_seen = st["correct"].size * cfg.batch_size
+        val = evaluate(model, dataset.x_val, dataset.y_val, eval_cfg, cfg.eval_batch)
+        h = dict(
+            epoch=epoch + 1,
+            loss=float(np.mean(st["loss"])),
+            train_accuracy=float(np.sum(st["correct"]) / n_seen),
+            val_accuracy=val["accuracy"],
+            val_loss=val["loss"],
+            free_steps=float(np.mean(st["free_steps"])),
+            nudged_steps=float(np.mean(st["nudged_steps"])),
+            free_converged=float(np.mean(st["free_converged"])),
+            nudged_converged=float(np.mean(st["nudged_converged"])),
+            seconds=time.perf_counter() - t0,
+        )
+        history.append(h)
+        if run_dir is not None:
+            _save_checkpoint(run_dir, dict(params=model.params, opt_state=opt_state,
+                                           particles=particles, key=key), epoch + 1, history)
+        say(_format_epoch(h, cfg.epochs))
+
+    final = {
+        split: evaluate(model, getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}"),
+                        eval_cfg, cfg.eval_batch)
+        for split in ("train", "val", "test")
+    }
+    metrics = dict(
+        config=cfg.to_json(),
+        dataset=dataset.name,
+        n_train=int(n_train), n_val=int(dataset.x_val.shape[0]), n_test=int(dataset.x_test.shape[0]),
+        epochs=cfg.epochs,
+        train_accuracy=final["train"]["accuracy"],
+        val_accuracy=final["val"]["accuracy"],
+        test_accuracy=final["test"]["accuracy"],
+        train_error=1 - final["train"]["accuracy"],
+        test_error=1 - final["test"]["accuracy"],
+        eval_free_steps=final["test"]["steps"],
+        eval_converged=final["test"]["converged"],
+        mean_free_steps=float(np.mean([h["free_steps"] for h in history])) if history else None,
+        mean_nudged_steps=float(np.mean([h["nudged_steps"] for h in history])) if history else None,
+        wall_seconds=time.perf_counter() - t_start,
+        history=history,
+        backend=jax.default_backend(),
+    )
+    if run_dir is not None:
+        write_json(run_dir / "metrics.json", metrics)
+    say(
+        f"done: train {100 * metrics['train_accuracy']:.2f}%  val {100 * metrics['val_accuracy']:.2f}%"
+        f"  test {100 * metrics['test_accuracy']:.2f}%  ({metrics['wall_seconds']:.1f}s)"
+    )
+    metrics["model"] = model
+    return metrics
