@@ -341,6 +341,7 @@ def train(
     resume: bool = False,
     progress: Callable[[str], None] | None = print,
     dataset=None,
+    download: bool = False,
 ) -> dict:
     """Train a layered Hopfield network with EP; return the metrics (also in `metrics.json`).
 
@@ -352,6 +353,7 @@ def train(
       except for `epochs`).
     - `progress`: called with one line per epoch (`None` for silence).
     - `dataset`: an `eqdyn.data.Dataset` to use instead of loading `cfg.dataset`.
+    - `download`: fetch missing MNIST / Fashion-MNIST files from the public mirrors.
     """
     from ..data import load_dataset
 
@@ -385,7 +387,7 @@ def train(
 
     if dataset is None:
         dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
-                               progress=progress)
+                               download=download, progress=progress)
     sizes = parse_arch(cfg.arch)
     if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
         raise ConfigError(

@@ -90,7 +90,7 @@ class CompiledSystem:
 
     def constants(self, states, params, inputs, beta=0.0):
         """State-independent products (e.g. `x W_1`), computed once per relaxation."""
-        return self._fns["constants"](**self._kw(states, params, inputs, beta))
+        return self._fns["field"]["constants"](**self._kw(states, params, inputs, beta))
 
     def field(self, states, params, inputs, beta, constants=None):
         """The vector field `-dF/ds` (gradient form) or its leaky-integrator version."""

@@ -1,0 +1,30 @@
+"""eqdyn: continuous-time energy-based networks and Equilibrium Propagation.
+
+Derive (SymPy) -> integrate (diffrax) -> learn (JAX). See README.md for a tour.
+"""
+
+__version__ = "0.1.0"
+
+from ._errors import CheckpointError as CheckpointError
+from ._errors import ConfigError as ConfigError
+from ._errors import ConvergenceError as ConvergenceError
+from ._errors import DataError as DataError
+from ._errors import DerivationError as DerivationError
+from ._errors import EqdynError as EqdynError
+from .data import Dataset as Dataset
+from .data import load_dataset as load_dataset
+from .dynamics import RelaxConfig as RelaxConfig
+from .dynamics import RelaxResult as RelaxResult
+from .dynamics import relax as relax
+from .learning import EPConfig as EPConfig
+from .learning import TrainConfig as TrainConfig
+from .learning import ep_gradient as ep_gradient
+from .learning import resolve_config as resolve_config
+from .learning import train as train
+from .models import Activation as Activation
+from .models import LayeredHopfield as LayeredHopfield
+from .models import compile_system as compile_system
+from .models import register_activation as register_activation
+from .symbolic import Energy as Energy
+from .symbolic import derive as derive
+from .symbolic import layered_hopfield_energy as layered_hopfield_energy

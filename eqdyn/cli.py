@@ -1,0 +1,181 @@
+"""The `eqdyn` command line: parses arguments, calls the public API, writes results.
+
+    eqdyn train [--preset NAME] [--dataset digits|mnist|fashion-mnist] [...]
+    eqdyn derive --arch 784-500-10 --activation hard_sigmoid [--latex] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ._errors import EqdynError
+
+DERIVE_TOLERANCE = 1e-10
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train",
+        help="train a layered Hopfield network with Equilibrium Propagation",
+        description="Train with EP. A --preset sets defaults (e.g. sb17-1h, the paper's Table 2 "
+        "setting); any flag overrides it. Writes config.json, checkpoint.* (every epoch, "
+        "atomically) and metrics.json to the run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from .learning import PRESETS
+
+    g = p.add_argument_group("data")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="named settings (flags override)")
+    g.add_argument("--dataset", help="digits (bundled, default), mnist or fashion-mnist")
+    g.add_argument("--data-dir", help="folder with the IDX .gz files (or set EQDYN_DATA_DIR)")
+    g.add_argument("--download", action="store_true", help="fetch missing IDX files from mirrors")
+    g.add_argument("--val-size", type=int, help="validation examples carved from training data")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", help="layer sizes, input first, e.g. 784-500-10")
+    g.add_argument("--activation", help="hard_sigmoid (default), sigmoid or tanh")
+    g.add_argument("--formulation", choices=["gradient", "leaky"],
+                   help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
+    g = p.add_argument_group("learning")
+    g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
+                   help="EP nudging (default random-sign)")
+    g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
+    g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
+    g.add_argument("--optimizer", choices=["sgd", "adam"])
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=None,
+                   help="warm-start each example's free phase from its last fixed point")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("relaxation")
+    g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
+    g.add_argument("--dt0", type=float, help="(initial) step size in time units")
+    g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
+    g.add_argument("--free-t1", type=float, help="horizon of the free phase")
+    g.add_argument("--nudged-t1", type=float, help="horizon of the nudged phase")
+    g.add_argument("--eval-t1", type=float, help="horizon when evaluating from zero states")
+    g.add_argument("--max-steps", type=int)
+    g = p.add_argument_group("run")
+    g.add_argument("--run-dir", help="output folder (default runs/<time>-<dataset>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from .learning import resolve_config, train
+
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "variant",
+            "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size", "epochs",
+            "persistent", "seed", "solver", "dt0", "tol", "free_t1", "nudged_t1", "eval_t1",
+            "max_steps",
+        )
+    }
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.exists():
+            raise EqdynError(
+                f"`--resume` {str(run_dir)!r} has no config.json; point it at a run directory "
+                "written by `eqdyn train`."
+            )
+        saved = json.loads(cfg_path.read_text())
+        preset = saved.pop("preset", None)
+        saved.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = resolve_config(preset, **saved)
+    else:
+        cfg = resolve_config(args.preset, **overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
+            time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.dataset}"
+        )
+    say = None if args.quiet else (lambda s: print(s, flush=True))
+    print(f"eqdyn train: {cfg.dataset} {cfg.arch} {cfg.activation} EP/{cfg.variant} beta={cfg.beta}"
+          f" lr={','.join(map(str, cfg.lr))} batch={cfg.batch_size} epochs={cfg.epochs}"
+          f" -> {run_dir}", flush=True)
+    try:
+        metrics = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=say,
+                        download=args.download)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: eqdyn train --resume {run_dir}", file=sys.stderr)
+        return 130
+    print(f"test accuracy {metrics['test_accuracy']:.4f}; metrics in {run_dir / 'metrics.json'}")
+    return 0
+
+
+def _add_derive(sub):
+    p = sub.add_parser(
+        "derive",
+        help="derive and print the neuron dynamics and learning rule of an energy",
+        description="Derive ds_k/dt = -dF/ds_k and dF/dtheta of the layered Hopfield energy "
+        "with SymPy and print them; --check compares them with jax.grad in float64.",
+    )
+    p.add_argument("--arch", default="784-500-10", help="layer sizes, input first")
+    p.add_argument("--activation", default="hard_sigmoid", help="hard_sigmoid, sigmoid or tanh")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.add_argument("--code", action="store_true", help="also print the generated JAX source")
+    p.add_argument("--check", action="store_true",
+                   help=f"compare with jax.grad (float64); exit 1 if max error > {DERIVE_TOLERANCE:g}")
+    p.set_defaults(func=_cmd_derive)
+
+
+def _cmd_derive(args) -> int:
+    from .models import check_hopfield_derivation, get_activation, hopfield_system, parse_arch
+
+    sizes = parse_arch(args.arch)
+    get_activation(args.activation)
+    system = hopfield_system(sizes, args.activation, "gradient")
+    der = system.derivation
+    print(f"# layered Hopfield energy {'-'.join(map(str, sizes))}, rho = {args.activation}")
+    if args.latex:
+        print(der.latex())
+    else:
+        print(der)
+    if args.code:
+        print("\n# generated JAX code\n" + system.code.source)
+    if args.check:
+        err = check_hopfield_derivation(sizes, args.activation)
+        ok = err["max"] <= DERIVE_TOLERANCE
+        print(
+            f"check vs jax.grad (float64): max |dF/ds| error {err['state_grads']:.3e}, "
+            f"max |dF/dtheta| error {err['param_grads']:.3e}, |F| error {err['energy']:.3e} "
+            f"-> {'OK' if ok else 'FAILED'} (tolerance {DERIVE_TOLERANCE:g})"
+        )
+        return 0 if ok else 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="eqdyn",
+        description="Continuous-time energy-based networks and Equilibrium Propagation.",
+    )
+    parser.add_argument("--version", action="version", version=f"eqdyn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    _add_derive(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EqdynError as exc:
+        print(f"eqdyn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
