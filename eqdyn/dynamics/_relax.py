@@ -55,7 +55,12 @@ class RelaxConfig(eqx.Module):
     - `t1`: horizon; a relaxation that has not reached `tol` by then did not converge.
     - `max_steps`: solver step budget.
     - `adaptive`: PID step-size control (default: the solver's own default, see `SOLVERS`).
-    - `rtol`, `atol`: PID tolerances for adaptive solvers.
+    - `rtol`, `atol`: PID tolerances for adaptive solvers; by default `rtol = tol` and
+      `atol = tol / 100`. Looser local-error tolerances than the steady-state `tol` make an
+      explicit adaptive solver hover at its stability limit near the fixed point, with a
+      residual that never falls below `tol` (measured: Tsit5 with rtol 1e-3 on a sigmoid
+      784-256-256-10 net stalls at residual 5e-3; with rtol 1e-4, atol 1e-6 it converges to
+      1e-4 in 10 steps).
     - `on_failure`: `"warn"`, `"raise"` or `"ignore"` when `relax` does not converge.
     """
 
@@ -65,8 +70,8 @@ class RelaxConfig(eqx.Module):
     t1: float = eqx.field(static=True, default=200.0)
     max_steps: int = eqx.field(static=True, default=4096)
     adaptive: bool | None = eqx.field(static=True, default=None)
-    rtol: float = eqx.field(static=True, default=1e-3)
-    atol: float = eqx.field(static=True, default=1e-5)
+    rtol: float | None = eqx.field(static=True, default=None)
+    atol: float | None = eqx.field(static=True, default=None)
     on_failure: str = eqx.field(static=True, default="warn")
 
     def __check_init__(self):
@@ -117,7 +122,9 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
 
     solver_cls, _ = SOLVERS[config.solver]
     if config.is_adaptive:
-        controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
+        rtol = config.tol if config.rtol is None else config.rtol
+        atol = config.tol * 1e-2 if config.atol is None else config.atol
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
     event = diffrax.Event(diffrax.steady_state_event(rtol=0.0, atol=config.tol, norm=max_norm))
