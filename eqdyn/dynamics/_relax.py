@@ -2,7 +2,8 @@
 
 A relaxation integrates the derived field (`-dF/ds`, or its leaky-integrator form) from an
 initial state until the residual `max |ds/dt|` over the batch falls below `tol` (a diffrax
-`Event` with `steady_state_event`), or until the horizon `t1` / `max_steps` runs out, in which
+`Event` whose condition is the system's steady-state residual, see
+`CompiledSystem.residual`), or until the horizon `t1` / `max_steps` runs out, in which
 case the result says it did not converge. The teacher enters only through `beta`.
 """
 
@@ -51,6 +52,8 @@ class RelaxConfig(eqx.Module):
 
     - `solver`: one of `SOLVERS` (`"euler"`, `"tsit5"`, `"dopri5"`, `"kvaerno5"`, ...).
     - `dt0`: initial (adaptive) or fixed (`euler`, or `adaptive=False`) step in time units.
+      With a fixed step, choose `t1` a multiple of `dt0`: diffrax then takes exactly `dt0`
+      per step (otherwise the steps after the first are spread evenly up to `t1`).
     - `tol`: steady state when `max |ds/dt| < tol` over the batch.
     - `t1`: horizon; a relaxation that has not reached `tol` by then did not converge.
     - `max_steps`: solver step budget.
@@ -127,13 +130,17 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
-    event = diffrax.Event(diffrax.steady_state_event(rtol=0.0, atol=config.tol, norm=max_norm))
+    def steady(t, y, args, **kwargs):
+        return system.residual(y, vf(t, y, args)) < config.tol
+
+    event = diffrax.Event(steady)
+    dtype = s0[0].dtype  # times in the state's dtype, so a float32 model stays float32 under x64
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vf),
         solver_cls(),
-        t0=0.0,
-        t1=config.t1,
-        dt0=config.dt0,
+        t0=jnp.asarray(0.0, dtype),
+        t1=jnp.asarray(config.t1, dtype),
+        dt0=jnp.asarray(config.dt0, dtype),
         y0=tuple(s0),
         saveat=diffrax.SaveAt(t1=True),
         stepsize_controller=controller,
@@ -142,7 +149,7 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         throw=False,
     )
     states = tuple(a[-1] for a in sol.ys)
-    residual = max_norm(vf(0.0, states, None))
+    residual = system.residual(states, vf(0.0, states, None))
     converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
     converged = converged & jnp.isfinite(residual)
     return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1])

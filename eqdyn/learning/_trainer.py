@@ -443,6 +443,7 @@ def train(
                 f"parameters became non-finite in epoch {epoch + 1}; lower `lr` (now {cfg.lr}) "
                 f"or `dt0` (now {cfg.dt0}). The last good checkpoint is kept."
             )
+        train_seconds = time.perf_counter() - t0
         st = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
         n_seen = st["correct"].size * cfg.batch_size
         val = evaluate(model, dataset.x_val, dataset.y_val, eval_cfg, cfg.eval_batch)
@@ -452,10 +453,12 @@ def train(
             train_accuracy=float(np.sum(st["correct"]) / n_seen),
             val_accuracy=val["accuracy"],
             val_loss=val["loss"],
+            val_free_steps=val["steps"],
             free_steps=float(np.mean(st["free_steps"])),
             nudged_steps=float(np.mean(st["nudged_steps"])),
             free_converged=float(np.mean(st["free_converged"])),
             nudged_converged=float(np.mean(st["nudged_converged"])),
+            train_seconds=train_seconds,
             seconds=time.perf_counter() - t0,
         )
         history.append(h)

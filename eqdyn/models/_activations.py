@@ -31,6 +31,9 @@ class Activation:
     - `projection`: `True` when `rho` is the projection onto its range with `rho' = 1` inside
       (the hard sigmoid); allows the leaky-integrator formulation.
     - `latex`: how `rho` is written in equations.
+    - `bounds`: the range `(lo, hi)` a projection clips to (used by the steady-state test of the
+      leaky formulation: a potential past a bound that keeps moving outwards no longer changes
+      the state).
     """
 
     name: str
@@ -39,6 +42,7 @@ class Activation:
     d2: Callable | None = None
     projection: bool = False
     latex: str = r"\rho"
+    bounds: tuple[float, float] | None = None
 
 
 def _hard_sigmoid(u):
@@ -74,7 +78,8 @@ def _tanh_d2(u):
 
 ACTIVATIONS: dict[str, Activation] = {
     "hard_sigmoid": Activation(
-        "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True
+        "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True,
+        bounds=(0.0, 1.0),
     ),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2),
     "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2),
