@@ -112,6 +112,16 @@ class RelaxResult(eqx.Module):
     t: Float[Array, ""]
 
 
+class _Steady(eqx.Module):
+    """Steady-state event condition (a Module, so equal across calls: no retracing)."""
+
+    system: object = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+
+    def __call__(self, t, y, args, **kwargs):
+        return self.system.residual(y, self.system.ode(t, y, args)) < self.tol
+
+
 def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
     """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`."""
     system = model.system
@@ -119,9 +129,7 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
     inputs = model.inputs(x, d)
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
-
-    def vf(t, y, args):
-        return system.field(y, params, inputs, beta, consts)
+    args = (params, inputs, beta, consts)
 
     solver_cls, _ = SOLVERS[config.solver]
     if config.is_adaptive:
@@ -130,18 +138,16 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
-    def steady(t, y, args, **kwargs):
-        return system.residual(y, vf(t, y, args)) < config.tol
-
-    event = diffrax.Event(steady)
+    event = diffrax.Event(_Steady(system, config.tol))
     dtype = s0[0].dtype  # times in the state's dtype, so a float32 model stays float32 under x64
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vf),
+        diffrax.ODETerm(system.ode),
         solver_cls(),
         t0=jnp.asarray(0.0, dtype),
         t1=jnp.asarray(config.t1, dtype),
         dt0=jnp.asarray(config.dt0, dtype),
         y0=tuple(s0),
+        args=args,
         saveat=diffrax.SaveAt(t1=True),
         stepsize_controller=controller,
         event=event,
@@ -149,7 +155,7 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         throw=False,
     )
     states = tuple(a[-1] for a in sol.ys)
-    residual = system.residual(states, vf(0.0, states, None))
+    residual = system.residual(states, system.ode(0.0, states, args))
     converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
     converged = converged & jnp.isfinite(residual)
     return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1])

@@ -225,41 +225,44 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
 
 
 @eqx.filter_jit
-def _eval_batches(model, xb, yb, mask, relax_cfg):
-    n_classes = model.sizes[-1]
-
-    def step(_, inp):
-        x, y, m = inp
-        d = jax.nn.one_hot(y, n_classes, dtype=x.dtype)
-        res = relax_core(model, x, model.init_state(x.shape[0], x.dtype), 0.0, d, relax_cfg)
-        out = model.output(res.states)
-        cost = 0.5 * jnp.sum((out - d) ** 2, axis=-1)
-        correct = (jnp.argmax(out, -1) == y) & m
-        return None, (jnp.sum(correct), jnp.sum(jnp.where(m, cost, 0.0)), res.steps, res.converged)
-
-    _, out = jax.lax.scan(step, None, (xb, yb, mask))
-    return out
+def _eval_batch(model, x, y, mask, relax_cfg):
+    d = jax.nn.one_hot(y, model.sizes[-1], dtype=x.dtype)
+    res = relax_core(model, x, model.init_state(x.shape[0], x.dtype), 0.0, d, relax_cfg)
+    out = model.output(res.states)
+    cost = 0.5 * jnp.sum((out - d) ** 2, axis=-1)
+    correct = (jnp.argmax(out, -1) == y) & mask
+    return jnp.sum(correct), jnp.sum(jnp.where(mask, cost, 0.0)), res.steps, res.converged
 
 
 def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000) -> dict:
-    """Accuracy, mean cost and relaxation statistics of `model` on `(x, y)` from zero states."""
+    """Accuracy, mean cost and relaxation statistics of `model` on `(x, y)` from zero states.
+
+    Every batch has the same shape (the last is padded and masked), so one compilation serves
+    all splits and sizes.
+    """
     n = int(x.shape[0])
     if n == 0:
         return dict(accuracy=float("nan"), loss=float("nan"), steps=0.0, converged=1.0)
-    batch = min(batch, n)
-    nb = -(-n // batch)
-    pad = nb * batch - n
-    xp = jnp.concatenate([jnp.asarray(x), jnp.zeros((pad, x.shape[1]), jnp.asarray(x).dtype)])
-    yp = jnp.concatenate([jnp.asarray(y), jnp.zeros((pad,), jnp.int32)])
-    mask = jnp.arange(nb * batch) < n
-    correct, cost, steps, conv = _eval_batches(
-        model, xp.reshape(nb, batch, -1), yp.reshape(nb, batch), mask.reshape(nb, batch), relax_cfg
-    )
+    x = np.asarray(x)
+    y = np.asarray(y, np.int32)
+    correct = cost = 0.0
+    steps, conv = [], []
+    for i in range(0, n, batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        m = xb.shape[0]
+        mask = np.arange(batch) < m
+        if m < batch:
+            xb = np.concatenate([xb, np.zeros((batch - m, x.shape[1]), x.dtype)])
+            yb = np.concatenate([yb, np.zeros(batch - m, np.int32)])
+        c, l, s, v = _eval_batch(model, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask),
+                                 relax_cfg)
+        correct += float(c)
+        cost += float(l)
+        steps.append(int(s))
+        conv.append(bool(v))
     return dict(
-        accuracy=float(jnp.sum(correct)) / n,
-        loss=float(jnp.sum(cost)) / n,
-        steps=float(jnp.mean(steps)),
-        converged=float(jnp.mean(conv)),
+        accuracy=correct / n, loss=cost / n, steps=float(np.mean(steps)),
+        converged=float(np.mean(conv)),
     )
 
 

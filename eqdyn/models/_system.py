@@ -124,6 +124,15 @@ class CompiledSystem:
             parts.append(jnp.max(a))
         return jnp.max(jnp.stack(parts))
 
+    def ode(self, t, y, args):
+        """The field as a diffrax vector field, `args = (params, inputs, beta, constants)`.
+
+        A bound method of a cached system compares equal across calls, so diffrax's internal
+        `jit` is not retraced for every relaxation (a fresh closure would be).
+        """
+        params, inputs, beta, constants = args
+        return self.field(y, params, inputs, beta, constants)
+
     def state_grads(self, states, params, inputs, beta):
         """`dF/ds_k` for every state (exact gradient, whatever the formulation)."""
         return self._fns["exact"]["state_grads"](**self._kw(states, params, inputs, beta))

@@ -213,9 +213,9 @@ def _diff_term(term: sp.Expr, wrt: sp.MatrixSymbol, energy: Energy, index: int) 
             "matrix products, Hadamard products and elementwise functions."
         ) from exc
     d = d.doit() if hasattr(d, "doit") else d
-    if isinstance(d, sp.Derivative) or getattr(d, "has", lambda *_: False)(sp.Derivative) and any(
-        isinstance(a, sp.Derivative) and a.expr.has(wrt) for a in sp.preorder_traversal(d)
-    ):
+    unevaluated = [a for a in sp.preorder_traversal(d)
+                   if isinstance(a, sp.Derivative) and a.expr.has(wrt)]
+    if unevaluated:
         raise DerivationError(
             f"SymPy left an unevaluated derivative when differentiating term {index} of "
             f"`{energy.name}` with respect to `{wrt.name}`: {term}. Rewrite the term at the matrix "
