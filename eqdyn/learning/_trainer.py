@@ -80,7 +80,7 @@ class TrainConfig:
     tol: float = 1e-3
     free_t1: float = 50.0
     nudged_t1: float = 50.0
-    eval_t1: float = 200.0
+    eval_t1: float = 500.0
     max_steps: int = 4096
     eval_batch: int = 1000
     val_size: int | None = None
