@@ -10,3 +10,7 @@ from ._trainer import evaluate as evaluate
 from ._trainer import make_optimizer as make_optimizer
 from ._trainer import resolve_config as resolve_config
 from ._trainer import train as train
+from ._references import bptt_gradient as bptt_gradient
+from ._references import chl_gradient as chl_gradient
+from ._references import feedforward_backprop_gradient as feedforward_backprop_gradient
+from ._references import rbp_gradient as rbp_gradient
