@@ -39,6 +39,9 @@ def _add_train(sub):
     g.add_argument("--formulation", choices=["gradient", "leaky"],
                    help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
     g = p.add_argument_group("learning")
+    g.add_argument("--algo", choices=["ep", "chl", "rbp", "bptt"],
+                   help="learning rule: EP (default), contrastive Hebbian learning, recurrent "
+                   "backprop at the fixed point, backprop through time")
     g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
                    help="EP nudging (default random-sign)")
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
@@ -74,7 +77,7 @@ def _cmd_train(args) -> int:
     overrides = {
         k: getattr(args, k)
         for k in (
-            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "variant",
+            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "algo", "variant",
             "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size", "epochs",
             "persistent", "seed", "solver", "dt0", "tol", "free_t1", "nudged_t1", "eval_t1",
             "max_steps",
@@ -98,7 +101,8 @@ def _cmd_train(args) -> int:
             time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.dataset}"
         )
     say = None if args.quiet else (lambda s: print(s, flush=True))
-    print(f"eqdyn train: {cfg.dataset} {cfg.arch} {cfg.activation} EP/{cfg.variant} beta={cfg.beta}"
+    rule = f"EP/{cfg.variant} beta={cfg.beta}" if cfg.algo == "ep" else cfg.algo.upper()
+    print(f"eqdyn train: {cfg.dataset} {cfg.arch} {cfg.activation} {rule}"
           f" lr={','.join(map(str, cfg.lr))} batch={cfg.batch_size} epochs={cfg.epochs}"
           f" -> {run_dir}", flush=True)
     try:

@@ -212,7 +212,8 @@ def relax(
         got = tuple(s.shape for s in s0)
         if got != want:
             raise ConfigError(f"`s0` has shapes {got}; expected {want} (one array per layer).")
-    res = _relax_jit(model, x, s0, beta, d, config)
+    # beta as an array: a Python float would be a static argument and recompile per value
+    res = _relax_jit(model, x, s0, jnp.asarray(beta, x.dtype), d, config)
     if not np.isfinite(float(res.residual)):
         raise ConvergenceError(
             f"the relaxation produced non-finite states (residual {float(res.residual)}) with "

@@ -77,11 +77,11 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     params = model.params
     inputs = model.inputs(x, d)
     batch = x.shape[0]
+    if config.variant == "random-sign" and key is None:
+        raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
     free = relax_core(model, x, s0, 0.0, d, config.free)
     beta = jnp.asarray(config.beta, x.dtype)
     if config.variant == "random-sign":
-        if key is None:
-            raise ConfigError("`key` is required for variant='random-sign'.")
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
     nudged = relax_core(model, x, free.states, beta, d, config.nudged)
     g_plus = system.param_grads(nudged.states, params, inputs)

@@ -9,6 +9,7 @@ Each epoch ends with an atomic checkpoint; `resume=True` continues bit-for-bit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -27,10 +28,13 @@ from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
 from ..models import LayeredHopfield, get_activation, parse_arch
 from ._ep import VARIANTS, EPConfig, ep_gradient
+from ._references import bptt_gradient, chl_gradient, rbp_gradient
 
 __all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config"]
 
-ALGOS = ("ep",)
+#: Learning rules `train` can run: EP, contrastive Hebbian learning, and the exact references
+#: (recurrent backprop at the fixed point, backprop through the Euler free relaxation).
+ALGOS = ("ep", "chl", "rbp", "bptt")
 OPTIMIZERS = ("sgd", "adam")
 
 #: Named settings; flags override them. See README for their provenance.
@@ -172,16 +176,25 @@ def _relax_configs(cfg: TrainConfig):
 
 
 def make_optimizer(cfg: TrainConfig, n_layers: int) -> optax.GradientTransformation:
-    """Per-layer optimiser: layer k's weight and bias share the k-th learning rate."""
-    lrs = cfg.lr * n_layers if len(cfg.lr) == 1 else cfg.lr
+    """Per-layer optimiser: layer k's weight and bias share the k-th learning rate.
+
+    Cached per setting: the optimiser is a static argument of the compiled training step, so
+    an equal one must be the same object for repeated `train` calls not to recompile.
+    """
+    return _optimizer(cfg.optimizer, tuple(cfg.lr), cfg.momentum, cfg.weight_decay, n_layers)
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizer(name, lr, momentum, weight_decay, n_layers) -> optax.GradientTransformation:
+    lrs = lr * n_layers if len(lr) == 1 else lr
 
     def one(lr):
-        if cfg.optimizer == "adam":
+        if name == "adam":
             opt = optax.adam(lr)
         else:
-            opt = optax.sgd(lr, momentum=cfg.momentum or None)
-        if cfg.weight_decay:
-            opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+            opt = optax.sgd(lr, momentum=momentum or None)
+        if weight_decay:
+            opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
         return opt
 
     labels = tuple(str(k) for k in range(n_layers)) * 2  # (W_1..W_L, b_1..b_L)
@@ -192,8 +205,39 @@ def make_optimizer(cfg: TrainConfig, n_layers: int) -> optax.GradientTransformat
 # jitted pieces
 
 
+def _estimate(algo, model, xb, db, s0, key, labels, ep_cfg: EPConfig):
+    """Run one learning rule; return `(grads, free_states, stats)` in a common format."""
+    zero = jnp.zeros((), jnp.int32)
+    if algo == "ep":
+        grads, a = ep_gradient(model, xb, db, s0, ep_cfg, key=key, labels=labels)
+        return grads, a.free_states, dict(
+            loss=a.loss, correct=a.correct, free_steps=a.free_steps, nudged_steps=a.nudged_steps,
+            free_converged=a.free_converged, nudged_converged=a.nudged_converged)
+    if algo == "chl":
+        grads, a = chl_gradient(model, xb, db, s0, ep_cfg.free, clamped_config=ep_cfg.nudged,
+                                labels=labels)
+        return grads, a.free_states, dict(
+            loss=a.loss, correct=a.correct, free_steps=a.free_steps, nudged_steps=a.clamped_steps,
+            free_converged=a.free_converged, nudged_converged=a.clamped_converged)
+    if algo == "rbp":
+        grads, a = rbp_gradient(model, xb, db, s0, ep_cfg.free, labels=labels)
+        return grads, a.free_states, dict(
+            loss=a.loss, correct=a.correct, free_steps=a.steps, nudged_steps=zero,
+            free_converged=a.converged, nudged_converged=a.adjoint_converged)
+    if algo == "bptt":
+        n_steps = max(1, int(round(ep_cfg.free.t1 / ep_cfg.free.dt0)))
+        grads, a = bptt_gradient(model, xb, db, s0, dt=ep_cfg.free.dt0, n_steps=n_steps,
+                                 labels=labels)
+        return grads, a.final_states, dict(
+            loss=a.loss, correct=a.correct, free_steps=jnp.asarray(n_steps, jnp.int32),
+            nudged_steps=zero, free_converged=a.residual < ep_cfg.free.tol,
+            nudged_converged=jnp.asarray(True))
+    raise ConfigError(f"`algo`={algo!r} is not known; use one of {ALGOS}.")
+
+
 @eqx.filter_jit
-def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent):
+def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent,
+                 algo="ep"):
     n_classes = model.sizes[-1]
 
     def step(carry, idx):
@@ -206,16 +250,11 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
             s0 = tuple(p[idx] for p in particles)
         else:
             s0 = model.init_state(xb.shape[0], xb.dtype)
-        grads, aux = ep_gradient(model, xb, db, s0, ep_cfg, key=sub, labels=lb)
+        grads, free_states, stats = _estimate(algo, model, xb, db, s0, sub, lb, ep_cfg)
         updates, opt_state = opt.update(grads, opt_state, model.params)
         model = model.with_params(optax.apply_updates(model.params, updates))
         if persistent:
-            particles = tuple(p.at[idx].set(s) for p, s in zip(particles, aux.free_states))
-        stats = dict(
-            loss=aux.loss, correct=aux.correct, free_steps=aux.free_steps,
-            nudged_steps=aux.nudged_steps, free_converged=aux.free_converged,
-            nudged_converged=aux.nudged_converged,
-        )
+            particles = tuple(p.at[idx].set(s) for p, s in zip(particles, free_states))
         return (model, opt_state, particles, key), stats
 
     (model, opt_state, particles, key), stats = jax.lax.scan(
@@ -346,7 +385,12 @@ def train(
     dataset=None,
     download: bool = False,
 ) -> dict:
-    """Train a layered Hopfield network with EP; return the metrics (also in `metrics.json`).
+    """Train a layered Hopfield network; return the metrics (also in `metrics.json`).
+
+    The learning rule is `cfg.algo`: EP (`"ep"`, with `cfg.variant`), contrastive Hebbian
+    learning (`"chl"`), recurrent backprop at the fixed point (`"rbp"`) or backprop through the
+    Euler free relaxation of `free_t1 / dt0` steps (`"bptt"`); all share the same network, data,
+    relaxation and optimiser.
 
     **Arguments:**
 
@@ -413,6 +457,8 @@ def train(
         raise ConfigError(
             f"`batch_size`={cfg.batch_size} exceeds the {n_train} training examples."
         )
+    # equal chunks (one compilation); when `chunk` does not divide the batch count, up to
+    # n_chunks - 1 batches of each epoch's random permutation are left out
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
     particles = (
@@ -438,7 +484,7 @@ def train(
         for c in range(n_chunks):
             model, opt_state, particles, key, st = _train_chunk(
                 model, opt_state, particles, key, x_train, y_train, perm[c], ep_cfg, opt,
-                cfg.persistent,
+                cfg.persistent, cfg.algo,
             )
             stats.append(jax.device_get(st))
         if not all(bool(jnp.all(jnp.isfinite(p))) for p in model.params):

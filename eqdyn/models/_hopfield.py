@@ -87,6 +87,11 @@ class LayeredHopfield(eqx.Module):
             raise ConfigError(
                 f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}."
             )
+        if formulation == "leaky" and not act.projection:
+            raise ConfigError(
+                f"`formulation`='leaky' needs a projection activation (rho' = 1 where "
+                f"unsaturated, like 'hard_sigmoid'); {act.name!r} is not one. Use 'gradient'."
+            )
         self.formulation = formulation
         if weights is None:
             keys = jax.random.split(key, len(self.sizes) - 1)

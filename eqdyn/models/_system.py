@@ -79,7 +79,8 @@ class CompiledSystem:
         kw = dict(zip(self.state_names, states))
         kw.update(zip(self.param_names, params))
         kw.update(zip(self.input_names, inputs))
-        kw[python_name(e.beta.name)] = beta
+        if e.scalars:
+            kw[python_name(e.beta.name)] = beta
         return kw
 
     def observe(self, states):

@@ -272,7 +272,7 @@ def generate_code(derivation: Derivation) -> GeneratedCode:
             lines.append(em.matrix(e) if matrix else em.scalar(e))
         used.update(em.used_functions)
         body = ",\n        ".join(lines)
-        ret = f"({body},)" if matrix else (lines[0] if lines else "0.0")
+        ret = (f"({body},)" if lines else "()") if matrix else (lines[0] if lines else "0.0")
         return f"def {name}(*, {sig}{extra}):\n{prelude}    return {ret}\n"
 
     hoisted, consts = hoist_constants(list(derivation.state_grads.values()), energy)
