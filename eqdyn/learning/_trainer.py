@@ -406,6 +406,16 @@ def train(
 
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
+                               download=download, progress=progress)
+    sizes = parse_arch(cfg.arch)
+    if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
+        raise ConfigError(
+            f"`arch`={cfg.arch!r} does not fit the data set {dataset.name!r}: it has "
+            f"{dataset.input_dim} inputs and {dataset.n_classes} classes, so the arch must start "
+            f"with {dataset.input_dim} and end with {dataset.n_classes}."
+        )
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         cfg_path = run_dir / "config.json"
@@ -432,16 +442,6 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, cfg.to_json())
 
-    if dataset is None:
-        dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
-                               download=download, progress=progress)
-    sizes = parse_arch(cfg.arch)
-    if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
-        raise ConfigError(
-            f"`arch`={cfg.arch!r} does not fit the data set {dataset.name!r}: it has "
-            f"{dataset.input_dim} inputs and {dataset.n_classes} classes, so the arch must start "
-            f"with {dataset.input_dim} and end with {dataset.n_classes}."
-        )
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_train, k_perm = jax.random.split(key, 3)
     model = LayeredHopfield(sizes, cfg.activation, cfg.formulation, key=k_init)

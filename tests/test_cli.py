@@ -1,0 +1,82 @@
+"""The `eqdyn` command line, used as a newcomer would."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eqdyn.cli import main
+
+
+def test_help_runs_as_a_program():
+    out = subprocess.run([sys.executable, "-m", "eqdyn.cli", "train", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "--preset" in out.stdout and "sb17-1h" in out.stdout
+
+
+def test_derive_prints_equations_and_checks(capsys):
+    assert main(["derive", "--arch", "6-5-4-3", "--activation", "sigmoid", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "dh_1/dt = -dF/dh_1" in out and "dF/dW_3" in out
+    assert "-> OK" in out
+
+
+def test_derive_latex_and_code(capsys):
+    assert main(["derive", "--arch", "4-3-2", "--latex", "--code"]) == 0
+    out = capsys.readouterr().out
+    assert r"\rho'" in out and "def state_grads" in out and "@" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["derive", "--arch", "784-x-10"], "malformed"),
+        (["derive", "--activation", "relu"], "not known"),
+        (["train", "--lr", "a,b"], "comma-separated"),
+        (["train", "--arch", "784-500-10"], "does not fit"),
+        (["train", "--resume", "/nonexistent/run"], "no config.json"),
+        (["train", "--dataset", "cifar"], "cifar"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+
+
+def test_unknown_flag_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--wrong"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --wrong" in capsys.readouterr().err
+
+
+def test_train_then_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--arch", "64-16-10", "--epochs", "1", "--variant", "one-sided",
+            "--beta", "0.5", "--lr", "0.2,0.1", "--batch-size", "10", "--run-dir", str(run)]
+    assert main(argv) == 0
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["epochs"] == 1 and len(first["history"]) == 1
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "epoch   2/2" in out
+    second = json.loads((run / "metrics.json").read_text())
+    assert second["epochs"] == 2 and [h["epoch"] for h in second["history"]] == [1, 2]
+    # a run directory is never silently overwritten
+    assert main(argv) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["chl", "rbp", "bptt"])
+def test_train_other_learning_rules(algo, tmp_path):
+    run = tmp_path / algo
+    argv = ["train", "--algo", algo, "--arch", "64-16-10", "--epochs", "1", "--quiet",
+            "--free-t1", "20", "--nudged-t1", "20", "--eval-t1", "50", "--run-dir", str(run)]
+    assert main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["algo"] == algo
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
