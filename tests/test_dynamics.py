@@ -354,3 +354,14 @@ def test_hoisted_constants_do_not_change_the_field(act, rng):
     assert len(consts) == len(system.code.constants) >= 1
     np.testing.assert_allclose(consts[0], np.asarray(x) @ np.asarray(model.weights[0]), atol=1e-14)
     assert _maxabs(a, b) < 1e-14
+
+
+def test_float32_divergence_raises_quickly(rng):
+    # Euler at dt0 = 10 multiplies the leak by -9 per step: float32 overflows within 100 steps
+    model = _model(SIZES, "sigmoid", rng, dtype=np.float32)
+    x = jnp.asarray(rng.uniform(size=(2, SIZES[0])), jnp.float32)
+    cfg = RelaxConfig(solver="euler", dt0=10.0, t1=1000.0, on_failure="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ConvergenceError, match="non-finite states"):
+            relax(model, x, config=cfg)
