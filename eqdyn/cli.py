@@ -56,6 +56,9 @@ def _add_train(sub):
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("relaxation")
     g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
+    g.add_argument("--backend", choices=["diffrax", "fused"],
+                   help="diffrax (default), or fused: the same Euler steps in one while loop "
+                   "with one field evaluation per step")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
     g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
     g.add_argument("--free-t1", type=float, help="horizon of the free phase")
@@ -77,10 +80,10 @@ def _cmd_train(args) -> int:
     overrides = {
         k: getattr(args, k)
         for k in (
-            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "algo", "variant",
-            "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size", "epochs",
-            "persistent", "seed", "solver", "dt0", "tol", "free_t1", "nudged_t1", "eval_t1",
-            "max_steps",
+            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "algo",
+            "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
+            "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
+            "nudged_t1", "eval_t1", "max_steps",
         )
     }
     if args.resume:

@@ -365,3 +365,28 @@ def test_float32_divergence_raises_quickly(rng):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(ConvergenceError, match="non-finite states"):
             relax(model, x, config=cfg)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "hard_sigmoid"])
+def test_fused_euler_backend_equals_diffrax(act, rng):
+    model = _model(SIZES, act, rng, scale=2.0, bias=0.3)
+    x, d = _data(rng, 4, SIZES)
+    s0 = model.init_state(4)
+    out = {}
+    for backend in ("diffrax", "fused"):
+        cfg = RelaxConfig(solver="euler", dt0=0.5, tol=1e-6, t1=100.0, on_failure="ignore",
+                          backend=backend)
+        out[backend] = relax_core(model, x, s0, 0.7, d, cfg)
+    a, b = out["diffrax"], out["fused"]
+    assert int(a.steps) == int(b.steps) > 0
+    assert bool(a.converged) == bool(b.converged)
+    for u, v in zip(a.states, b.states):
+        np.testing.assert_allclose(u, v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(float(a.residual), float(b.residual), rtol=1e-10)
+
+
+def test_fused_backend_is_euler_only():
+    with pytest.raises(ConfigError, match="fixed-step Euler only"):
+        RelaxConfig(solver="tsit5", backend="fused")
+    with pytest.raises(ConfigError, match="`backend`='jit' is not known"):
+        RelaxConfig(backend="jit")

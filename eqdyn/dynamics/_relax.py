@@ -20,7 +20,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._errors import ConfigError, ConvergenceError
 
-__all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "SOLVERS", "max_norm"]
+__all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "SOLVERS", "BACKENDS", "max_norm"]
 
 #: Solvers by name: (diffrax class, adaptive by default).
 SOLVERS = {
@@ -37,6 +37,10 @@ SOLVERS = {
 }
 
 ON_FAILURE = ("warn", "raise", "ignore")
+#: "diffrax": `diffrax.diffeqsolve` with a steady-state `Event` (any solver).
+#: "fused": the same fixed-step Euler relaxation and stopping rule as one `lax.while_loop` that
+#: evaluates the field once per step (diffrax evaluates it again for the event condition).
+BACKENDS = ("diffrax", "fused")
 
 
 def max_norm(tree) -> Array:
@@ -65,6 +69,9 @@ class RelaxConfig(eqx.Module):
       784-256-256-10 net stalls at residual 5e-3; with rtol 1e-4, atol 1e-6 it converges to
       1e-4 in 10 steps).
     - `on_failure`: `"warn"`, `"raise"` or `"ignore"` when `relax` does not converge.
+    - `backend`: `"diffrax"` (default) or `"fused"` (fixed-step Euler in one `lax.while_loop`,
+      one field evaluation per step; same steps and states as diffrax's Euler when `t1` is a
+      multiple of `dt0`, checked in the tests).
     """
 
     solver: str = eqx.field(static=True, default="euler")
@@ -76,8 +83,18 @@ class RelaxConfig(eqx.Module):
     rtol: float | None = eqx.field(static=True, default=None)
     atol: float | None = eqx.field(static=True, default=None)
     on_failure: str = eqx.field(static=True, default="warn")
+    backend: str = eqx.field(static=True, default="diffrax")
 
     def __check_init__(self):
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"`backend`={self.backend!r} is not known; use one of {BACKENDS}."
+            )
+        if self.backend == "fused" and self.solver != "euler":
+            raise ConfigError(
+                f"`backend`='fused' implements fixed-step Euler only, not `solver`="
+                f"{self.solver!r}; use backend='diffrax' for other solvers."
+            )
         if self.solver not in SOLVERS:
             raise ConfigError(
                 f"`solver`={self.solver!r} is not known; choose one of {sorted(SOLVERS)}."
@@ -122,6 +139,28 @@ class _Steady(eqx.Module):
         return self.system.residual(y, self.system.ode(t, y, args)) < self.tol
 
 
+def _relax_fused(system, args, s0, config: RelaxConfig) -> RelaxResult:
+    dtype = s0[0].dtype
+    dt = jnp.asarray(config.dt0, dtype)
+    n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
+
+    def cond(carry):
+        _, _, r, k = carry
+        return (r >= config.tol) & (k < n_max)
+
+    def body(carry):
+        y, f, _, k = carry
+        y = tuple(a + dt * b for a, b in zip(y, f))
+        f = system.ode(None, y, args)
+        return y, f, system.residual(y, f), k + 1
+
+    f0 = system.ode(None, tuple(s0), args)
+    init = (tuple(s0), f0, system.residual(tuple(s0), f0), jnp.asarray(0, jnp.int32))
+    y, _, r, k = jax.lax.while_loop(cond, body, init)
+    converged = (r < config.tol) & jnp.isfinite(r)
+    return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
+
+
 def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
     """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`."""
     system = model.system
@@ -130,6 +169,8 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
     args = (params, inputs, beta, consts)
+    if config.backend == "fused":
+        return _relax_fused(system, args, s0, config)
 
     solver_cls, _ = SOLVERS[config.solver]
     if config.is_adaptive:

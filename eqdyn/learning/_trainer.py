@@ -80,6 +80,7 @@ class TrainConfig:
     epochs: int = 30
     persistent: bool = True
     solver: str = "euler"
+    backend: str = "diffrax"
     dt0: float = 0.5
     tol: float = 1e-3
     free_t1: float = 50.0
@@ -100,7 +101,7 @@ class TrainConfig:
 
 DEFAULT_ARCH = {"digits": "64-256-10", "mnist": "784-500-10", "fashion-mnist": "784-500-10"}
 # fields that may differ between a run and its resumption
-_RESUMABLE = {"epochs", "data_dir", "chunk", "eval_batch"}
+_RESUMABLE = {"epochs", "data_dir", "chunk", "eval_batch", "backend"}
 
 
 def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
@@ -167,7 +168,7 @@ def _validate(cfg: TrainConfig) -> None:
 
 def _relax_configs(cfg: TrainConfig):
     common = dict(solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
-                  on_failure="ignore")
+                  on_failure="ignore", backend=cfg.backend)
     return (
         RelaxConfig(t1=cfg.free_t1, **common),
         RelaxConfig(t1=cfg.nudged_t1, **common),
