@@ -129,17 +129,32 @@ class RelaxResult(eqx.Module):
     t: Float[Array, ""]
 
 
-class _Steady(eqx.Module):
-    """Steady-state event condition (a Module, so equal across calls: no retracing)."""
+class _Field(eqx.Module):
+    """The system's field as a diffrax vector field, with the components of clamped states set
+    to zero (a Module, so equal across calls: diffrax does not retrace)."""
 
     system: object = eqx.field(static=True)
+    clamped: tuple[bool, ...] | None = eqx.field(static=True, default=None)
+
+    def __call__(self, t, y, args):
+        f = self.system.ode(t, y, args)
+        if self.clamped is None:
+            return f
+        return tuple(jnp.zeros_like(a) if c else a for a, c in zip(f, self.clamped))
+
+
+class _Steady(eqx.Module):
+    """Steady-state event condition: the system's residual of the (masked) field below `tol`."""
+
+    field: _Field
     tol: float = eqx.field(static=True)
 
     def __call__(self, t, y, args, **kwargs):
-        return self.system.residual(y, self.system.ode(t, y, args)) < self.tol
+        return self.field.system.residual(y, self.field(t, y, args)) < self.tol
 
 
-def _relax_fused(system, args, s0, config: RelaxConfig) -> RelaxResult:
+def _relax_fused(field: _Field, args, s0, config: RelaxConfig) -> RelaxResult:
+    system = field.system
     dtype = s0[0].dtype
     dt = jnp.asarray(config.dt0, dtype)
     n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
@@ -151,26 +166,31 @@ def _relax_fused(system, args, s0, config: RelaxConfig) -> RelaxResult:
     def body(carry):
         y, f, _, k = carry
         y = tuple(a + dt * b for a, b in zip(y, f))
-        f = system.ode(None, y, args)
+        f = field(None, y, args)
         return y, f, system.residual(y, f), k + 1
 
-    f0 = system.ode(None, tuple(s0), args)
+    f0 = field(None, tuple(s0), args)
     init = (tuple(s0), f0, system.residual(tuple(s0), f0), jnp.asarray(0, jnp.int32))
     y, _, r, k = jax.lax.while_loop(cond, body, init)
     converged = (r < config.tol) & jnp.isfinite(r)
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
 
 
-def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
-    """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`."""
+def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> RelaxResult:
+    """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`.
+
+    `clamped` (optional, one bool per state) holds the flagged states at their values in `s0`
+    (their field is masked to zero), e.g. the output in contrastive Hebbian learning.
+    """
     system = model.system
+    field = _Field(system, None if clamped is None else tuple(bool(c) for c in clamped))
     params = model.params
     inputs = model.inputs(x, d)
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
     args = (params, inputs, beta, consts)
     if config.backend == "fused":
-        return _relax_fused(system, args, s0, config)
+        return _relax_fused(field, args, s0, config)
 
     solver_cls, _ = SOLVERS[config.solver]
     if config.is_adaptive:
@@ -179,10 +199,10 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
-    event = diffrax.Event(_Steady(system, config.tol))
+    event = diffrax.Event(_Steady(field, config.tol))
     dtype = s0[0].dtype  # times in the state's dtype, so a float32 model stays float32 under x64
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(system.ode),
+        diffrax.ODETerm(field),
         solver_cls(),
         t0=jnp.asarray(0.0, dtype),
         t1=jnp.asarray(config.t1, dtype),
@@ -196,7 +216,7 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig) -> RelaxResult:
         throw=False,
     )
     states = tuple(a[-1] for a in sol.ys)
-    residual = system.residual(states, system.ode(0.0, states, args))
+    residual = system.residual(states, field(0.0, states, args))
     converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
     converged = converged & jnp.isfinite(residual)
     return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1])

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array
 
 from .._errors import ConfigError
-from ..dynamics import SOLVERS, RelaxConfig, relax_core
+from ..dynamics import RelaxConfig, relax_core
 from ..models._activations import get_activation
 
 __all__ = [
@@ -302,70 +301,6 @@ class CHLResult(eqx.Module):
     correct: Array
 
 
-class _ClampedField(eqx.Module):
-    """The system's field with the clamped states' components set to zero (a Module, so equal
-    across calls and diffrax does not retrace)."""
-
-    system: object = eqx.field(static=True)
-    clamped: tuple[bool, ...] = eqx.field(static=True)
-
-    def __call__(self, t, y, args):
-        f = self.system.ode(t, y, args)
-        return tuple(jnp.zeros_like(a) if c else a for a, c in zip(f, self.clamped))
-
-
-class _ClampedSteady(eqx.Module):
-    """Steady-state event on the free (unclamped) states only."""
-
-    field: _ClampedField
-    tol: float = eqx.field(static=True)
-
-    def __call__(self, t, y, args, **kwargs):
-        return self.field.system.residual(y, self.field(t, y, args)) < self.tol
-
-
-def _relax_clamped(model, x, d, s0, clamped, config: RelaxConfig):
-    """Relax with the states flagged in `clamped` held at their values in `s0` (`beta = 0`).
-
-    Mirrors `relax_core` (same solvers, controller and steady-state event), with the clamped
-    states' field masked to zero so they never move, whatever the solver.
-    """
-    system = model.system
-    params = model.params
-    inputs = model.inputs(x, d)
-    dtype = s0[0].dtype
-    beta = jnp.zeros((), dtype)
-    consts = system.constants(s0, params, inputs, beta)
-    args = (params, inputs, beta, consts)
-    field = _ClampedField(system, tuple(bool(c) for c in clamped))
-    solver_cls, _ = SOLVERS[config.solver]
-    if config.is_adaptive:
-        rtol = config.tol if config.rtol is None else config.rtol
-        atol = config.tol * 1e-2 if config.atol is None else config.atol
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    else:
-        controller = diffrax.ConstantStepSize()
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        solver_cls(),
-        t0=jnp.asarray(0.0, dtype),
-        t1=jnp.asarray(config.t1, dtype),
-        dt0=jnp.asarray(config.dt0, dtype),
-        y0=tuple(s0),
-        args=args,
-        saveat=diffrax.SaveAt(t1=True),
-        stepsize_controller=controller,
-        event=diffrax.Event(_ClampedSteady(field, config.tol)),
-        max_steps=config.max_steps,
-        throw=False,
-    )
-    states = tuple(a[-1] for a in sol.ys)
-    residual = system.residual(states, field(0.0, states, args))
-    converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
-    converged = converged & jnp.isfinite(residual)
-    return states, sol.stats["num_steps"], converged
-
-
 def chl_gradient(
     model, x, d, s0, relax_config: RelaxConfig | None = None, *, clamped_config=None, labels=None
 ):
@@ -404,7 +339,8 @@ def chl_gradient(
     free = relax_core(model, x, s0, 0.0, d, relax_config)
     start = (*free.states[:-1], jnp.asarray(d, free.states[-1].dtype))
     flags = (False,) * (len(start) - 1) + (True,)
-    clamped, c_steps, c_conv = _relax_clamped(model, x, d, start, flags, clamped_config)
+    cl = relax_core(model, x, start, 0.0, d, clamped_config, clamped=flags)
+    clamped, c_steps, c_conv = cl.states, cl.steps, cl.converged
     g_clamped = system.param_grads(clamped, params, inputs)
     g_free = system.param_grads(free.states, params, inputs)
     grads = tuple((a - b) / batch for a, b in zip(g_clamped, g_free))
