@@ -160,6 +160,49 @@ def _cmd_derive(args) -> int:
     return 0
 
 
+def _add_compare(sub):
+    p = sub.add_parser(
+        "compare",
+        help="train several learning rules from the same initialisation and tabulate them",
+        description="Train each rule with the same network, initial weights, batch order, "
+        "relaxation and optimiser, and print one table (accuracy, wall time, mean relaxation "
+        "steps). Rules: ep (one-sided), ep-rs (random-sign), ep-sym (symmetric), chl, rbp, bptt.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--algos", default="ep,ep-sym,chl,rbp,bptt", help="comma-separated rules")
+    p.add_argument("--preset", help="named settings (flags override)")
+    p.add_argument("--dataset", help="digits (default), mnist or fashion-mnist")
+    p.add_argument("--data-dir", help="folder with the IDX .gz files")
+    p.add_argument("--arch", help="layer sizes, input first")
+    p.add_argument("--activation", help="hard_sigmoid (default), sigmoid or tanh")
+    p.add_argument("--beta", type=float)
+    p.add_argument("--lr", help="learning rate(s), input side first")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--backend", choices=["diffrax", "fused"])
+    p.add_argument("--out", help="JSON file for the table (default runs/compare-<time>.json)")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    from .learning import compare, format_table
+    from .learning._trainer import write_json
+
+    overrides = {k: getattr(args, k) for k in (
+        "dataset", "data_dir", "arch", "activation", "beta", "lr", "batch_size", "epochs",
+        "seed", "backend")}
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    print(format_table([], header=True), flush=True)
+    rows = compare(algos, preset=args.preset, progress=lambda s: print(s, flush=True),
+                   **overrides)
+    out = Path(args.out) if args.out else Path("runs") / (
+        time.strftime("%Y%m%d-%H%M%S") + "-compare.json")
+    write_json(out, {"rows": rows})
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -171,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_derive(sub)
+    _add_compare(sub)
     return parser
 
 

@@ -80,3 +80,21 @@ def test_train_other_learning_rules(algo, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["config"]["algo"] == algo
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_compare_same_initialisation_table(tmp_path, capsys):
+    out = tmp_path / "cmp.json"
+    argv = ["compare", "--algos", "ep,chl", "--arch", "64-16-10", "--epochs", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "algo" in text and "ep " in text and "chl" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["algo"] for r in rows] == ["ep", "chl"]
+    assert rows[0]["config"]["seed"] == rows[1]["config"]["seed"]
+    assert rows[0]["config"]["variant"] == "one-sided" and rows[1]["config"]["algo"] == "chl"
+
+
+def test_compare_unknown_rule(capsys):
+    assert main(["compare", "--algos", "ep,hebb"]) == 2
+    assert "hebb" in capsys.readouterr().err

@@ -14,3 +14,6 @@ from ._references import bptt_gradient as bptt_gradient
 from ._references import chl_gradient as chl_gradient
 from ._references import feedforward_backprop_gradient as feedforward_backprop_gradient
 from ._references import rbp_gradient as rbp_gradient
+from ._compare import COMPARE_ALGOS as COMPARE_ALGOS
+from ._compare import compare as compare
+from ._compare import format_table as format_table
