@@ -77,7 +77,7 @@ class RelaxConfig(eqx.Module):
     solver: str = eqx.field(static=True, default="euler")
     dt0: float = eqx.field(static=True, default=0.5)
     tol: float = eqx.field(static=True, default=1e-4)
-    t1: float = eqx.field(static=True, default=200.0)
+    t1: float = eqx.field(static=True, default=500.0)
     max_steps: int = eqx.field(static=True, default=4096)
     adaptive: bool | None = eqx.field(static=True, default=None)
     rtol: float | None = eqx.field(static=True, default=None)
