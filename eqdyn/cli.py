@@ -41,7 +41,8 @@ def _add_train(sub):
     g = p.add_argument_group("learning")
     g.add_argument("--algo", choices=["ep", "chl", "rbp", "bptt"],
                    help="learning rule: EP (default), contrastive Hebbian learning, recurrent "
-                   "backprop at the fixed point, backprop through time")
+                   "backprop at the fixed point, backprop through time (bptt always unrolls "
+                   "free_t1/dt0 Euler steps, whatever --solver/--backend say)")
     g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
                    help="EP nudging (default random-sign)")
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
@@ -87,6 +88,13 @@ def _cmd_train(args) -> int:
         )
     }
     if args.resume:
+        for flag, value in (("--run-dir", args.run_dir), ("--preset", args.preset)):
+            if value is not None:
+                raise EqdynError(
+                    f"`{flag}`={value!r} cannot be combined with `--resume`: a resumed run keeps "
+                    "its directory and settings (only --epochs, --data-dir and --backend may "
+                    "change)."
+                )
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.json"
         if not cfg_path.exists():

@@ -98,3 +98,28 @@ def test_compare_same_initialisation_table(tmp_path, capsys):
 def test_compare_unknown_rule(capsys):
     assert main(["compare", "--algos", "ep,hebb"]) == 2
     assert "hebb" in capsys.readouterr().err
+
+
+def test_resume_guards(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--arch", "64-16-10", "--variant", "one-sided", "--quiet"]
+    assert main(base + ["--epochs", "1", "--run-dir", str(run)]) == 0
+    # the checkpoint file alone carries epoch and history (checkpoint.json is only a copy)
+    (run / "checkpoint.json").unlink()
+    assert main(["train", "--resume", str(run), "--epochs", "0"]) == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--preset", "sb17-1h"]) == 2
+    assert "cannot be combined with `--resume`" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
+    assert "below the 2 epochs this run has completed" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2  # not rewritten
+
+
+def test_invalid_formulation_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "bad"
+    argv = ["train", "--formulation", "leaky", "--activation", "sigmoid", "--run-dir", str(run)]
+    assert main(argv) == 2
+    assert "projection activation" in capsys.readouterr().err
+    assert not run.exists()

@@ -101,7 +101,8 @@ class TrainConfig:
 
 DEFAULT_ARCH = {"digits": "64-256-10", "mnist": "784-500-10", "fashion-mnist": "784-500-10"}
 # fields that may differ between a run and its resumption
-_RESUMABLE = {"epochs", "data_dir", "chunk", "eval_batch", "backend"}
+# (`backend`: fused and diffrax Euler agree to rounding, ~1e-7 in float32, not bit for bit)
+_RESUMABLE = {"epochs", "data_dir", "eval_batch", "backend"}
 
 
 def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
@@ -163,6 +164,20 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"`{name}`={v!r} must be a positive integer.")
     if not cfg.beta > 0:
         raise ConfigError(f"`beta`={cfg.beta} must be positive.")
+    for name in ("momentum", "weight_decay"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"`{name}`={v} must be a finite number >= 0.")
+    if cfg.formulation is not None:
+        if cfg.formulation not in ("gradient", "leaky"):
+            raise ConfigError(
+                f"`formulation`={cfg.formulation!r} is not known; use 'gradient' or 'leaky'."
+            )
+        if cfg.formulation == "leaky" and not get_activation(cfg.activation).projection:
+            raise ConfigError(
+                f"`formulation`='leaky' needs a projection activation like 'hard_sigmoid'; "
+                f"{cfg.activation!r} is not one. Use 'gradient'."
+            )
     _relax_configs(cfg)  # validates solver, dt0, tol, horizons
 
 
@@ -313,6 +328,9 @@ def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000) -> dict:
 def _atomic_write_bytes(path: Path, write: Callable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -332,20 +350,24 @@ def write_json(path: Path, obj) -> None:
 
 
 def _save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> None:
+    """One atomic file holds the arrays *and* the epoch and history, so a kill at any moment
+    leaves either the previous checkpoint or the new one, never a mix. `checkpoint.json` is a
+    human-readable copy of the metadata, written afterwards and never read back."""
     leaves = jax.tree_util.tree_leaves(state)
+    meta = {"epoch": epoch, "history": history, "n_leaves": len(leaves)}
     arrays = {f"a{i}": np.asarray(a) for i, a in enumerate(leaves)}
+    arrays["meta"] = np.asarray(json.dumps(meta))
     _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-    write_json(run_dir / "checkpoint.json", {"epoch": epoch, "history": history,
-                                             "n_leaves": len(leaves)})
+    write_json(run_dir / "checkpoint.json", meta)
 
 
 def _load_checkpoint(run_dir: Path, template: dict):
-    meta_path, npz_path = run_dir / "checkpoint.json", run_dir / "checkpoint.npz"
-    if not meta_path.exists() or not npz_path.exists():
+    npz_path = run_dir / "checkpoint.npz"
+    if not npz_path.exists():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
         with np.load(npz_path) as z:
+            meta = json.loads(str(z["meta"]))
             leaves = [z[f"a{i}"] for i in range(meta["n_leaves"])]
     except Exception as exc:
         raise CheckpointError(
@@ -435,13 +457,12 @@ def train(
                     + ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
                     + ". Resume with the saved settings or start a new run directory."
                 )
-        elif (run_dir / "checkpoint.json").exists():
+        elif (run_dir / "checkpoint.npz").exists():
             raise CheckpointError(
                 f"`run_dir` {str(run_dir)!r} already holds a checkpoint; pass resume=True "
                 "(--resume) to continue it, or choose a new directory."
             )
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cfg_path, cfg.to_json())
 
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_train, k_perm = jax.random.split(key, 3)
@@ -473,6 +494,13 @@ def train(
         if loaded is not None:
             state, start_epoch, history = loaded
             say(f"resuming {run_dir} after epoch {start_epoch}")
+    if start_epoch > cfg.epochs:
+        raise ConfigError(
+            f"`epochs`={cfg.epochs} is below the {start_epoch} epochs this run has completed; "
+            f"resume with epochs >= {start_epoch}."
+        )
+    if run_dir is not None:
+        write_json(run_dir / "config.json", cfg.to_json())
     model = model.with_params(state["params"])
     opt_state, particles, key = state["opt_state"], state["particles"], state["key"]
 
