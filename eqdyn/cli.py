@@ -195,7 +195,7 @@ def _add_compare(sub):
 
 def _cmd_compare(args) -> int:
     from .learning import compare, format_table
-    from .learning._trainer import write_json
+    from .learning._checkpoint import write_json
 
     overrides = {k: getattr(args, k) for k in (
         "dataset", "data_dir", "arch", "activation", "beta", "lr", "batch_size", "epochs",

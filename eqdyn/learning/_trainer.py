@@ -13,7 +13,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ import optax
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
 from ..models import LayeredHopfield, get_activation, parse_arch
+from ._checkpoint import load_checkpoint, save_checkpoint, write_json
 from ._ep import VARIANTS, EPConfig, ep_gradient
 from ._references import bptt_gradient, chl_gradient, rbp_gradient
 
@@ -322,72 +322,6 @@ def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000) -> dict:
 
 
 # ----------------------------------------------------------------------------------------
-# checkpoints
-
-
-def _atomic_write_bytes(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    data = json.dumps(obj, indent=2, sort_keys=True).encode()
-    _atomic_write_bytes(Path(path), lambda f: f.write(data))
-
-
-def _save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> None:
-    """One atomic file holds the arrays *and* the epoch and history, so a kill at any moment
-    leaves either the previous checkpoint or the new one, never a mix. `checkpoint.json` is a
-    human-readable copy of the metadata, written afterwards and never read back."""
-    leaves = jax.tree_util.tree_leaves(state)
-    meta = {"epoch": epoch, "history": history, "n_leaves": len(leaves)}
-    arrays = {f"a{i}": np.asarray(a) for i, a in enumerate(leaves)}
-    arrays["meta"] = np.asarray(json.dumps(meta))
-    _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-    write_json(run_dir / "checkpoint.json", meta)
-
-
-def _load_checkpoint(run_dir: Path, template: dict):
-    npz_path = run_dir / "checkpoint.npz"
-    if not npz_path.exists():
-        return None
-    try:
-        with np.load(npz_path) as z:
-            meta = json.loads(str(z["meta"]))
-            leaves = [z[f"a{i}"] for i in range(meta["n_leaves"])]
-    except Exception as exc:
-        raise CheckpointError(
-            f"`resume` dir {str(run_dir)!r} has an unreadable checkpoint ({exc}); delete "
-            "checkpoint.* there to start over."
-        ) from exc
-    t_leaves, treedef = jax.tree_util.tree_flatten(template)
-    if len(leaves) != len(t_leaves) or any(
-        a.shape != b.shape for a, b in zip(leaves, t_leaves)
-    ):
-        raise CheckpointError(
-            f"the checkpoint in {str(run_dir)!r} does not match this configuration's shapes."
-        )
-    state = jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(a, dtype=b.dtype) for a, b in zip(leaves, t_leaves)]
-    )
-    return state, meta["epoch"], meta["history"]
-
-
-# ----------------------------------------------------------------------------------------
 
 
 def _format_epoch(h: dict, epochs: int) -> str:
@@ -490,7 +424,7 @@ def train(
                  key=k_train)
     start_epoch, history = 0, []
     if resume and run_dir is not None:
-        loaded = _load_checkpoint(run_dir, state)
+        loaded = load_checkpoint(run_dir, state)
         if loaded is not None:
             state, start_epoch, history = loaded
             say(f"resuming {run_dir} after epoch {start_epoch}")
@@ -541,7 +475,7 @@ def train(
         )
         history.append(h)
         if run_dir is not None:
-            _save_checkpoint(run_dir, dict(params=model.params, opt_state=opt_state,
+            save_checkpoint(run_dir, dict(params=model.params, opt_state=opt_state,
                                            particles=particles, key=key), epoch + 1, history)
         say(_format_epoch(h, cfg.epochs))
 
