@@ -166,7 +166,7 @@ def _exec(code: GeneratedCode, activation: Activation, leaky: bool) -> dict:
                 "function (only rho, rho_d1 and, if defined, rho_d2)."
             )
         ns[name] = fn
-    exec(compile(code.source, f"<eqdyn generated: {code.source[:0]}>", "exec"), ns)  # noqa: S102
+    exec(compile(code.source, "<eqdyn generated code>", "exec"), ns)  # noqa: S102
     return ns
 
 
