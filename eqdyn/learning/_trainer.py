@@ -25,7 +25,7 @@ import optax
 
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
-from ..models import LayeredHopfield, get_activation, parse_arch
+from ..models import LayeredHopfield, get_activation, parse_arch, resolve_formulation
 from ._checkpoint import load_checkpoint, save_checkpoint, write_json
 from ._ep import VARIANTS, EPConfig, ep_gradient
 from ._references import bptt_gradient, chl_gradient, rbp_gradient
@@ -168,16 +168,7 @@ def _validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"`{name}`={v} must be a finite number >= 0.")
-    if cfg.formulation is not None:
-        if cfg.formulation not in ("gradient", "leaky"):
-            raise ConfigError(
-                f"`formulation`={cfg.formulation!r} is not known; use 'gradient' or 'leaky'."
-            )
-        if cfg.formulation == "leaky" and not get_activation(cfg.activation).projection:
-            raise ConfigError(
-                f"`formulation`='leaky' needs a projection activation like 'hard_sigmoid'; "
-                f"{cfg.activation!r} is not one. Use 'gradient'."
-            )
+    resolve_formulation(cfg.activation, cfg.formulation)
     _relax_configs(cfg)  # validates solver, dt0, tol, horizons
 
 

@@ -10,5 +10,6 @@ from ._system import FORMULATIONS as FORMULATIONS
 from ._system import CompiledSystem as CompiledSystem
 from ._system import compile_system as compile_system
 from ._system import hopfield_system as hopfield_system
+from ._system import resolve_formulation as resolve_formulation
 from ._reference import check_hopfield_derivation as check_hopfield_derivation
 from ._reference import hopfield_energy_reference as hopfield_energy_reference

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._errors import ConfigError
 from ._activations import get_activation
-from ._system import FORMULATIONS, CompiledSystem, hopfield_system
+from ._system import CompiledSystem, hopfield_system, resolve_formulation
 
 __all__ = ["LayeredHopfield", "parse_arch"]
 
@@ -81,18 +81,7 @@ class LayeredHopfield(eqx.Module):
         self.sizes = parse_arch(sizes)
         act = get_activation(activation)
         self.activation = act.name
-        if formulation is None:
-            formulation = "leaky" if act.projection else "gradient"
-        if formulation not in FORMULATIONS:
-            raise ConfigError(
-                f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}."
-            )
-        if formulation == "leaky" and not act.projection:
-            raise ConfigError(
-                f"`formulation`='leaky' needs a projection activation (rho' = 1 where "
-                f"unsaturated, like 'hard_sigmoid'); {act.name!r} is not one. Use 'gradient'."
-            )
-        self.formulation = formulation
+        self.formulation = resolve_formulation(act, formulation)
         if weights is None:
             keys = jax.random.split(key, len(self.sizes) - 1)
             weights = []

@@ -32,7 +32,9 @@ from ..symbolic import Derivation, GeneratedCode, derive, generate_code, layered
 from ..symbolic._codegen import python_name
 from ._activations import Activation, get_activation
 
-__all__ = ["CompiledSystem", "compile_system", "hopfield_system", "FORMULATIONS"]
+__all__ = [
+    "CompiledSystem", "compile_system", "hopfield_system", "resolve_formulation", "FORMULATIONS",
+]
 
 FORMULATIONS = ("gradient", "leaky")
 
@@ -170,6 +172,25 @@ def _exec(code: GeneratedCode, activation: Activation, leaky: bool) -> dict:
     return ns
 
 
+def resolve_formulation(activation: str | Activation, formulation: str | None) -> str:
+    """Check `formulation` against `activation`; `None` picks the default.
+
+    The default is `"leaky"` for projection activations (hard sigmoid) and `"gradient"`
+    otherwise; `"leaky"` with a non-projection activation is refused.
+    """
+    act = get_activation(activation)
+    if formulation is None:
+        return "leaky" if act.projection else "gradient"
+    if formulation not in FORMULATIONS:
+        raise ConfigError(f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}.")
+    if formulation == "leaky" and not act.projection:
+        raise ConfigError(
+            f"`formulation`='leaky' needs a projection activation (rho' = 1 where unsaturated, "
+            f"like 'hard_sigmoid'); {act.name!r} is not one. Use formulation='gradient'."
+        )
+    return formulation
+
+
 def compile_system(
     derivation: Derivation, activation: str | Activation, formulation: str | None = None
 ) -> CompiledSystem:
@@ -185,15 +206,7 @@ def compile_system(
     **Returns:** a `CompiledSystem`.
     """
     act = get_activation(activation)
-    if formulation is None:
-        formulation = "leaky" if act.projection else "gradient"
-    if formulation not in FORMULATIONS:
-        raise ConfigError(f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}.")
-    if formulation == "leaky" and not act.projection:
-        raise ConfigError(
-            f"`formulation`='leaky' needs a projection activation (rho' = 1 where unsaturated, "
-            f"like 'hard_sigmoid'); {act.name!r} is not one. Use formulation='gradient'."
-        )
+    formulation = resolve_formulation(act, formulation)
     code = generate_code(derivation)
     exact = _exec(code, act, leaky=False)
     field = _exec(code, act, leaky=True) if formulation == "leaky" else exact
