@@ -324,14 +324,16 @@ def test_duplicate_names_are_refused(params, scalars):
 
 
 def test_same_name_with_another_shape_is_refused():
-    # a symbol used with inconsistent shapes is a different MatrixSymbol: it is undeclared
+    # a symbol used with inconsistent shapes is a different MatrixSymbol of the same name
     w_other = sp.MatrixSymbol("W", 3, 4)
-    with pytest.raises(DerivationError, match="`W` \\(shape \\(3, 4\\)\\)"):
+    with pytest.raises(DerivationError, match="uses `W` with shape \\(3, 4\\).*declared with "
+                       "shape \\(3, 3\\).*inconsistent shapes"):
         _energy(sp.Trace(_S * _W * _S.T), sp.Trace(w_other * w_other.T))
 
 
 def test_non_matrix_derivative_is_refused_by_derive():
-    with pytest.raises(DerivationError, match="unevaluated derivative.*term 1"):
+    with pytest.raises(DerivationError, match="Determinant.*function of matrices other than a "
+                       "plain trace"):
         derive(_energy(sp.Trace(_S * _W * _S.T), sp.Determinant(_W)))
 
 
@@ -342,10 +344,11 @@ def test_non_matrix_derivative_is_refused_by_derive():
         (sp.Trace(_S * sp.MatPow(_W, 3) * _S.T), "MatPow"),
     ],
 )
-def test_unsupported_matrix_operations_are_refused_by_codegen(term, node):
-    dv = derive(_energy(term))
-    with pytest.raises(DerivationError, match=f"cannot compile.*unsupported matrix.*{node}"):
-        generate_code(dv)
+def test_unsupported_matrix_operations_are_refused_by_derive(term, node):
+    # the differentiator's grammar is the code generator's: what cannot be compiled to
+    # matrix-level code is refused when deriving, naming the term and the node
+    with pytest.raises(DerivationError, match=f"term 0 .*no matrix-level derivative rule.*{node}"):
+        derive(_energy(term))
 
 
 def test_custom_energy_compiles_and_matches_autodiff():

@@ -22,10 +22,13 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .._errors import DerivationError
+from ._calculus import _add, _scale, tangent, trace_gradient
 from ._printing import to_latex, to_text
 
 __all__ = [
     "BATCH",
+    "BETA_RATE",
+    "velocity_symbol",
     "Energy",
     "Derivation",
     "derive",
@@ -55,8 +58,16 @@ class Energy:
     - `params`: the trainable parameters, in order.
     - `inputs`: clamped matrix inputs (input data, targets).
     - `scalars`: scalar inputs; the first is the nudging strength `beta` multiplying `C`.
-    - `functions`: the opaque activation functions used by the terms (e.g. `rho`).
+    - `functions`: the opaque activation functions used by the terms (e.g. `rho`); those used
+      but not listed are added automatically (see `function_names`).
     - `name`: a short human-readable name.
+    - `tau`: per-state time constants `tau_k > 0` (numbers), so that
+      `tau_k ds_k/dt = -dF/ds_k`; empty means all ones. Fixed points do not depend on them.
+    - `output`: the network's prediction as a `B x n_out` matrix expression of states, parameters
+      and the data input (e.g. the output layer `y`, or the logits `rho(h) W_out` of a softmax
+      readout); `None` means the last state.
+
+    By convention `inputs` are `(x, d)`: the data first, the target last.
     """
 
     internal: tuple[sp.Expr, ...]
@@ -67,6 +78,8 @@ class Energy:
     scalars: tuple[sp.Symbol, ...] = ()
     functions: tuple[sp.FunctionClass, ...] = ()
     name: str = "energy"
+    tau: tuple = ()
+    output: sp.MatrixExpr | None = None
 
     @property
     def beta(self) -> sp.Symbol:
@@ -101,11 +114,7 @@ class Energy:
                 )
             for m in term.atoms(sp.MatrixSymbol):
                 if m not in known:
-                    raise DerivationError(
-                        f"term {i} of `{self.name}` uses the matrix symbol `{m.name}` "
-                        f"(shape {m.shape}) that is neither a state, a parameter nor an input; "
-                        "declare it in `states`, `params` or `inputs`."
-                    )
+                    _unknown_symbol(self, m, f"term {i}", known)
             free = {s for s in term.free_symbols if not isinstance(s, sp.MatrixSymbol)}
             free -= {BATCH, *self.scalars}
             # symbols that only appear as shapes of matrix symbols are fine
@@ -120,6 +129,69 @@ class Energy:
                     f"term {i} of `{self.name}` uses the scalar symbol(s) "
                     f"{sorted(s.name for s in free)} that are not declared; add them to `scalars`."
                 )
+        # time constants
+        tau = tuple(sp.sympify(t) for t in self.tau)
+        if tau and len(tau) != len(self.states):
+            raise DerivationError(
+                f"`tau` of `{self.name}` has {len(tau)} entries but there are "
+                f"{len(self.states)} states; give one time constant per state (or none)."
+            )
+        for s_, t in zip(self.states, tau):
+            if not (t.is_number and t.is_real and t > 0):
+                raise DerivationError(
+                    f"`tau` for state `{s_.name}` is {t}; time constants must be positive numbers."
+                )
+        object.__setattr__(self, "tau", tau)
+        # the prediction
+        if self.output is not None:
+            out = self.output
+            if not getattr(out, "is_Matrix", False) or out.rows != BATCH:
+                raise DerivationError(
+                    f"`output` of `{self.name}` is `{out}`; it must be a matrix expression with "
+                    "one row per example (B x n_out), e.g. the output state `y`."
+                )
+            for m in out.atoms(sp.MatrixSymbol):
+                if m not in known:
+                    _unknown_symbol(self, m, "`output`", known)
+        # opaque functions used in the terms
+        found = {}
+        for term in self.terms:
+            for f in sp.sympify(term).atoms(sp.core.function.AppliedUndef):
+                found.setdefault(str(f.func), f.func)
+            for ew in sp.sympify(term).atoms(ElementwiseApplyFunction):
+                if isinstance(ew.function, sp.FunctionClass) and issubclass(
+                    ew.function, sp.core.function.AppliedUndef
+                ):
+                    found.setdefault(str(ew.function), ew.function)
+        declared = {str(f): f for f in self.functions}
+        extra = tuple(f for n, f in sorted(found.items()) if n not in declared)
+        object.__setattr__(self, "functions", tuple(self.functions) + extra)
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        """Names of the opaque elementwise functions (activations) the energy uses."""
+        return tuple(str(f) for f in self.functions)
+
+    @property
+    def data(self) -> sp.MatrixSymbol | None:
+        """The data input `x` (the first input)."""
+        return self.inputs[0] if self.inputs else None
+
+    @property
+    def target(self) -> sp.MatrixSymbol | None:
+        """The target `d` (the last input, when there are at least two)."""
+        return self.inputs[-1] if len(self.inputs) >= 2 else None
+
+    @property
+    def prediction(self) -> sp.MatrixExpr:
+        """`output`, or the last state."""
+        return self.output if self.output is not None else self.states[-1]
+
+    def time_constant(self, state) -> sp.Expr:
+        """`tau` of one state (1 unless given)."""
+        if not self.tau:
+            return sp.Integer(1)
+        return self.tau[self.states.index(state)]
 
     @property
     def expr(self) -> sp.Expr:
@@ -136,6 +208,19 @@ class Energy:
         return f"$\\displaystyle {self.latex()}$"
 
 
+def _unknown_symbol(energy, m, where, known):
+    same = [k for k in known if k.name == m.name]
+    if same:
+        raise DerivationError(
+            f"{where} of `{energy.name}` uses `{m.name}` with shape {m.shape}, but `{m.name}` is "
+            f"declared with shape {same[0].shape}: the symbol is used with inconsistent shapes."
+        )
+    raise DerivationError(
+        f"{where} of `{energy.name}` uses the matrix symbol `{m.name}` (shape {m.shape}) that is "
+        "neither a state, a parameter nor an input; declare it in `states`, `params` or `inputs`."
+    )
+
+
 def _is_dummy(s) -> bool:
     return isinstance(s, sp.Dummy)
 
@@ -147,6 +232,15 @@ def _signed_latex(term: sp.Expr, first: bool) -> str:
     return "+ " + s
 
 
+def velocity_symbol(state: sp.MatrixSymbol) -> sp.MatrixSymbol:
+    """The symbol for `ds/dt` of a state (printed with a dot)."""
+    return sp.MatrixSymbol(rf"\dot{{{state.name}}}", *state.shape)
+
+
+#: The symbol for `d beta / dt` in time derivatives of the learning rule.
+BETA_RATE = sp.Symbol(r"\dot{\beta}", real=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Derivation:
     """The symbolic derivatives of an energy.
@@ -155,35 +249,66 @@ class Derivation:
 
     - `energy`: the `Energy` derived.
     - `state_grads`: for each state `s_k`, the matrix expression `dF/ds_k` (shape of `s_k`).
-      The neuron dynamics are `ds_k/dt = -dF/ds_k`.
+      The neuron dynamics are `tau_k ds_k/dt = -dF/ds_k`.
     - `param_grads`: for each parameter `theta`, `dF/dtheta` (shape of `theta`). The EP update
       is `-(1/beta) [dF/dtheta(s^beta) - dF/dtheta(s^0)]`.
+    - `param_rates`: for each parameter, `d/dt dF/dtheta` along a trajectory, in terms of the
+      states, their velocities `velocities[s_k]` (`ds_k/dt`) and `dbeta/dt` (`BETA_RATE`).
+      The STDP form of the learning rule is `dtheta/dt = -(eta/beta) d/dt dF/dtheta`: for the
+      Hopfield weights, `dW/dt ~ rho(s_i) d rho(s_j)/dt + d rho(s_i)/dt rho(s_j)`. Integrated
+      over a nudged relaxation it gives exactly the EP update (the fundamental theorem of
+      calculus), with no second phase to switch to.
+    - `velocities`: the velocity symbol of each state.
     """
 
     energy: Energy
     state_grads: Mapping[sp.MatrixSymbol, sp.MatrixExpr]
     param_grads: Mapping[sp.MatrixSymbol, sp.MatrixExpr]
+    param_rates: Mapping[sp.MatrixSymbol, sp.MatrixExpr] = dataclasses.field(default_factory=dict)
+    velocities: Mapping[sp.MatrixSymbol, sp.MatrixSymbol] = dataclasses.field(default_factory=dict)
+
+    def dynamics_latex(self) -> list[str]:
+        """One LaTeX line per state: `tau_k ds_k/dt = -dF/ds_k = ...`."""
+        lines = []
+        for s, g in self.state_grads.items():
+            tau = self.energy.time_constant(s)
+            lhs = rf"\frac{{d {sp.latex(s)}}}{{dt}}"
+            if tau != 1:
+                lhs = rf"{sp.latex(tau)} \, {lhs}"
+            lines.append(
+                rf"{lhs} = -\frac{{\partial F}}{{\partial {sp.latex(s)}}} = {to_latex(_neg(g))}"
+            )
+        return lines
+
+    def rule_latex(self) -> list[str]:
+        """One LaTeX line per parameter: `dF/dtheta = ...`."""
+        return [rf"\frac{{\partial F}}{{\partial {sp.latex(p)}}} = {to_latex(g)}"
+                for p, g in self.param_grads.items()]
+
+    def stdp_latex(self) -> list[str]:
+        """One LaTeX line per parameter: `d/dt dF/dtheta = ...` (the STDP form's integrand)."""
+        return [
+            rf"\frac{{d}}{{dt}} \frac{{\partial F}}{{\partial {sp.latex(p)}}} = {to_latex(g)}"
+            for p, g in self.param_rates.items()
+        ]
 
     def equations_latex(self) -> list[str]:
         """One LaTeX line per equation: the dynamics of each state, then each parameter gradient."""
-        lines = []
-        for s, g in self.state_grads.items():
-            lines.append(
-                rf"\frac{{d {sp.latex(s)}}}{{dt}} = -\frac{{\partial F}}{{\partial {sp.latex(s)}}}"
-                rf" = {to_latex(_neg(g))}"
-            )
-        for p, g in self.param_grads.items():
-            lines.append(rf"\frac{{\partial F}}{{\partial {sp.latex(p)}}} = {to_latex(g)}")
-        return lines
+        return self.dynamics_latex() + self.rule_latex()
 
     def equations_text(self) -> list[str]:
         """The same equations as plain text."""
         lines = []
         for s, g in self.state_grads.items():
-            lines.append(f"d{s.name}/dt = -dF/d{s.name} = {to_text(_neg(g))}")
+            tau = self.energy.time_constant(s)
+            lhs = f"d{s.name}/dt" if tau == 1 else f"{tau} d{s.name}/dt"
+            lines.append(f"{lhs} = -dF/d{s.name} = {to_text(_neg(g))}")
         for p, g in self.param_grads.items():
             lines.append(f"dF/d{p.name} = {to_text(g)}")
         return lines
+
+    def stdp_text(self) -> list[str]:
+        return [f"d/dt dF/d{p.name} = {to_text(g)}" for p, g in self.param_rates.items()]
 
     def latex(self) -> str:
         body = " \\\\\n".join(self.equations_latex())
@@ -198,37 +323,18 @@ class Derivation:
 
 
 def _neg(g: sp.MatrixExpr) -> sp.MatrixExpr:
-    return (-g).doit() if hasattr(-g, "doit") else -g
+    return _add([_scale(-1, t) for t in (g.args if isinstance(g, sp.MatAdd) else (g,))])
 
 
-def _diff_term(term: sp.Expr, wrt: sp.MatrixSymbol, energy: Energy, index: int) -> sp.MatrixExpr:
-    if not term.has(wrt):
-        return sp.ZeroMatrix(*wrt.shape)
-    try:
-        d = term.diff(wrt)
-    except Exception as exc:  # SymPy raises many types here
-        raise DerivationError(
-            f"SymPy could not differentiate term {index} of `{energy.name}` with respect to "
-            f"`{wrt.name}`: {term}\n  ({type(exc).__name__}: {exc}). Rewrite the term as a Trace of "
-            "matrix products, Hadamard products and elementwise functions."
-        ) from exc
-    d = d.doit() if hasattr(d, "doit") else d
-    unevaluated = [a for a in sp.preorder_traversal(d)
-                   if isinstance(a, sp.Derivative) and a.expr.has(wrt)]
-    if unevaluated:
-        raise DerivationError(
-            f"SymPy left an unevaluated derivative when differentiating term {index} of "
-            f"`{energy.name}` with respect to `{wrt.name}`: {term}. Rewrite the term at the matrix "
-            "level (Trace of products)."
-        )
-    shape = getattr(d, "shape", None)
-    if shape is None or tuple(shape) != tuple(wrt.shape):
-        raise DerivationError(
-            f"the derivative of term {index} of `{energy.name}` with respect to `{wrt.name}` has "
-            f"shape {shape}, but `{wrt.name}` has shape {wrt.shape}: the symbol is used with "
-            "inconsistent shapes. Check the term's products and transposes."
-        )
-    return d
+def _grad(energy: Energy, wrt: sp.MatrixSymbol) -> sp.MatrixExpr:
+    parts = []
+    for i, term in enumerate(energy.terms):
+        context = f"term {i} of `{energy.name}` ({term}), differentiated by `{wrt.name}`"
+        g = trace_gradient(term, wrt, context)
+        if g is not None:
+            parts.append(g)
+    total = _add(parts)
+    return sp.ZeroMatrix(*wrt.shape) if total is None else total
 
 
 def derive(energy: Energy) -> Derivation:
@@ -240,28 +346,26 @@ def derive(energy: Energy) -> Derivation:
 
     **Returns:**
 
-    A `Derivation` with `dF/ds_k` for every state and `dF/dtheta` for every parameter, as
-    SymPy matrix expressions.
+    A `Derivation` with `dF/ds_k` for every state, `dF/dtheta` for every parameter and the
+    STDP form `d/dt dF/dtheta`, as SymPy matrix expressions.
 
     **Raises:**
 
-    `DerivationError` naming the term and symbol when SymPy cannot differentiate a term or
-    the result is not a matrix of the symbol's shape.
+    `DerivationError` naming the term and symbol when a term is outside the matrix-level
+    grammar (see `eqdyn.symbolic._calculus`), when a symbol's gradient has the wrong shape, or
+    when a symbol occurs in a term but its derivative comes out identically zero.
     """
-
-    def grad(wrt):
-        parts = [_diff_term(t, wrt, energy, i) for i, t in enumerate(energy.terms)]
-        parts = [p for p in parts if not isinstance(p, sp.ZeroMatrix)]
-        if not parts:
-            return sp.ZeroMatrix(*wrt.shape)
-        total = sp.MatAdd(*parts).doit() if len(parts) > 1 else parts[0]
-        return total
-
-    return Derivation(
-        energy=energy,
-        state_grads={s: grad(s) for s in energy.states},
-        param_grads={p: grad(p) for p in energy.params},
-    )
+    state_grads = {s: _grad(energy, s) for s in energy.states}
+    param_grads = {p: _grad(energy, p) for p in energy.params}
+    velocities = {s: velocity_symbol(s) for s in energy.states}
+    tangents: dict = dict(velocities)
+    if energy.scalars:
+        tangents[energy.beta] = BETA_RATE
+    rates = {}
+    for p, g in param_grads.items():
+        r = tangent(g, tangents, f"the STDP form of dF/d{p.name} in `{energy.name}`")
+        rates[p] = sp.ZeroMatrix(*p.shape) if r is None else r
+    return Derivation(energy, state_grads, param_grads, rates, velocities)
 
 
 def layered_hopfield_energy(sizes: Sequence[int], *, cost: str = "squared_error") -> Energy:
