@@ -22,6 +22,8 @@ from .learning import ep_gradient as ep_gradient
 from .learning import resolve_config as resolve_config
 from .learning import train as train
 from .models import Activation as Activation
+from .models import AbstractEnergyModel as AbstractEnergyModel
+from .models import EnergyModel as EnergyModel
 from .models import LayeredHopfield as LayeredHopfield
 from .models import compile_system as compile_system
 from .models import register_activation as register_activation

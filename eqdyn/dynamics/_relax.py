@@ -247,7 +247,7 @@ def relax(
 
     **Arguments:**
 
-    - `model`: e.g. an `eqdyn.LayeredHopfield`.
+    - `model`: an `eqdyn.AbstractEnergyModel` (e.g. `LayeredHopfield`, `EnergyModel`).
     - `x`: clamped input, shape `(B, n_in)`.
     - `s0`: initial state (tuple of `(B, n_k)` arrays); zeros if `None`.
     - `beta`: nudging strength (0 for the free phase).
@@ -258,9 +258,9 @@ def relax(
     `config.on_failure` when the steady state was not reached; always raises on non-finite states.
     """
     config = config or RelaxConfig()
-    x = _check_batch("x", x, (model.sizes[0],), "Flatten inputs to rows.")
+    x = _check_batch("x", x, (model.input_size,), "Flatten inputs to rows.")
     if d is not None:
-        d = _check_batch("d", d, (model.sizes[-1],), "Targets are one row per example.")
+        d = _check_batch("d", d, (model.n_outputs,), "Targets are one row per example.")
         if d.shape[0] != x.shape[0]:
             raise ConfigError(f"`d` has {d.shape[0]} rows but `x` has {x.shape[0]}.")
     elif beta != 0:
@@ -269,7 +269,7 @@ def relax(
         s0 = model.init_state(x.shape[0], x.dtype)
     else:
         s0 = tuple(jnp.asarray(s) for s in s0)
-        want = tuple((x.shape[0], n) for n in model.sizes[1:])
+        want = tuple((x.shape[0], n) for n in model.state_sizes)
         got = tuple(s.shape for s in s0)
         if got != want:
             raise ConfigError(f"`s0` has shapes {got}; expected {want} (one array per layer).")

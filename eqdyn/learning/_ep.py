@@ -64,7 +64,7 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
 
     **Arguments:**
 
-    - `model`: e.g. an `eqdyn.LayeredHopfield`.
+    - `model`: an `eqdyn.AbstractEnergyModel` (e.g. `LayeredHopfield`, `EnergyModel`).
     - `x`, `d`: input `(B, n_in)` and target `(B, n_out)`.
     - `s0`: initial state of the free phase (zeros, or persistent particles).
     - `config`: an `EPConfig`.
@@ -84,20 +84,22 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     if config.variant == "random-sign":
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
     nudged = relax_core(model, x, free.states, beta, d, config.nudged)
-    g_plus = system.param_grads(nudged.states, params, inputs)
+    # dF/dtheta at (s^beta, beta): a cost that depends on parameters (a softmax readout's
+    # weights) contributes beta dC/dtheta there and nothing at beta = 0
+    g_plus = system.param_grads(nudged.states, params, inputs, beta)
     if config.variant == "symmetric":
         nudged_minus = relax_core(model, x, free.states, -beta, d, config.nudged)
-        g_ref = system.param_grads(nudged_minus.states, params, inputs)
+        g_ref = system.param_grads(nudged_minus.states, params, inputs, -beta)
         scale = 1.0 / (2.0 * beta * batch)
         steps = nudged.steps + nudged_minus.steps
         conv = nudged.converged & nudged_minus.converged
     else:
-        g_ref = system.param_grads(free.states, params, inputs)
+        g_ref = system.param_grads(free.states, params, inputs, 0.0)
         scale = 1.0 / (beta * batch)
         steps, conv = nudged.steps, nudged.converged
     grads = tuple(scale * (a - b) for a, b in zip(g_plus, g_ref))
     loss = system.cost(free.states, params, inputs) / batch
     labels = jnp.argmax(d, axis=-1) if labels is None else labels
-    correct = jnp.sum(model.predict(free.states) == labels)
+    correct = jnp.sum(model.predict(free.states, x) == labels)
     aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
     return grads, aux

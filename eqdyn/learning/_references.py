@@ -211,7 +211,7 @@ def rbp_gradient(
     _, vjp_p = jax.vjp(lambda p: field(u, p), params)
     (implicit,) = vjp_p(lam)
     grads = tuple(e - i for e, i in zip(dj_dp, implicit))
-    correct = jnp.sum(model.predict(u) == _labels(d, labels))
+    correct = jnp.sum(model.predict(u, x) == _labels(d, labels))
     aux = RBPResult(u, free.steps, free.converged, lam, ok, loss, correct)
     return grads, aux
 
@@ -275,7 +275,7 @@ def bptt_gradient(model, x, d, s0, *, dt: float, n_steps: int, labels=None):
 
     (loss, u_t), grads = jax.value_and_grad(unroll, has_aux=True)(params)
     residual = system.residual(u_t, system.field(u_t, params, inputs, 0.0))
-    correct = jnp.sum(model.predict(u_t) == _labels(d, labels))
+    correct = jnp.sum(model.predict(u_t, x) == _labels(d, labels))
     return tuple(grads), BPTTResult(u_t, residual, loss, correct)
 
 
@@ -332,6 +332,12 @@ def chl_gradient(
     """
     relax_config = relax_config or RelaxConfig()
     clamped_config = clamped_config or relax_config
+    if not model.output_is_state:
+        raise ConfigError(
+            f"contrastive Hebbian learning clamps the output state to the target, but the "
+            f"prediction of `{model.energy.name}` is `{model.energy.prediction}`, not a state "
+            "(e.g. a softmax readout). Use EP or a reference gradient instead."
+        )
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -345,7 +351,7 @@ def chl_gradient(
     g_free = system.param_grads(free.states, params, inputs)
     grads = tuple((a - b) / batch for a, b in zip(g_clamped, g_free))
     loss = system.cost(free.states, params, inputs) / batch
-    correct = jnp.sum(model.predict(free.states) == _labels(d, labels))
+    correct = jnp.sum(model.predict(free.states, x) == _labels(d, labels))
     aux = CHLResult(
         free.states, clamped, free.steps, c_steps, free.converged, c_conv, loss, correct
     )
@@ -383,6 +389,11 @@ def feedforward_backprop_gradient(model, x, d, *, labels=None):
     **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` a
     `FeedforwardResult`.
     """
+    if not hasattr(model, "weights"):
+        raise ConfigError(
+            "`feedforward_backprop_gradient` needs a layered network (weights between adjacent "
+            f"layers), not {type(model).__name__}; use rbp_gradient or bptt_gradient."
+        )
     rho = get_activation(model.activation).fn
     n = len(model.weights)
     batch = x.shape[0]

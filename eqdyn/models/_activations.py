@@ -43,6 +43,57 @@ class Activation:
     projection: bool = False
     latex: str = r"\rho"
     bounds: tuple[float, float] | None = None
+    expr: object = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"`name`={self.name!r} of an activation must be a non-empty string.")
+        if not callable(self.fn):
+            raise ConfigError(f"`fn` of activation {self.name!r} must be callable, got {self.fn!r}.")
+        if self.d1 is None or not callable(self.d1):
+            raise ConfigError(
+                f"activation {self.name!r} has no derivative `d1` (got {self.d1!r}); the derived "
+                "dynamics need rho'. Pass `d1`, or build it with Activation.from_sympy."
+            )
+        if self.d2 is not None and not callable(self.d2):
+            raise ConfigError(f"`d2` of activation {self.name!r} must be callable or None.")
+
+    @classmethod
+    def from_sympy(cls, name: str, expr, var=None, **kwargs) -> "Activation":
+        """An activation from a SymPy expression in one variable; derivatives by SymPy.
+
+        **Arguments:**
+
+        - `name`: registry name (also how equations print it, unless `latex` is given).
+        - `expr`: e.g. `sympy.log(1 + sympy.exp(u))` (softplus) or `u / (1 + abs(u))`.
+        - `var`: the variable (default: the expression's only free symbol).
+        - `kwargs`: `projection`, `bounds`, `latex` as for the constructor.
+
+        `fn`, `d1` and `d2` are compiled to `jnp` code through eqdyn's code generator.
+        """
+        import sympy as sp
+
+        from ..symbolic._codegen import scalar_function_source
+
+        expr = sp.sympify(expr)
+        if var is None:
+            free = sorted(expr.free_symbols, key=str)
+            if len(free) != 1:
+                raise ConfigError(
+                    f"activation {name!r} = {expr} has free symbols {[str(f) for f in free]}; "
+                    "pass `var` (the argument) and substitute numbers for the others."
+                )
+            var = free[0]
+        fns = {}
+        for order, e in enumerate((expr, sp.diff(expr, var), sp.diff(expr, var, 2))):
+            fname = f"{name}_d{order}"
+            ns = {"jnp": jnp}
+            exec(scalar_function_source(e, var, fname), ns)  # noqa: S102
+            from ..symbolic._codegen import python_name
+
+            fns[order] = ns[python_name(fname)]
+        kwargs.setdefault("latex", r"\rho")
+        return cls(name, fns[0], fns[1], fns[2], expr=expr, **kwargs)
 
 
 def _hard_sigmoid(u):
@@ -90,10 +141,6 @@ def register_activation(activation: Activation, *, overwrite: bool = False) -> N
     """Add `activation` to the registry under `activation.name`."""
     if not isinstance(activation, Activation):
         raise ConfigError(f"`activation`={activation!r} must be an eqdyn.Activation.")
-    if activation.d1 is None:
-        raise ConfigError(
-            f"`activation` {activation.name!r} has no derivative `d1`; the dynamics need rho'."
-        )
     if activation.name in ACTIVATIONS and not overwrite:
         raise ConfigError(
             f"an activation named {activation.name!r} is already registered; pass overwrite=True."

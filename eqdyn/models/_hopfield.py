@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
 from ._activations import get_activation
+from ._network import AbstractEnergyModel
 from ._system import CompiledSystem, hopfield_system, resolve_formulation
 
 __all__ = ["LayeredHopfield", "parse_arch"]
@@ -39,7 +40,7 @@ def parse_arch(arch: str | Sequence[int]) -> tuple[int, ...]:
     return sizes
 
 
-class LayeredHopfield(eqx.Module):
+class LayeredHopfield(AbstractEnergyModel):
     """A layered Hopfield network: its parameters, and the derived system that drives it.
 
     The energy is `eqdyn.symbolic.layered_hopfield_energy(sizes)`; its dynamics and learning rule
@@ -120,22 +121,3 @@ class LayeredHopfield(eqx.Module):
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
-
-    def init_state(self, batch: int, dtype=None) -> tuple[Array, ...]:
-        """Zero states `(h_1, ..., y)` for a batch."""
-        dtype = dtype or self.weights[0].dtype
-        return tuple(jnp.zeros((batch, n), dtype) for n in self.sizes[1:])
-
-    def inputs(self, x: Float[Array, "B n_in"], d: Float[Array, "B n_out"] | None = None):
-        """The clamped inputs `(x, d)` in the energy's order (zero target if `d` is None)."""
-        if d is None:
-            d = jnp.zeros((x.shape[0], self.sizes[-1]), x.dtype)
-        return (x, d)
-
-    def output(self, states) -> Float[Array, "B n_out"]:
-        """The observed output layer `y`."""
-        return self.system.observe(states)[-1]
-
-    def predict(self, states) -> Int[Array, " B"]:
-        """Predicted classes: argmax of the observed output."""
-        return jnp.argmax(self.output(states), axis=-1)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from ._activations import get_activation
 from ._system import hopfield_system
 
-__all__ = ["hopfield_energy_reference", "check_hopfield_derivation"]
+__all__ = ["hopfield_energy_reference", "check_hopfield_derivation", "check_derivation"]
 
 
 def hopfield_energy_reference(states, weights, biases, x, d, beta, rho):
@@ -66,5 +66,73 @@ def check_hopfield_derivation(sizes, activation: str, *, batch: int = 4, seed: i
         param_grads=err((*gw, *gb), dp),
         energy=abs(float(ref(states, weights, biases) - f)),
     )
+    out["max"] = max(out.values())
+    return out
+
+
+def check_derivation(system, reference=None, *, batch: int = 3, seed: int = 0,
+                     beta: float = 0.7) -> dict:
+    """Max abs deviations of a compiled system's derived functions from automatic differentiation.
+
+    In float64 on random states, parameters and inputs:
+
+    - `state_grads`, `param_grads`: the derived `dF/ds_k`, `dF/dtheta` against `jax.grad` of
+      `reference(states, params, inputs, beta)` (an independent energy written in `jnp`), or of
+      the compiled energy itself when no reference is given;
+    - `energy`: the compiled `F` against the reference (0 without one);
+    - `param_rates`: the STDP form `d/dt dF/dtheta` against `jax.jvp` of the derived
+      `dF/dtheta` along random velocities and `dbeta/dt`;
+    - `field`: the vector field against `-(1/tau_k) dF/ds_k` (gradient formulation only).
+
+    Returns the errors and their `max`.
+    """
+    jax.config.update("jax_enable_x64", True)
+    e = system.derivation.energy
+    f64 = jnp.float64
+    keys = iter(jax.random.split(jax.random.PRNGKey(seed), 4 * (len(e.states) + len(e.params)) + 8))
+
+    def batch_shape(m):
+        return (batch, int(m.cols))
+
+    states = tuple(jax.random.uniform(next(keys), batch_shape(s), f64, -0.5, 1.5)
+                   for s in e.states)
+    params = tuple(jax.random.normal(next(keys), tuple(int(v) for v in p.shape), f64)
+                   / jnp.sqrt(float(p.shape[0])) for p in e.params)
+    inputs = []
+    for i, m in enumerate(e.inputs):
+        if i == len(e.inputs) - 1 and i > 0:  # the target: one-hot rows
+            inputs.append(jax.nn.one_hot(jnp.arange(batch) % int(m.cols), int(m.cols), dtype=f64))
+        else:
+            inputs.append(jax.random.uniform(next(keys), batch_shape(m), f64))
+    inputs = tuple(inputs)
+    b = jnp.asarray(beta, f64)
+
+    def compiled(st, pr):
+        return system.energy(st, pr, inputs, b) if system.formulation == "gradient" else \
+            system._fns["exact"]["energy"](**system._kw(st, pr, inputs, b))
+
+    energy_fn = (lambda st, pr: reference(st, pr, inputs, b)) if reference else compiled
+    gs, gp = jax.grad(energy_fn, argnums=(0, 1))(states, params)
+    ds = system.state_grads(states, params, inputs, b)
+    dp = system._fns["exact"]["param_grads"](**system._kw(states, params, inputs, b))
+
+    def err(a, c):
+        return max((float(jnp.max(jnp.abs(u - v))) for u, v in zip(a, c)), default=0.0)
+
+    out = dict(state_grads=err(gs, ds), param_grads=err(gp, dp))
+    out["energy"] = abs(float(energy_fn(states, params) - compiled(states, params))) \
+        if reference else 0.0
+    vel = tuple(jax.random.normal(next(keys), s.shape, f64) for s in states)
+    beta_rate = jnp.asarray(0.3, f64)
+
+    def grads_of(st, bb):
+        return system._fns["exact"]["param_grads"](**system._kw(st, params, inputs, bb))
+
+    _, jvp = jax.jvp(grads_of, (states, b), (vel, beta_rate))
+    rates = system.param_rates(states, vel, params, inputs, b, beta_rate)
+    out["param_rates"] = err(jvp, rates)
+    if system.formulation == "gradient":
+        field = system.field(states, params, inputs, b)
+        out["field"] = err(field, tuple(-g / t for g, t in zip(ds, system.tau)))
     out["max"] = max(out.values())
     return out

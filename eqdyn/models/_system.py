@@ -25,6 +25,7 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 
 from .._errors import ConfigError, DerivationError
@@ -33,7 +34,8 @@ from ..symbolic._codegen import python_name
 from ._activations import Activation, get_activation
 
 __all__ = [
-    "CompiledSystem", "compile_system", "hopfield_system", "resolve_formulation", "FORMULATIONS",
+    "CompiledSystem", "compile_system", "energy_system", "hopfield_system", "resolve_formulation",
+    "resolve_activations", "FORMULATIONS",
 ]
 
 FORMULATIONS = ("gradient", "leaky")
@@ -50,7 +52,9 @@ class CompiledSystem:
     All functions take tuples in the energy's order: `states` (one `(B, n_k)` array per state),
     `params` (one array per parameter), `inputs` (e.g. `(x, d)`) and the scalar `beta`.
 
-    **Fields:** `derivation`, `code` (the generated source), `activation`, `formulation`.
+    **Fields:** `derivation`, `code` (the generated source), `activation` (the activation of
+    the leaky formulation's read-out, and of every opaque function unless `activations` says
+    otherwise), `formulation`, `activations` (opaque function name -> `Activation`).
     """
 
     derivation: Derivation
@@ -58,6 +62,17 @@ class CompiledSystem:
     activation: Activation
     formulation: str
     _fns: dict = dataclasses.field(repr=False)
+    activations: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def energy(self):
+        return self.derivation.energy
+
+    @functools.cached_property
+    def tau(self) -> tuple[float, ...]:
+        """Per-state time constants (floats)."""
+        e = self.derivation.energy
+        return tuple(float(e.time_constant(s)) for s in e.states)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -104,7 +119,7 @@ class CompiledSystem:
         else:
             kw.update(zip(self.code.constants, constants))
             g = fns["state_grads_hoisted"](**kw)
-        return tuple(-gi for gi in g)
+        return tuple(-gi if t == 1.0 else gi * (-1.0 / t) for gi, t in zip(g, self.tau))
 
     def residual(self, states, field):
         """The steady-state residual: `max |field|` over the batch and all units.
@@ -118,8 +133,8 @@ class CompiledSystem:
         """
         bounds = self.activation.bounds
         parts = []
-        for u, f in zip(states, field):
-            a = jnp.abs(f)
+        for u, f, t in zip(states, field, self.tau):
+            a = jnp.abs(f) if t == 1.0 else jnp.abs(f) * t  # the force dF/ds, whatever tau
             if self.formulation == "leaky" and bounds is not None:
                 lo, hi = bounds
                 outward = ((u >= hi) & (f > 0)) | ((u <= lo) & (f < 0))
@@ -145,6 +160,38 @@ class CompiledSystem:
         obs = self.observe(states)
         return self._fns["exact"]["param_grads"](**self._kw(obs, params, inputs, beta))
 
+    def param_rates(self, states, velocities, params, inputs, beta=0.0, beta_rate=0.0):
+        """`d/dt dF/dtheta` along a trajectory: the STDP form of the learning rule.
+
+        `states` are observed states `s` (not potentials) and `velocities` their time
+        derivatives `ds_k/dt`; `beta_rate` is `dbeta/dt`. Equals the Jacobian-vector product of
+        `param_grads` along `(velocities, beta_rate)`, computed by the derived formula.
+        """
+        kw = self._kw(states, params, inputs, beta)
+        kw.update(zip(self.code.velocities, velocities))
+        if self.code.beta_rate is not None:
+            kw[self.code.beta_rate] = beta_rate
+        return self._fns["exact"]["param_rates"](**kw)
+
+    def output(self, states, params, inputs):
+        """The energy's prediction (e.g. the output layer) at the observed state."""
+        obs = self.observe(states)
+        return self._fns["exact"]["output"](**self._kw(obs, params, inputs, 0.0))[0]
+
+    def cost_rows(self, states, params, inputs):
+        """`C` of every example separately, shape `(B,)` (at the observed state)."""
+        obs = self.observe(states)
+        fn = self._fns["exact"]["cost"]
+
+        def one(row_states, row_inputs):
+            st = tuple(a[None] for a in row_states)
+            ins = tuple(a[None] if a.ndim == 2 else a for a in row_inputs)
+            return fn(**self._kw(st, params, ins, 0.0))
+
+        batched = tuple(0 if (a.ndim == 2 and a.shape[0] == obs[0].shape[0]) else None
+                        for a in inputs)
+        return jax.vmap(one, in_axes=(0, batched))(obs, tuple(inputs))
+
     def energy(self, states, params, inputs, beta):
         """`F = E + beta C` summed over the batch, at the observed state."""
         obs = self.observe(states)
@@ -156,20 +203,57 @@ class CompiledSystem:
         return self._fns["exact"]["cost"](**self._kw(obs, params, inputs, 0.0))
 
 
-def _exec(code: GeneratedCode, activation: Activation, leaky: bool) -> dict:
-    ns: dict = {"jnp": jnp}
-    e = activation
-    bind = {"rho": e.fn, "rho_d1": _ones if leaky else e.d1, "rho_d2": e.d2}
+def _exec(code: GeneratedCode, activations: dict, leaky: bool) -> dict:
+    ns: dict = {"jnp": jnp, "jax": jax}
+    bind = {}
+    for fname, act in activations.items():
+        py = python_name(fname)
+        bind[py] = act.fn
+        bind[f"{py}_d1"] = _ones if leaky else act.d1
+        if act.d2 is not None:
+            bind[f"{py}_d2"] = act.d2
     for name in code.functions:
-        fn = bind.get(name)
+        fn = bind.get(python_name(name))
         if fn is None:
             raise DerivationError(
-                f"the derived code calls `{name}`, but the activation {e.name!r} provides no such "
-                "function (only rho, rho_d1 and, if defined, rho_d2)."
+                f"the derived code calls `{name}`, but no activation provides it (bound: "
+                f"{sorted(bind)}). Bind every opaque function of the energy to an activation "
+                "with a derivative (`activation={'rho': ..., 'phi': ...}`); second derivatives "
+                "need `d2`."
             )
         ns[name] = fn
     exec(compile(code.source, "<eqdyn generated code>", "exec"), ns)  # noqa: S102
     return ns
+
+
+def resolve_activations(energy, activation) -> tuple[Activation, dict]:
+    """Bind each opaque function of `energy` to an `Activation`.
+
+    `activation` is one activation (name or object) for every function, or a mapping from
+    function name to activation. Returns `(main, mapping)`, `main` the activation of the
+    first function (the leaky formulation's read-out).
+    """
+    names = energy.function_names
+    if isinstance(activation, dict):
+        unknown = set(activation) - set(names)
+        if unknown:
+            raise ConfigError(
+                f"`activation` binds {sorted(unknown)}, which `{energy.name}` does not use; its "
+                f"opaque functions are {list(names)}."
+            )
+        missing = [n for n in names if n not in activation]
+        if missing:
+            raise ConfigError(
+                f"`activation` does not bind {missing} of `{energy.name}`; give an activation "
+                f"for each of {list(names)}."
+            )
+        mapping = {n: get_activation(activation[n]) for n in names}
+    else:
+        act = get_activation(activation)
+        mapping = {n: act for n in names}
+    main = mapping[names[0]] if names else get_activation(
+        activation if not isinstance(activation, dict) else "hard_sigmoid")
+    return main, mapping
 
 
 def resolve_formulation(activation: str | Activation, formulation: str | None) -> str:
@@ -192,25 +276,44 @@ def resolve_formulation(activation: str | Activation, formulation: str | None) -
 
 
 def compile_system(
-    derivation: Derivation, activation: str | Activation, formulation: str | None = None
+    derivation: Derivation, activation="hard_sigmoid", formulation: str | None = None
 ) -> CompiledSystem:
-    """Generate and compile JAX code for `derivation` with `activation` bound to `rho`.
+    """Generate and compile JAX code for `derivation`, binding its opaque functions.
 
     **Arguments:**
 
     - `derivation`: from `eqdyn.symbolic.derive`.
-    - `activation`: a registered name (`"hard_sigmoid"`, `"sigmoid"`, `"tanh"`) or an `Activation`.
+    - `activation`: a registered name (`"hard_sigmoid"`, `"sigmoid"`, `"tanh"`, or your own,
+      see `register_activation`) or an `Activation`, bound to every opaque function of the
+      energy; or a mapping `{function name: activation}` for energies with several.
     - `formulation`: `"gradient"` or `"leaky"`; default `"leaky"` for projection activations
-      (hard sigmoid) and `"gradient"` otherwise.
+      (hard sigmoid) and `"gradient"` otherwise. `"leaky"` needs every bound activation to be
+      a projection.
 
     **Returns:** a `CompiledSystem`.
     """
-    act = get_activation(activation)
+    act, mapping = resolve_activations(derivation.energy, activation)
     formulation = resolve_formulation(act, formulation)
+    if formulation == "leaky":
+        for n, a in mapping.items():
+            resolve_formulation(a, "leaky")
     code = generate_code(derivation)
-    exact = _exec(code, act, leaky=False)
-    field = _exec(code, act, leaky=True) if formulation == "leaky" else exact
-    return CompiledSystem(derivation, code, act, formulation, {"exact": exact, "field": field})
+    exact = _exec(code, mapping, leaky=False)
+    field = _exec(code, mapping, leaky=True) if formulation == "leaky" else exact
+    return CompiledSystem(derivation, code, act, formulation,
+                          {"exact": exact, "field": field}, mapping)
+
+
+@functools.lru_cache(maxsize=64)
+def energy_system(energy, activation, formulation: str | None = None) -> CompiledSystem:
+    """The compiled system of `energy` (cached per energy, activation and formulation).
+
+    `activation` must be hashable here: a name, an `Activation`, or a tuple of
+    `(function name, activation)` pairs.
+    """
+    if isinstance(activation, tuple):
+        activation = dict(activation)
+    return compile_system(derive(energy), activation, formulation)
 
 
 @functools.lru_cache(maxsize=64)

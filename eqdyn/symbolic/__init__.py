@@ -11,5 +11,12 @@ from ._energy import Energy as Energy
 from ._energy import derive as derive
 from ._energy import elementwise as elementwise
 from ._energy import layered_hopfield_energy as layered_hopfield_energy
+from ._energy import BETA_RATE as BETA_RATE
+from ._energy import velocity_symbol as velocity_symbol
+from ._nodes import RowLogSumExp as RowLogSumExp
+from ._nodes import RowSoftmax as RowSoftmax
+from ._nodes import row_logsumexp as row_logsumexp
+from ._nodes import row_softmax as row_softmax
 from ._printing import to_latex as to_latex
+from . import _terms as terms  # noqa: E402  (building blocks: eqdyn.symbolic.terms)
 from ._printing import to_text as to_text

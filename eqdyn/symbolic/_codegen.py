@@ -23,9 +23,10 @@ from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .._errors import DerivationError
-from ._energy import BATCH, Derivation, Energy
+from ._energy import BATCH, BETA_RATE, Derivation, Energy
+from ._nodes import RowLogSumExp, RowSoftmax
 
-__all__ = ["GeneratedCode", "generate_code", "python_name"]
+__all__ = ["GeneratedCode", "generate_code", "python_name", "scalar_function_source"]
 
 _SCALAR_FUNCS = {
     sp.exp: "jnp.exp",
@@ -35,6 +36,12 @@ _SCALAR_FUNCS = {
     sp.cos: "jnp.cos",
     sp.Abs: "jnp.abs",
     sp.sqrt: "jnp.sqrt",
+    sp.Max: "jnp.maximum",
+    sp.Min: "jnp.minimum",
+    sp.sign: "jnp.sign",
+    sp.cosh: "jnp.cosh",
+    sp.sinh: "jnp.sinh",
+    sp.erf: "jax.scipy.special.erf",
 }
 
 
@@ -47,16 +54,16 @@ def python_name(name: str) -> str:
 
 
 class _Emitter:
-    def __init__(self, energy: Energy, context: str):
+    def __init__(self, energy: Energy | None, context: str):
         self.energy = energy
         self.context = context
-        self.functions = {str(f) for f in energy.functions}
         self.used_functions: set[str] = set()
 
     # -- helpers -------------------------------------------------------------------------
     def fail(self, node, why: str):
+        name = self.energy.name if self.energy is not None else "expression"
         raise DerivationError(
-            f"cannot compile {self.context} of `{self.energy.name}` to matrix-level JAX code: "
+            f"cannot compile {self.context} of `{name}` to matrix-level JAX code: "
             f"{why} in `{node}` ({type(node).__name__}). Write the energy with matrix products, "
             "Hadamard products, transposes, traces and elementwise functions."
         )
@@ -106,11 +113,37 @@ class _Emitter:
             return f"{python_name(name)}({self.scalar(f.args[0], var, var_code)})"
         if isinstance(e, sp.Trace):
             return self.trace(e)
+        if isinstance(e, sp.DiracDelta):  # zero almost everywhere (the kinks of clip, abs)
+            return f"(0.0 * {self.scalar(e.args[0], var, var_code)})"
+        if isinstance(e, sp.Heaviside):
+            return f"jnp.where({self.scalar(e.args[0], var, var_code)} > 0, 1.0, 0.0)"
+        if isinstance(e, sp.Piecewise):
+            out = "jnp.nan"
+            for expr, cond in reversed(e.args):
+                val = self.scalar(expr, var, var_code)
+                if cond == sp.true:
+                    out = val
+                else:
+                    out = f"jnp.where({self.condition(cond, var, var_code)}, {val}, {out})"
+            return out
         if e.func in _SCALAR_FUNCS:
             return f"{_SCALAR_FUNCS[e.func]}(" + ", ".join(
                 self.scalar(a, var, var_code) for a in e.args
             ) + ")"
         self.fail(e, "an unsupported scalar operation")
+
+    def condition(self, c, var=None, var_code=None) -> str:
+        ops = {sp.StrictLessThan: "<", sp.LessThan: "<=", sp.StrictGreaterThan: ">",
+               sp.GreaterThan: ">=", sp.Equality: "==", sp.Unequality: "!="}
+        for cls, op in ops.items():
+            if isinstance(c, cls):
+                return (f"({self.scalar(c.lhs, var, var_code)} {op} "
+                        f"{self.scalar(c.rhs, var, var_code)})")
+        if isinstance(c, sp.And):
+            return "(" + " & ".join(self.condition(a, var, var_code) for a in c.args) + ")"
+        if isinstance(c, sp.Or):
+            return "(" + " | ".join(self.condition(a, var, var_code) for a in c.args) + ")"
+        self.fail(c, "an unsupported condition")
 
     def trace(self, e: sp.Trace) -> str:
         m = e.arg
@@ -148,6 +181,10 @@ class _Emitter:
             return f"({self.matrix(e.arg)}).T"
         if isinstance(e, ElementwiseApplyFunction):
             return self.elementwise(e)
+        if isinstance(e, RowLogSumExp):
+            return f"jax.nn.logsumexp({self.matrix(e.arg)}, axis=1, keepdims=True)"
+        if isinstance(e, RowSoftmax):
+            return f"jax.nn.softmax({self.matrix(e.arg)}, axis=1)"
         self.fail(e, "an unsupported matrix operation")
 
     def matrix_or_scalar(self, e) -> str:
@@ -157,6 +194,7 @@ class _Emitter:
         scalars = [a for a in e.args if not getattr(a, "is_Matrix", False)]
         mats = list(a for a in e.args if getattr(a, "is_Matrix", False))
         code = None
+        prev_rows = self.dim(mats[0].rows) if mats else None
         i = 0
         while i < len(mats):
             m = mats[i]
@@ -171,6 +209,14 @@ class _Emitter:
                         part = f"jnp.broadcast_to({part}, ({self.dim(m.rows)}, {self.dim(nxt.cols)}))"
                 code = part if code is None else f"({code} @ {part})"
                 i += 2
+                continue
+            if isinstance(m, sp.OneMatrix) and code is not None and m.rows != 1:
+                # a row sum (times a row of ones): never multiply by a ones matrix
+                part = f"jnp.sum({code}, axis=1, keepdims=True)"
+                if m.cols != 1:
+                    part = f"jnp.broadcast_to({part}, ({prev_rows}, {self.dim(m.cols)}))"
+                code = part
+                i += 1
                 continue
             part = self.matrix(m)
             code = part if code is None else f"({code} @ {part})"
@@ -194,6 +240,31 @@ class _Emitter:
         self.fail(e, "an elementwise function that is not a one-argument Lambda")
 
 
+def scalar_function_source(expr, var: sp.Symbol, name: str) -> str:
+    """Source of `def name(u): return <expr with var -> u>` for an elementwise function.
+
+    Used for activations given as SymPy expressions; the numeric layer executes it with `jnp`.
+    Refuses (with `DerivationError`) anything it cannot emit as array code.
+    """
+    expr = sp.sympify(expr)
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise DerivationError(
+            f"the activation `{name}` = {expr} uses the symbol(s) {sorted(map(str, extra))} "
+            f"besides its argument `{var}`; substitute numbers for them."
+        )
+    if expr.has(sp.Derivative, sp.Subs):
+        raise DerivationError(
+            f"the activation `{name}` = {expr} contains an unevaluated derivative; give it in "
+            "closed form."
+        )
+    em = _Emitter(None, f"the activation `{name}`")
+    body = em.scalar(expr, var=var, var_code="u")
+    if not expr.has(var):
+        body = f"({body}) + 0.0 * u"
+    return f"def {python_name(name)}(u):\n    return {body}\n"
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratedCode:
     """Python source for the compiled functions of one derivation.
@@ -206,12 +277,18 @@ class GeneratedCode:
     - `arguments`: argument names, in order: states, parameters, inputs, scalars.
     - `functions`: names of the elementwise functions the code calls.
     - `constants`: names of the hoisted state-independent products (`_c0`, ...).
+    - `velocities`, `beta_rate`: the extra argument names of `param_rates` (`ds_k/dt` and
+      `dbeta/dt`), which returns `d/dt dF/dtheta` for every parameter (the STDP form).
+
+    The module also defines `output(...)`, the energy's prediction (e.g. the output state).
     """
 
     source: str
     arguments: tuple[str, ...]
     functions: tuple[str, ...]
     constants: tuple[str, ...] = ()
+    velocities: tuple[str, ...] = ()
+    beta_rate: str | None = None
 
 
 def hoist_constants(exprs, energy: Energy):
@@ -278,6 +355,10 @@ def generate_code(derivation: Derivation) -> GeneratedCode:
     hoisted, consts = hoist_constants(list(derivation.state_grads.values()), energy)
     const_names = "".join(f", {python_name(c.name)}" for c, _ in consts)
 
+    rate_names = "".join(
+        f", {python_name(v.name)}" for v in derivation.velocities.values()
+    ) + (f", {python_name(BETA_RATE.name)}" if energy.scalars else "")
+
     def total(terms):
         return sp.Add(*terms) if terms else sp.Integer(0)
 
@@ -289,6 +370,9 @@ def generate_code(derivation: Derivation) -> GeneratedCode:
         fn("energy", [total(energy.terms)], "F", False),
         fn("internal_energy", [total(energy.internal)], "E", False),
         fn("cost", [total(energy.cost)], "C", False),
+        fn("output", [energy.prediction], "the output", True),
+        fn("param_rates", [derivation.param_rates.get(p, sp.ZeroMatrix(*p.shape))
+                           for p in energy.params], "d/dt dF/dtheta", True, rate_names),
     ]
     header = (
         f'"""Generated by eqdyn from the energy `{energy.name}`. Do not edit."""\n\n'
@@ -298,4 +382,6 @@ def generate_code(derivation: Derivation) -> GeneratedCode:
         arguments=args,
         functions=tuple(sorted(used)),
         constants=tuple(python_name(c.name) for c, _ in consts),
+        velocities=tuple(python_name(v.name) for v in derivation.velocities.values()),
+        beta_rate=python_name(BETA_RATE.name) if energy.scalars else None,
     )

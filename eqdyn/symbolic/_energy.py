@@ -368,8 +368,16 @@ def derive(energy: Energy) -> Derivation:
     return Derivation(energy, state_grads, param_grads, rates, velocities)
 
 
-def layered_hopfield_energy(sizes: Sequence[int], *, cost: str = "squared_error") -> Energy:
-    """The layered Hopfield energy of Scellier & Bengio (2017), `F = E + beta C`.
+def layered_hopfield_energy(
+    sizes: Sequence[int],
+    *,
+    cost: str = "squared_error",
+    lateral: Sequence[int] = (),
+    skip: Sequence[tuple[int, int]] = (),
+    tau: Sequence | None = None,
+    rho: sp.FunctionClass | None = None,
+) -> Energy:
+    """The layered Hopfield energy of Scellier & Bengio (2017), `F = E + beta C`, and variants.
 
     With the input `x` clamped, hidden layers `h_1..h_{L-1}` and output `y` (batched, one row per
     example), weights `W_k` between adjacent layers and biases `b_k`:
@@ -378,54 +386,102 @@ def layered_hopfield_energy(sizes: Sequence[int], *, cost: str = "squared_error"
         C = 1/2 ||y - d||^2
 
     The input enters as `x W_1` (no activation on the clamped input; identical to the paper's
-    `rho(x)` for the hard sigmoid on pixels in [0, 1]).
+    `rho(x)` for the hard sigmoid on pixels in [0, 1]). Built from the blocks in
+    `eqdyn.symbolic.terms`, like any custom energy.
 
     **Arguments:**
 
     - `sizes`: layer sizes, input first, e.g. `(784, 500, 10)`; at least two.
-    - `cost`: only `"squared_error"` here.
+    - `cost`: `"squared_error"` (above) or `"cross_entropy"`: the softmax readout of
+      Laborieux et al. (2021). The output layer is then not a state: the logits are
+      `z = rho(h_{L-1}) W_L + b_L` and `C = sum_b [logsumexp(z_b) - d_b . z_b]`, so the
+      readout weights appear only in the cost (needs at least one hidden layer).
+    - `lateral`: indices `k` of hidden layers (1-based) with lateral weights `L_k` (n_k x n_k):
+      `- 1/2 rho(h_k) L_k rho(h_k)^T`.
+    - `skip`: pairs `(i, j)`, `0 <= i < j - 1`, of layers joined by skip weights `S_i_j`
+      (layer 0 is the input, layer `L` the output): `- rho(s_i) S_i_j rho(s_j)^T`.
+    - `tau`: one time constant per state (`tau_k ds_k/dt = -dF/ds_k`).
+    - `rho`: the opaque activation function (default `terms.RHO`, named `rho`).
 
     **Returns:**
 
-    An `Energy` whose states are `(h_1, ..., y)` and parameters `(W_1, ..., b_1, ...)`.
+    An `Energy` whose states are `(h_1, ..., y)` (no `y` with cross-entropy) and parameters
+    `(W_1, ..., b_1, ..., L_k..., S_i_j...)`.
     """
+    from . import _terms as T
+
     sizes = tuple(int(n) for n in sizes)
     if len(sizes) < 2 or any(n < 1 for n in sizes):
         raise DerivationError(
             f"`sizes`={sizes} must list at least two positive layer sizes, input first "
             "(e.g. (784, 500, 10))."
         )
-    if cost != "squared_error":
-        raise DerivationError(f"`cost`={cost!r} is not known; use 'squared_error'.")
-    B = BATCH
-    rho = sp.Function("rho")
-    R = lambda m: elementwise(rho, m)  # noqa: E731
+    costs = ("squared_error", "cross_entropy")
+    if cost not in costs:
+        raise DerivationError(f"`cost`={cost!r} is not known; use one of {costs}.")
     L = len(sizes) - 1
-    x = sp.MatrixSymbol("x", B, sizes[0])
-    states = [sp.MatrixSymbol(f"h_{k}", B, sizes[k]) for k in range(1, L)]
-    states.append(sp.MatrixSymbol("y", B, sizes[L]))
-    W = [sp.MatrixSymbol(f"W_{k}", sizes[k - 1], sizes[k]) for k in range(1, L + 1)]
-    b = [sp.MatrixSymbol(f"b_{k}", 1, sizes[k]) for k in range(1, L + 1)]
-    d = sp.MatrixSymbol("d", B, sizes[L])
+    if cost == "cross_entropy" and L < 2:
+        raise DerivationError(
+            f"`cost`='cross_entropy' reads the output out of the last hidden layer, so `sizes`="
+            f"{sizes} needs at least one hidden layer."
+        )
+    rho = rho or T.RHO
+    x = T.layer("x", sizes[0])
+    d = T.layer("d", sizes[L])
+    n_states = L if cost == "squared_error" else L - 1
+    states = [T.layer(f"h_{k}", sizes[k]) for k in range(1, min(L, n_states + 1))]
+    if cost == "squared_error":
+        states.append(T.layer("y", sizes[L]))
+    W = [T.weight(f"W_{k}", sizes[k - 1], sizes[k]) for k in range(1, L + 1)]
+    b = [T.bias(f"b_{k}", sizes[k]) for k in range(1, L + 1)]
     beta = sp.Symbol("beta", real=True)
-    ones = sp.OneMatrix(B, 1)
+    layers = [x, *states]  # layer k of the network is layers[k] (while it is a state)
 
-    terms: list[sp.Expr] = []
-    for s in states:
-        terms.append(sp.Rational(1, 2) * sp.Trace(s * s.T))
-    for k in range(L):
-        below = x if k == 0 else R(states[k - 1])
-        terms.append(-sp.Trace(below * W[k] * R(states[k]).T))
-    for k in range(L):
-        terms.append(-sp.Trace(ones * b[k] * R(states[k]).T))
-    y = states[-1]
+    terms: list[sp.Expr] = [T.leak(s) for s in states]
+    for k in range(1, n_states + 1):
+        terms.append(T.coupling(layers[k - 1], W[k - 1], layers[k], rho, pre_raw=(k == 1)))
+    for k in range(1, n_states + 1):
+        terms.append(T.bias_term(b[k - 1], layers[k], rho))
+    lat = []
+    for k in lateral:
+        if not (isinstance(k, int) and 1 <= k <= min(n_states, L - 1)):
+            raise DerivationError(
+                f"`lateral`={tuple(lateral)} names layer {k!r}; lateral weights join units "
+                f"within a hidden layer 1..{L - 1}."
+            )
+        lat.append(T.weight(f"L_{k}", sizes[k], sizes[k]))
+        terms.append(T.lateral(layers[k], lat[-1], rho))
+    skips = []
+    for pair in skip:
+        i, j = pair
+        if not (0 <= i < j - 1 and j <= n_states):
+            raise DerivationError(
+                f"`skip` pair {pair!r} must join layers 0 <= i < j - 1 with j <= {n_states} "
+                "(0 is the input; adjacent layers are already coupled by W)."
+            )
+        skips.append(T.weight(f"S_{i}_{j}", sizes[i], sizes[j]))
+        terms.append(T.coupling(layers[i], skips[-1], layers[j], rho, pre_raw=(i == 0)))
+    if cost == "squared_error":
+        c = (T.squared_error(states[-1], d),)
+        output = None
+        params = tuple(W) + tuple(b)
+    else:
+        logits = T.readout(states[-1], W[L - 1], b[L - 1], rho)
+        c = (*T.cross_entropy(logits, d),)
+        output = logits
+        params = tuple(W[:-1]) + tuple(b[:-1]) + (W[-1], b[-1])
+    tag = "" if cost == "squared_error" else ", cross_entropy"
+    tag += f", lateral={tuple(lateral)}" if lateral else ""
+    tag += f", skip={tuple(tuple(p) for p in skip)}" if skip else ""
     return Energy(
         internal=tuple(terms),
-        cost=(sp.Rational(1, 2) * sp.Trace((y - d) * (y - d).T),),
+        cost=c,
         states=tuple(states),
-        params=tuple(W) + tuple(b),
+        params=params + tuple(lat) + tuple(skips),
         inputs=(x, d),
         scalars=(beta,),
         functions=(rho,),
-        name=f"layered_hopfield{tuple(sizes)}",
+        name=f"layered_hopfield{tuple(sizes)}{tag}",
+        tau=tuple(tau) if tau is not None else (),
+        output=output,
     )
