@@ -35,7 +35,11 @@ def _add_train(sub):
     g.add_argument("--val-size", type=int, help="validation examples carved from training data")
     g = p.add_argument_group("model")
     g.add_argument("--arch", help="layer sizes, input first, e.g. 784-500-10")
-    g.add_argument("--activation", help="hard_sigmoid (default), sigmoid or tanh")
+    g.add_argument("--energy", metavar="FILE.py",
+                   help="train the network of a custom energy defined in this Python file "
+                   "(see derivations/energies/); built for --arch")
+    g.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh or a registered "
+                   "one (with --energy: overrides the file's)")
     g.add_argument("--formulation", choices=["gradient", "leaky"],
                    help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
     g = p.add_argument_group("learning")
@@ -81,7 +85,7 @@ def _cmd_train(args) -> int:
     overrides = {
         k: getattr(args, k)
         for k in (
-            "dataset", "data_dir", "val_size", "arch", "activation", "formulation", "algo",
+            "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
             "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
             "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
             "nudged_t1", "eval_t1", "max_steps",
@@ -113,7 +117,10 @@ def _cmd_train(args) -> int:
         )
     say = None if args.quiet else (lambda s: print(s, flush=True))
     rule = f"EP/{cfg.variant} beta={cfg.beta}" if cfg.algo == "ep" else cfg.algo.upper()
-    print(f"eqdyn train: {cfg.dataset} {cfg.arch} {cfg.activation} {rule}"
+    model_desc = f"{cfg.arch} {cfg.activation or 'its activation'}"
+    if cfg.energy:
+        model_desc = f"energy {cfg.energy} {model_desc}"
+    print(f"eqdyn train: {cfg.dataset} {model_desc} {rule}"
           f" lr={','.join(map(str, cfg.lr))} batch={cfg.batch_size} epochs={cfg.epochs}"
           f" -> {run_dir}", flush=True)
     try:
@@ -130,12 +137,17 @@ def _add_derive(sub):
     p = sub.add_parser(
         "derive",
         help="derive and print the neuron dynamics and learning rule of an energy",
-        description="Derive ds_k/dt = -dF/ds_k and dF/dtheta of the layered Hopfield energy "
-        "with SymPy and print them; --check compares them with jax.grad in float64.",
+        description="Derive tau_k ds_k/dt = -dF/ds_k, dF/dtheta and (with --stdp) the STDP form "
+        "d/dt dF/dtheta of the layered Hopfield energy, or of the energy in --energy FILE.py, "
+        "and print them; --check compares them with jax.grad / jax.jvp in float64.",
     )
     p.add_argument("--arch", default="784-500-10", help="layer sizes, input first")
-    p.add_argument("--activation", default="hard_sigmoid", help="hard_sigmoid, sigmoid or tanh")
+    p.add_argument("--energy", metavar="FILE.py", help="a Python file defining `energy`")
+    p.add_argument("--cost", choices=["squared_error", "cross_entropy"], default="squared_error",
+                   help="cost of the built-in layered energy (cross_entropy: softmax readout)")
+    p.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh, or registered")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.add_argument("--stdp", action="store_true", help="also print the STDP form of the rule")
     p.add_argument("--code", action="store_true", help="also print the generated JAX source")
     p.add_argument("--check", action="store_true",
                    help=f"compare with jax.grad (float64); exit 1 if max error > {DERIVE_TOLERANCE:g}")
@@ -143,25 +155,50 @@ def _add_derive(sub):
 
 
 def _cmd_derive(args) -> int:
-    from .models import check_hopfield_derivation, get_activation, hopfield_system, parse_arch
+    from .models import (
+        check_derivation, check_hopfield_derivation, compile_system, get_activation, parse_arch,
+    )
+    from .models._energy_file import load_energy_file
+    from .symbolic import derive, layered_hopfield_energy
 
     sizes = parse_arch(args.arch)
-    get_activation(args.activation)
-    system = hopfield_system(sizes, args.activation, "gradient")
+    if args.energy:
+        spec = load_energy_file(args.energy, sizes)
+        energy = spec.energy
+        act = args.activation or spec.activation or "hard_sigmoid"
+    else:
+        energy = layered_hopfield_energy(sizes, cost=args.cost)
+        act = args.activation or "hard_sigmoid"
+    if not isinstance(act, dict):
+        get_activation(act)
+    system = compile_system(derive(energy), act, "gradient")
     der = system.derivation
-    print(f"# layered Hopfield energy {'-'.join(map(str, sizes))}, rho = {args.activation}")
+    act_name = act if isinstance(act, str) else getattr(act, "name", act)
+    print(f"# {energy.name}, rho = {act_name}")
     if args.latex:
         print(der.latex())
+        if args.stdp:
+            print("\n".join(der.stdp_latex()))
     else:
         print(der)
+        if args.stdp:
+            print("\n".join(der.stdp_text()))
     if args.code:
         print("\n# generated JAX code\n" + system.code.source)
     if args.check:
-        err = check_hopfield_derivation(sizes, args.activation)
+        if args.energy is None and args.cost == "squared_error" and isinstance(act, str):
+            # independent hand-written energy as the reference
+            err = check_hopfield_derivation(sizes, act)
+            err2 = check_derivation(system)
+            err["param_rates"] = err2["param_rates"]
+            err["max"] = max(err["max"], err2["max"])
+        else:
+            err = check_derivation(system)
         ok = err["max"] <= DERIVE_TOLERANCE
         print(
             f"check vs jax.grad (float64): max |dF/ds| error {err['state_grads']:.3e}, "
-            f"max |dF/dtheta| error {err['param_grads']:.3e}, |F| error {err['energy']:.3e} "
+            f"max |dF/dtheta| error {err['param_grads']:.3e}, |F| error {err['energy']:.3e}, "
+            f"STDP form vs jax.jvp {err['param_rates']:.3e} "
             f"-> {'OK' if ok else 'FAILED'} (tolerance {DERIVE_TOLERANCE:g})"
         )
         return 0 if ok else 1

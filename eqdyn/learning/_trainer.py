@@ -25,12 +25,17 @@ import optax
 
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
-from ..models import LayeredHopfield, get_activation, parse_arch, resolve_formulation
+from ..models import EnergyModel, LayeredHopfield, get_activation, parse_arch, resolve_formulation
+from ..models._energy_file import load_energy_file
+from ..models._network import param_groups
+from ..models._system import resolve_activations
 from ._checkpoint import load_checkpoint, save_checkpoint, write_json
 from ._ep import VARIANTS, EPConfig, ep_gradient
 from ._references import bptt_gradient, chl_gradient, rbp_gradient
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config"]
+__all__ = [
+    "TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config", "build_model",
+]
 
 #: Learning rules `train` can run: EP, contrastive Hebbian learning, and the exact references
 #: (recurrent backprop at the fixed point, backprop through the Euler free relaxation).
@@ -62,12 +67,17 @@ class TrainConfig:
 
     Relaxation: `solver`, `dt0`, `tol` (steady-state residual), `free_t1` / `nudged_t1`
     (horizons of the two phases), `eval_t1` (horizon when evaluating from zero states).
+
+    Model: the layered Hopfield network of `arch`, or with `energy` the energy defined in that
+    Python file (see `eqdyn.models.load_energy_file`), built for the sizes `arch`;
+    `activation=None` then means the file's own activation.
     """
 
     dataset: str = "digits"
     data_dir: str | None = None
     arch: str | None = None
-    activation: str = "hard_sigmoid"
+    energy: str | None = None
+    activation: str | None = "hard_sigmoid"
     formulation: str | None = None
     algo: str = "ep"
     variant: str = "random-sign"
@@ -134,6 +144,8 @@ def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
         elif isinstance(lr, (int, float)):
             lr = (float(lr),)
         base["lr"] = tuple(float(v) for v in lr)
+    if base.get("energy") is not None and overrides.get("activation") is None:
+        base["activation"] = None  # the energy file's (or hard_sigmoid if it names none)
     cfg = TrainConfig(**base)
     if cfg.arch is None:
         cfg = dataclasses.replace(cfg, arch=DEFAULT_ARCH.get(cfg.dataset, "784-500-10"))
@@ -141,20 +153,46 @@ def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
     return cfg
 
 
+def build_model(cfg: TrainConfig, key, dtype=jnp.float32):
+    """The network `cfg` describes: a `LayeredHopfield`, or an `EnergyModel` from `cfg.energy`."""
+    sizes = parse_arch(cfg.arch)
+    if cfg.energy is None:
+        return LayeredHopfield(sizes, cfg.activation, cfg.formulation, key=key, dtype=dtype)
+    spec = load_energy_file(cfg.energy, sizes)
+    activation = cfg.activation if cfg.activation is not None else (
+        spec.activation if spec.activation is not None else "hard_sigmoid")
+    formulation = cfg.formulation if cfg.formulation is not None else spec.formulation
+    return EnergyModel(spec.energy, activation, formulation, key=key, init=spec.init, dtype=dtype)
+
+
 def _validate(cfg: TrainConfig) -> None:
     sizes = parse_arch(cfg.arch)
-    get_activation(cfg.activation)
+    if cfg.energy is None:
+        get_activation(cfg.activation)
+        names = [f"W_{k}" for k in range(1, len(sizes))] + [f"b_{k}" for k in range(1, len(sizes))]
+        main = cfg.activation
+    else:
+        spec = load_energy_file(cfg.energy, sizes)
+        act = cfg.activation if cfg.activation is not None else (spec.activation or "hard_sigmoid")
+        main, _ = resolve_activations(spec.energy, act)
+        names = [p.name for p in spec.energy.params]
+        if cfg.formulation is None and spec.formulation is not None:
+            resolve_formulation(main, spec.formulation)
     if cfg.algo not in ALGOS:
         raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
     if cfg.variant not in VARIANTS:
         raise ConfigError(f"`variant`={cfg.variant!r} is not known; use one of {VARIANTS}.")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"`optimizer`={cfg.optimizer!r} is not known; use one of {OPTIMIZERS}.")
-    n_layers = len(sizes) - 1
-    if len(cfg.lr) not in (1, n_layers):
+    groups = param_groups(names)
+    n_groups = len(set(groups))
+    if len(cfg.lr) not in (1, n_groups):
+        what = (f"`arch`={cfg.arch!r} has {n_groups} weight layers" if cfg.energy is None else
+                f"the energy's parameters {names} form {n_groups} groups (by the trailing "
+                "number of their names)")
         raise ConfigError(
-            f"`lr`={','.join(map(str, cfg.lr))} gives {len(cfg.lr)} rates but `arch`={cfg.arch!r} "
-            f"has {n_layers} weight layers; give one rate or {n_layers}, input side first."
+            f"`lr`={','.join(map(str, cfg.lr))} gives {len(cfg.lr)} rates but {what}; give one "
+            f"rate or {n_groups}, input side first."
         )
     if any(not (v > 0 and math.isfinite(v)) for v in cfg.lr):
         raise ConfigError(f"`lr`={cfg.lr} must be positive finite numbers.")
@@ -168,7 +206,7 @@ def _validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"`{name}`={v} must be a finite number >= 0.")
-    resolve_formulation(cfg.activation, cfg.formulation)
+    resolve_formulation(main, cfg.formulation)
     _relax_configs(cfg)  # validates solver, dt0, tol, horizons
 
 
@@ -182,18 +220,24 @@ def _relax_configs(cfg: TrainConfig):
     )
 
 
-def make_optimizer(cfg: TrainConfig, n_layers: int) -> optax.GradientTransformation:
-    """Per-layer optimiser: layer k's weight and bias share the k-th learning rate.
+def make_optimizer(cfg: TrainConfig, groups) -> optax.GradientTransformation:
+    """Per-group optimiser: parameters in group k share the k-th learning rate.
 
+    `groups` is the group of each parameter (`model.lr_groups`: layer k's weight and bias share
+    group k), or an int `n_layers` for a layered network's `(W_1..W_L, b_1..b_L)`.
     Cached per setting: the optimiser is a static argument of the compiled training step, so
     an equal one must be the same object for repeated `train` calls not to recompile.
     """
-    return _optimizer(cfg.optimizer, tuple(cfg.lr), cfg.momentum, cfg.weight_decay, n_layers)
+    if isinstance(groups, int):
+        groups = tuple(range(groups)) * 2
+    return _optimizer(cfg.optimizer, tuple(cfg.lr), cfg.momentum, cfg.weight_decay,
+                      tuple(groups))
 
 
 @functools.lru_cache(maxsize=32)
-def _optimizer(name, lr, momentum, weight_decay, n_layers) -> optax.GradientTransformation:
-    lrs = lr * n_layers if len(lr) == 1 else lr
+def _optimizer(name, lr, momentum, weight_decay, groups) -> optax.GradientTransformation:
+    n_groups = len(set(groups))
+    lrs = lr * n_groups if len(lr) == 1 else lr
 
     def one(lr):
         if name == "adam":
@@ -204,7 +248,7 @@ def _optimizer(name, lr, momentum, weight_decay, n_layers) -> optax.GradientTran
             opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
         return opt
 
-    labels = tuple(str(k) for k in range(n_layers)) * 2  # (W_1..W_L, b_1..b_L)
+    labels = tuple(str(g) for g in groups)
     return optax.multi_transform({str(k): one(lr) for k, lr in enumerate(lrs)}, labels)
 
 
@@ -245,7 +289,7 @@ def _estimate(algo, model, xb, db, s0, key, labels, ep_cfg: EPConfig):
 @eqx.filter_jit
 def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent,
                  algo="ep"):
-    n_classes = model.sizes[-1]
+    n_classes = model.n_outputs
 
     def step(carry, idx):
         model, opt_state, particles, key = carry
@@ -272,10 +316,10 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
 
 @eqx.filter_jit
 def _eval_batch(model, x, y, mask, relax_cfg):
-    d = jax.nn.one_hot(y, model.sizes[-1], dtype=x.dtype)
+    d = jax.nn.one_hot(y, model.n_outputs, dtype=x.dtype)
     res = relax_core(model, x, model.init_state(x.shape[0], x.dtype), 0.0, d, relax_cfg)
-    out = model.output(res.states)
-    cost = 0.5 * jnp.sum((out - d) ** 2, axis=-1)
+    out = model.output(res.states, x)
+    cost = model.system.cost_rows(res.states, model.params, model.inputs(x, d))
     correct = (jnp.argmax(out, -1) == y) & mask
     return jnp.sum(correct), jnp.sum(jnp.where(mask, cost, 0.0)), res.steps, res.converged
 
@@ -364,6 +408,15 @@ def train(
             f"{dataset.input_dim} inputs and {dataset.n_classes} classes, so the arch must start "
             f"with {dataset.input_dim} and end with {dataset.n_classes}."
         )
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_train, k_perm = jax.random.split(key, 3)
+    model = build_model(cfg, k_init)
+    if model.input_size != dataset.input_dim or model.n_outputs != dataset.n_classes:
+        raise ConfigError(
+            f"the energy `{model.energy.name}` takes {model.input_size} inputs and predicts "
+            f"{model.n_outputs} classes, but the data set {dataset.name!r} has "
+            f"{dataset.input_dim} inputs and {dataset.n_classes} classes."
+        )
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         cfg_path = run_dir / "config.json"
@@ -389,10 +442,7 @@ def train(
             )
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    key = jax.random.PRNGKey(cfg.seed)
-    k_init, k_train, k_perm = jax.random.split(key, 3)
-    model = LayeredHopfield(sizes, cfg.activation, cfg.formulation, key=k_init)
-    opt = make_optimizer(cfg, model.n_layers)
+    opt = make_optimizer(cfg, model.lr_groups)
     free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
     ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
 
@@ -409,7 +459,8 @@ def train(
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
     particles = (
-        model.init_state(n_train) if cfg.persistent else tuple(jnp.zeros((0, n)) for n in sizes[1:])
+        model.init_state(n_train) if cfg.persistent
+        else tuple(jnp.zeros((0, n)) for n in model.state_sizes)
     )
     state = dict(params=model.params, opt_state=opt.init(model.params), particles=particles,
                  key=k_train)
