@@ -84,6 +84,8 @@ class Activation:
                     "pass `var` (the argument) and substitute numbers for the others."
                 )
             var = free[0]
+        real = sp.Symbol(str(var), real=True)  # so that |u|' = sign(u), not re/im parts
+        expr, var = expr.subs(var, real), real
         fns = {}
         for order, e in enumerate((expr, sp.diff(expr, var), sp.diff(expr, var, 2))):
             fname = f"{name}_d{order}"

@@ -241,6 +241,12 @@ def trace_gradient(term, wrt: sp.MatrixSymbol, context: str = "derivative"):
             )
         parts.append(_scale(coeff, g))
     g = _add(parts)
+    if g is None and parts:
+        raise DerivationError(
+            f"{context}: `{wrt.name}` occurs in `{term}` but the gradient of the term sums to "
+            "identically zero; refusing a possibly silent wrong derivative. Simplify the term "
+            f"so that `{wrt.name}` no longer appears, or rewrite it."
+        )
     if g is not None and tuple(g.shape) != tuple(wrt.shape):
         raise DerivationError(
             f"{context}: the gradient with respect to `{wrt.name}` has shape {g.shape} but "

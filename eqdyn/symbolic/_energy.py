@@ -130,7 +130,7 @@ class Energy:
                     f"{sorted(s.name for s in free)} that are not declared; add them to `scalars`."
                 )
         # time constants
-        tau = tuple(sp.sympify(t) for t in self.tau)
+        tau = tuple(sp.nsimplify(sp.sympify(t), rational=True) for t in self.tau)
         if tau and len(tau) != len(self.states):
             raise DerivationError(
                 f"`tau` of `{self.name}` has {len(tau)} entries but there are "
