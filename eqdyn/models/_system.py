@@ -276,13 +276,13 @@ def resolve_formulation(activation: str | Activation, formulation: str | None) -
 
 
 def compile_system(
-    derivation: Derivation, activation="hard_sigmoid", formulation: str | None = None
+    derivation, activation="hard_sigmoid", formulation: str | None = None
 ) -> CompiledSystem:
-    """Generate and compile JAX code for `derivation`, binding its opaque functions.
+    """Generate and compile JAX code for a derivation, binding its opaque functions.
 
     **Arguments:**
 
-    - `derivation`: from `eqdyn.symbolic.derive`.
+    - `derivation`: from `eqdyn.symbolic.derive`, or an `Energy` (derived here).
     - `activation`: a registered name (`"hard_sigmoid"`, `"sigmoid"`, `"tanh"`, or your own,
       see `register_activation`) or an `Activation`, bound to every opaque function of the
       energy; or a mapping `{function name: activation}` for energies with several.
@@ -292,6 +292,14 @@ def compile_system(
 
     **Returns:** a `CompiledSystem`.
     """
+    from ..symbolic import Energy
+
+    if isinstance(derivation, Energy):
+        derivation = derive(derivation)
+    if not isinstance(derivation, Derivation):
+        raise ConfigError(
+            f"`derivation`={derivation!r} must be an eqdyn.symbolic.Energy or Derivation."
+        )
     act, mapping = resolve_activations(derivation.energy, activation)
     formulation = resolve_formulation(act, formulation)
     if formulation == "leaky":
