@@ -185,6 +185,20 @@ def jax_matmul_peak(sizes=(1024, 2048), repeats=7) -> dict:
     return out
 
 
+def load_report(info: dict, load_start, busy) -> dict:
+    """The machine and how busy it was, for the result JSON (read at the end of a run)."""
+    return dict(
+        machine=info,
+        load_average_start=list(load_start),
+        load_average_end=list(os.getloadavg()),
+        other_busy_processes_at_start=busy,
+        contention_note=(
+            "Other processes were using the CPUs during this run (see other_busy_processes_at_start "
+            "and the load averages); absolute times are inflated, ratios measured in one run remain "
+            "meaningful." if (busy or load_start[0] > 1.5) else None),
+    )
+
+
 def machine_info() -> dict:
     import jax
 
@@ -369,16 +383,8 @@ def run(args) -> dict:
     np_epoch_step_model_s = n_batches_epoch * (a_fit + b_fit * (h2["free_steps"] + h2["nudged_steps"]))
     np_fl_alg = sum(batch_flops(sizes, B, f, n, False) for f, n in zip(np_free, np_nudged))
 
-    load_end = os.getloadavg()
     result = dict(
-        machine=info,
-        load_average_start=list(load_start),
-        load_average_end=list(load_end),
-        other_busy_processes_at_start=busy,
-        contention_note=(
-            "Other processes were using the CPUs during this run (see other_busy_processes_at_start "
-            "and the load averages); absolute times are inflated, ratios measured in one run remain "
-            "meaningful." if (busy or load_start[0] > 1.5) else None),
+        **load_report(info, load_start, busy),
         config=cfg.to_json(),
         dataset=dict(name=dataset.name, n_train=int(n_train), n_val=int(dataset.x_val.shape[0])),
         n_batches_per_epoch=int(n_batches_epoch),

@@ -13,8 +13,6 @@ compares it with the committed copy.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import sys
 from pathlib import Path
 
@@ -23,7 +21,14 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from eqdyn.symbolic import Derivation, derive, layered_hopfield_energy, to_latex, to_text
 
-HERE = Path(__file__).resolve().parent
+if str(Path(__file__).resolve().parent) not in sys.path:  # derivations/ is not a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    EP_UPDATE, HERE, HOPFIELD_LAYERS, NOTATION, cli, display, energy_parts_latex,
+    energy_parts_text, ep_updates, finish, header, is_rho_prime, neg, plain_text,
+    split_equations,
+)
+
 DEFAULT_OUTPUT = HERE / "layered_hopfield.md"
 COMMAND = "python derivations/layered_hopfield.py"
 
@@ -32,18 +37,6 @@ ARCHITECTURES: tuple[tuple[int, ...], ...] = ((784, 500, 10), (784, 500, 500, 10
 
 
 # ------------------------------------------------------------------ expression helpers
-
-
-def _is_rho_prime(m) -> bool:
-    """True for the elementwise application of a first derivative `rho'(.)`."""
-    if not isinstance(m, ElementwiseApplyFunction):
-        return False
-    fn = m.function
-    return (
-        isinstance(fn, sp.Lambda)
-        and isinstance(fn.expr, sp.Derivative)
-        and len(fn.expr.variables) == 1
-    )
 
 
 def _split_scalar(m):
@@ -72,7 +65,7 @@ def drop_rho_prime(expr):
         coeff, keep = sp.Integer(1), []
         for a in args:
             c, m = _split_scalar(a)
-            if _is_rho_prime(m):
+            if is_rho_prime(m):
                 coeff *= c
             else:
                 keep.append(a)
@@ -83,77 +76,9 @@ def drop_rho_prime(expr):
     return expr.func(*args)
 
 
-def _neg(expr):
-    out = -expr
-    return out.doit() if hasattr(out, "doit") else out
-
-
-def _renamed(states, fmt: str) -> dict:
-    """Map each state symbol to a same-shaped symbol named by `fmt` (e.g. '{}^beta')."""
-    return {s: sp.MatrixSymbol(fmt.format(s.name), *s.shape) for s in states}
-
-
 def _potential_name(name: str) -> str:
     """The membrane potential of a state: h_k -> u_k, y -> u_y."""
     return "u_" + (name[2:] if name.startswith("h_") else name)
-
-
-def _paren_latex(expr) -> str:
-    s = to_latex(expr)
-    return rf"\left({s}\right)" if isinstance(expr, sp.MatAdd) else s
-
-
-def _paren_text(expr) -> str:
-    s = to_text(expr)
-    return f"({s})" if isinstance(expr, sp.MatAdd) else s
-
-
-# ------------------------------------------------------------------ equation lists
-
-
-def energy_parts_latex(derivation: Derivation) -> tuple[str, str]:
-    """LaTeX of `E` (internal terms) and of `C` (cost terms), separately."""
-    e = derivation.energy
-    parts = []
-    for i, t in enumerate(e.internal):
-        s = to_latex(t)
-        parts.append(s if i == 0 or s.startswith("-") else "+ " + s)
-    cost = " + ".join(to_latex(c) for c in e.cost)
-    return "E = " + " ".join(parts), "C = " + cost
-
-
-def energy_parts_text(derivation: Derivation) -> tuple[str, str]:
-    e = derivation.energy
-    internal = " + ".join(to_text(t) for t in e.internal).replace("+ -", "- ")
-    return "E = " + internal, "C = " + " + ".join(to_text(c) for c in e.cost)
-
-
-def _split_equations(derivation: Derivation, lines: list[str]) -> tuple[list[str], list[str]]:
-    n = len(derivation.state_grads)
-    return lines[:n], lines[n:]
-
-
-def ep_updates(derivation: Derivation) -> list[tuple[str, str]]:
-    """(LaTeX, text) of `Delta theta = -(1/beta)[dF/dtheta(s^beta) - dF/dtheta(s^0)]` per parameter.
-
-    The two `dF/dtheta` are the derived ones with every state replaced by its value at the
-    nudged (`^beta`) and at the free (`^0`) fixed point.
-    """
-    states = derivation.energy.states
-    nudged, free = _renamed(states, "{}^beta"), _renamed(states, "{}^0")
-    out = []
-    for p, g in derivation.param_grads.items():
-        a = _neg(g.xreplace(nudged))  # -dF/dtheta(s^beta)
-        b = _neg(g.xreplace(free))  # -dF/dtheta(s^0)
-        pl = sp.latex(p)
-        latex = (
-            rf"\Delta {pl} = -\frac{{1}}{{\beta}}\left[\frac{{\partial F}}{{\partial {pl}}}(s^{{\beta}})"
-            rf" - \frac{{\partial F}}{{\partial {pl}}}(s^{{0}})\right]"
-            rf" = \frac{{1}}{{\beta}}\left[{_paren_latex(a)} - {_paren_latex(b)}\right]"
-        )
-        text = f"Delta {p.name} = (1/beta) [{_paren_text(a)} - {_paren_text(b)}]"
-        out.append((latex, text))
-    return out
 
 
 def leaky_equations(derivation: Derivation) -> list[tuple[str, str]]:
@@ -162,7 +87,7 @@ def leaky_equations(derivation: Derivation) -> list[tuple[str, str]]:
     pot = {s: sp.MatrixSymbol(_potential_name(s.name), *s.shape) for s in states}
     out = []
     for s, g in derivation.state_grads.items():
-        field = _neg(drop_rho_prime(g)).xreplace(pot)
+        field = neg(drop_rho_prime(g)).xreplace(pot)
         u = pot[s]
         ul, sl = sp.latex(u), sp.latex(s)
         latex = (
@@ -196,20 +121,12 @@ at the observed state `s = rho(u)`. Smooth activations (sigmoid, tanh) use the g
 derived (`formulation="gradient"`)."""
 
 
-def _display(lines: list[str]) -> list[str]:
-    """Each LaTeX line as its own `$$ ... $$` display block."""
-    out = []
-    for line in lines:
-        out += ["$$", line, "$$", ""]
-    return out
-
-
 def _section(derivation: Derivation, sizes: tuple[int, ...]) -> list[str]:
     arch = "-".join(map(str, sizes))
     n_hidden = len(sizes) - 2
     e_latex, c_latex = energy_parts_latex(derivation)
     e_text, c_text = energy_parts_text(derivation)
-    dyn_latex, grad_latex = _split_equations(derivation, derivation.equations_latex())
+    dyn_latex, grad_latex = split_equations(derivation, derivation.equations_latex())
     ep = ep_updates(derivation)
     leaky = leaky_equations(derivation)
     call = f"eqdyn.derive(eqdyn.layered_hopfield_energy({tuple(sizes)}))"
@@ -220,35 +137,34 @@ def _section(derivation: Derivation, sizes: tuple[int, ...]) -> list[str]:
         "",
         "### Energy `F = E + beta C`",
         "",
-        *_display([derivation.energy.latex()]),
+        *display([derivation.energy.latex()]),
         "with the internal energy and the cost",
         "",
-        *_display([e_latex, c_latex]),
+        *display([e_latex, c_latex]),
         "### Neuron dynamics `ds_k/dt = -dF/ds_k` (gradient formulation)",
         "",
-        *_display(dyn_latex),
+        *display(dyn_latex),
         "### Weight and bias gradients `dF/dW_k`, `dF/db_k`",
         "",
-        *_display(grad_latex),
+        *display(grad_latex),
         "### EP update",
         "",
         "Free fixed point `s^0` (`beta = 0`), nudged fixed point `s^beta`; `x` is clamped in both.",
         "",
-        *_display([latex for latex, _ in ep]),
+        *display([latex for latex, _ in ep]),
         "### Leaky-integrator formulation (hard sigmoid)",
         "",
-        *_display([latex for latex, _ in leaky]),
+        *display([latex for latex, _ in leaky]),
         "### Plain text",
         "",
-        "```text",
-        e_text,
-        c_text,
-        str(derivation),
-        *(text for _, text in ep),
-        "# leaky-integrator formulation (hard sigmoid)",
-        *(text for _, text in leaky),
-        "```",
-        "",
+        *plain_text([
+            e_text,
+            c_text,
+            str(derivation),
+            *(text for _, text in ep),
+            "# leaky-integrator formulation (hard sigmoid)",
+            *(text for _, text in leaky),
+        ]),
     ]
     return out
 
@@ -256,45 +172,36 @@ def _section(derivation: Derivation, sizes: tuple[int, ...]) -> list[str]:
 def render(architectures=ARCHITECTURES) -> str:
     """The Markdown document, as a string (deterministic)."""
     out = [
-        "# The layered Hopfield energy and its Equilibrium Propagation rule",
-        "",
-        f"<!-- Generated by `{COMMAND}`; do not edit by hand. "
-        f"`{COMMAND} --check` tells whether this file is current. -->",
-        "",
+        *header("The layered Hopfield energy: dynamics, Equilibrium Propagation rule and "
+                "leaky-integrator form", COMMAND),
         "The model of Scellier & Bengio (2017), *Equilibrium Propagation* (arXiv 1602.05179),",
         "derived with SymPy by `eqdyn.symbolic` and printed by eqdyn itself: these are the",
         "expressions compiled to the JAX code that the dynamics and the learning rule run.",
+        "Besides the gradient flow it gives the leaky-integrator (membrane potential) form in",
+        "which eqdyn relaxes hard-sigmoid networks. The STDP form of the learning rule is in",
+        "[`hopfield_stdp.md`](hopfield_stdp.md), the softmax cross-entropy readout in",
+        "[`crossentropy_readout.md`](crossentropy_readout.md).",
         "",
         "## Notation",
         "",
-        "- Every state is a batch matrix with one row per example: the clamped input `x`",
-        "  (`B x n_0`), the hidden layers `h_1, ..., h_{L-1}` and the output `y`; `d` is the target.",
-        "  `W_k` (`n_{k-1} x n_k`) connects layer `k-1` to layer `k`; `b_k` (`1 x n_k`) is a bias.",
-        "- `rho` is the activation, applied elementwise; `rho'` its derivative; `⊙` (`∘`) the",
-        "  elementwise (Hadamard) product; `tr(A B^T)` sums `A ⊙ B` over the batch and the units.",
-        "- `1` is an all-ones vector: `B x 1` in `1 b_k` (a bias broadcast over the batch) and",
-        "  `1 x B` in `dF/db_k` (a sum over the batch).",
+        *HOPFIELD_LAYERS,
+        *NOTATION,
         "- The input enters as `x W_1`, without `rho` (the same as `rho(x)` for pixels in `[0, 1]`",
         "  under the hard sigmoid).",
-        "- `beta` is the nudging strength: `beta = 0` is the free phase.",
         "",
         "## Equilibrium Propagation",
         "",
         "The neurons follow the gradient flow of `F`, which decreases along trajectories",
         "(`dF/dt = -||ds/dt||^2 <= 0`), so they settle at a fixed point:",
         "",
-        *_display([r"\frac{d s_k}{dt} = -\frac{\partial F}{\partial s_k}, \qquad F = E + \beta C"]),
+        *display([r"\frac{d s_k}{dt} = -\frac{\partial F}{\partial s_k}, \qquad F = E + \beta C"]),
         "With `s^0` the free fixed point and `s^beta` the nudged one (started from `s^0`), the EP",
         "update of any parameter `theta` (Scellier & Bengio 2017, Theorem 1) is",
         "",
-        *_display(
-            [
-                r"\Delta\theta = -\frac{1}{\beta}\left[\frac{\partial F}{\partial \theta}\left(s^{\beta}"
-                r"\right) - \frac{\partial F}{\partial \theta}\left(s^{0}\right)\right]"
-                r" \;\xrightarrow[\beta \to 0]{}\; -\frac{\partial J}{\partial \theta},"
-                r" \qquad J = C\left(s^{0}\right)"
-            ]
-        ),
+        *display([
+            EP_UPDATE + r" \;\xrightarrow[\beta \to 0]{}\; -\frac{\partial J}{\partial \theta},"
+            r" \qquad J = C\left(s^{0}\right)"
+        ]),
         "`eqdyn.ep_gradient` returns the gradient estimate, i.e. minus this update, divided by the",
         "batch size (a gradient of the mean cost); its `symmetric` variant uses `s^{-beta}` in",
         "place of `s^0` with `1/(2 beta)`, whose bias is `O(beta^2)` instead of `O(beta)`.",
@@ -306,50 +213,15 @@ def render(architectures=ARCHITECTURES) -> str:
     ]
     for sizes in architectures:
         out += _section(derive(layered_hopfield_energy(sizes)), tuple(sizes))
-    while out and out[-1] == "":
-        out.pop()
-    return "\n".join(out) + "\n"
-
-
-def write(path: str | Path = DEFAULT_OUTPUT) -> Path:
-    """Render and write the document to `path`; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(), encoding="utf-8")
-    return path
+    return finish(out)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    return cli(
+        argv, render=render, output=DEFAULT_OUTPUT, command=COMMAND,
         description="Derive the layered Hopfield energy (Scellier & Bengio 2017) and write it "
-        "up as Markdown with LaTeX equations."
+        "up as Markdown with LaTeX equations.",
     )
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
-                        help="the Markdown file to write or check (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if OUTPUT differs from what would be written")
-    args = parser.parse_args(argv)
-    path = Path(args.output)
-    if args.check:
-        text = render()
-        try:
-            current = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            print(f"{path} does not exist; run `{COMMAND}` to write it.", file=sys.stderr)
-            return 1
-        if current != text:
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True),
-                fromfile=f"{path} (committed)", tofile=f"{path} (regenerated)", n=1,
-            )
-            sys.stderr.writelines(list(diff)[:60])
-            print(f"\n{path} is stale; run `{COMMAND}` to regenerate it.", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date.")
-        return 0
-    write(path)
-    print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":

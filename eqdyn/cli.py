@@ -219,6 +219,7 @@ def _add_compare(sub):
     p.add_argument("--dataset", help="digits (default), mnist or fashion-mnist")
     p.add_argument("--data-dir", help="folder with the IDX .gz files")
     p.add_argument("--arch", help="layer sizes, input first")
+    p.add_argument("--energy", metavar="FILE.py", help="a custom energy file (see train --help)")
     p.add_argument("--activation", help="hard_sigmoid (default), sigmoid or tanh")
     p.add_argument("--beta", type=float)
     p.add_argument("--lr", help="learning rate(s), input side first")
@@ -235,8 +236,8 @@ def _cmd_compare(args) -> int:
     from .learning._checkpoint import write_json
 
     overrides = {k: getattr(args, k) for k in (
-        "dataset", "data_dir", "arch", "activation", "beta", "lr", "batch_size", "epochs",
-        "seed", "backend")}
+        "dataset", "data_dir", "arch", "energy", "activation", "beta", "lr", "batch_size",
+        "epochs", "seed", "backend")}
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     print(format_table([], header=True), flush=True)
     rows = compare(algos, preset=args.preset, progress=lambda s: print(s, flush=True),

@@ -291,6 +291,16 @@ def test_energy_model_layout_and_parameter_checks(key):
         chl_gradient(m, jnp.zeros((2, 5)), jnp.eye(2), m.init_state(2))
 
 
+def test_default_init_zeroes_biases_and_lateral_weights(key):
+    e = layered_hopfield_energy((5, 4, 3, 2), lateral=(1, 2), skip=((0, 2),))
+    params = dict(zip((p.name for p in e.params), eqdyn.models.glorot_init(key, e)))
+    for name in ("b_1", "b_2", "b_3", "L_1", "L_2"):
+        assert not np.any(params[name]), name
+    for name in ("W_1", "W_2", "W_3", "S_0_2"):
+        lim = np.sqrt(6 / sum(params[name].shape))
+        assert np.all(np.abs(params[name]) <= lim) and np.std(params[name]) > lim / 4, name
+
+
 def test_param_groups_follow_trailing_numbers():
     assert param_groups(["W_1", "W_2", "b_1", "b_2"]) == (0, 1, 0, 1)
     assert param_groups(["W_1", "W_out", "L", "b_1", "W_out"]) == (0, 1, 2, 0, 1)
@@ -365,3 +375,23 @@ def test_train_custom_energy_file_learns_digits(tmp_path):
     assert (tmp_path / "run" / "metrics.json").exists()
     with pytest.raises(ConfigError, match="form 3 groups"):
         resolve_config(dataset="digits", energy=str(EXAMPLE), arch="64-32-16-10", lr="0.1,0.2")
+
+
+def test_resuming_a_custom_energy_run_refuses_a_changed_file(tmp_path):
+    from eqdyn import CheckpointError
+    from eqdyn.learning import resolve_config, train
+
+    src = tmp_path / "lateral.py"
+    src.write_text("from eqdyn.symbolic import layered_hopfield_energy\n\n"
+                   "def energy(sizes):\n    return layered_hopfield_energy(sizes, lateral=(1,))\n")
+    cfg = resolve_config(dataset="digits", energy=str(src), arch="64-16-10", epochs=1, lr=0.05,
+                         seed=1)
+    assert cfg.activation is None  # the file names none: hard sigmoid, leaky formulation
+    m1 = train(cfg, run_dir=tmp_path / "run", progress=None)
+    assert (tmp_path / "run" / "energy.py").read_text() == src.read_text()
+    assert m1["test_accuracy"] > 0.15  # one epoch of a 16-unit net; chance is 0.1
+    src.write_text(src.read_text().replace("lateral=(1,)", "lateral=()"))
+    cfg2 = resolve_config(dataset="digits", energy=str(src), arch="64-16-10", epochs=2, lr=0.05,
+                          seed=1)
+    with pytest.raises(CheckpointError, match="has changed since this run started"):
+        train(cfg2, run_dir=tmp_path / "run", resume=True, progress=None)

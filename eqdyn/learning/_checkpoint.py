@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import CheckpointError
 
-__all__ = ["write_json", "save_checkpoint", "load_checkpoint"]
+__all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint"]
 
 
 def _atomic_write_bytes(path: Path, write: Callable) -> None:
@@ -33,6 +33,11 @@ def _atomic_write_bytes(path: Path, write: Callable) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes atomically (temp file + rename)."""
+    _atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 
 def write_json(path: Path, obj) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from ..models import EnergyModel, LayeredHopfield, get_activation, parse_arch, r
 from ..models._energy_file import load_energy_file
 from ..models._network import param_groups
 from ..models._system import resolve_activations
-from ._checkpoint import load_checkpoint, save_checkpoint, write_json
+from ._checkpoint import load_checkpoint, save_checkpoint, write_bytes, write_json
 from ._ep import VARIANTS, EPConfig, ep_gradient
 from ._references import bptt_gradient, chl_gradient, rbp_gradient
 
@@ -464,6 +465,20 @@ def train(
     )
     state = dict(params=model.params, opt_state=opt.init(model.params), particles=particles,
                  key=k_train)
+    energy_sha = None
+    if cfg.energy is not None:
+        # keep the energy with the run: a resumed run must train the same energy
+        energy_sha = load_energy_file(cfg.energy, sizes).sha256
+        copy = run_dir / "energy.py" if run_dir is not None else None
+        if resume and copy is not None and copy.exists():
+            if hashlib.sha256(copy.read_bytes()).hexdigest() != energy_sha:
+                raise CheckpointError(
+                    f"`energy` file {cfg.energy!r} has changed since this run started (its "
+                    f"copy is {str(copy)!r}); resume with the original file or start a new "
+                    "run directory."
+                )
+        elif copy is not None:
+            write_bytes(copy, Path(cfg.energy).read_bytes())
     start_epoch, history = 0, []
     if resume and run_dir is not None:
         loaded = load_checkpoint(run_dir, state)
@@ -476,7 +491,10 @@ def train(
             f"resume with epochs >= {start_epoch}."
         )
     if run_dir is not None:
-        write_json(run_dir / "config.json", cfg.to_json())
+        saved_cfg = cfg.to_json()
+        if energy_sha is not None:
+            saved_cfg["energy_sha256"] = energy_sha
+        write_json(run_dir / "config.json", saved_cfg)
     model = model.with_params(state["params"])
     opt_state, particles, key = state["opt_state"], state["particles"], state["key"]
 

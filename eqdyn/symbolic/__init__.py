@@ -18,5 +18,5 @@ from ._nodes import RowSoftmax as RowSoftmax
 from ._nodes import row_logsumexp as row_logsumexp
 from ._nodes import row_softmax as row_softmax
 from ._printing import to_latex as to_latex
-from . import _terms as terms  # noqa: E402  (building blocks: eqdyn.symbolic.terms)
+from . import terms as terms  # building blocks for energies
 from ._printing import to_text as to_text

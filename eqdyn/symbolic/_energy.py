@@ -233,8 +233,10 @@ def _signed_latex(term: sp.Expr, first: bool) -> str:
 
 
 def velocity_symbol(state: sp.MatrixSymbol) -> sp.MatrixSymbol:
-    """The symbol for `ds/dt` of a state (printed with a dot)."""
-    return sp.MatrixSymbol(rf"\dot{{{state.name}}}", *state.shape)
+    """The symbol for `ds/dt` of a state, printed with a dot (`\\dot{h}_{1}` for `h_1`)."""
+    base, sep, sub = state.name.partition("_")
+    name = rf"\dot{{{base}}}_{{{sub}}}" if sep and sub else rf"\dot{{{state.name}}}"
+    return sp.MatrixSymbol(name, *state.shape)
 
 
 #: The symbol for `d beta / dt` in time derivatives of the learning rule.
@@ -408,7 +410,7 @@ def layered_hopfield_energy(
     An `Energy` whose states are `(h_1, ..., y)` (no `y` with cross-entropy) and parameters
     `(W_1, ..., b_1, ..., L_k..., S_i_j...)`.
     """
-    from . import _terms as T
+    from . import terms as T
 
     sizes = tuple(int(n) for n in sizes)
     if len(sizes) < 2 or any(n < 1 for n in sizes):

@@ -8,6 +8,8 @@ Hadamard products. Printing never changes the expressions used for code generati
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter
@@ -99,7 +101,24 @@ class _Latex(LatexPrinter):
         )
 
 
+_DOT = re.compile(r"\\dot\{\\?(\w+)\}(?:_\{(\w+)\})?")
+
+
+def _dot_text(name: str) -> str:
+    """`\\dot{h}_{1}` -> `dh_1/dt`, `\\dot{\\beta}` -> `dbeta/dt` (velocity symbols in text)."""
+    def sub(m):
+        return f"d{m.group(1)}" + (f"_{m.group(2)}" if m.group(2) else "") + "/dt"
+
+    return _DOT.sub(sub, name)
+
+
 class _Text(StrPrinter):
+    def _print_MatrixSymbol(self, expr):
+        return _dot_text(expr.name)
+
+    def _print_Symbol(self, expr):
+        return _dot_text(expr.name)
+
     def _print_ElementwiseApplyFunction(self, expr):
         fn = _function_name(expr.function)
         arg = self._print(expr.expr)
