@@ -43,10 +43,15 @@ def _add_train(sub):
     g.add_argument("--formulation", choices=["gradient", "leaky"],
                    help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
     g = p.add_argument_group("learning")
-    g.add_argument("--algo", choices=["ep", "chl", "rbp", "bptt"],
+    g.add_argument("--algo", choices=["ep", "chl", "rbp", "bptt", "continuous"],
                    help="learning rule: EP (default), contrastive Hebbian learning, recurrent "
                    "backprop at the fixed point, backprop through time (bptt always unrolls "
-                   "free_t1/dt0 Euler steps, whatever --solver/--backend say)")
+                   "free_t1/dt0 Euler steps, whatever --solver/--backend say), or continuous: "
+                   "clock-free EP, one ODE per batch in which the teacher arrives when the "
+                   "network is at rest and the weights follow the STDP-form rule")
+    g.add_argument("--plasticity", choices=["consolidate", "online"],
+                   help="with --algo continuous: add each synapse's integrated change when the "
+                   "episode ends (default), or move the weights inside the solve")
     g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
                    help="EP nudging (default random-sign)")
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
@@ -88,6 +93,7 @@ def _cmd_train(args) -> int:
             "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
             "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
             "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
+            "plasticity",
             "nudged_t1", "eval_t1", "max_steps",
         )
     }

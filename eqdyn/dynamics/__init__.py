@@ -1,5 +1,12 @@
-"""Dynamics on diffrax: relaxation to a steady state, with the teacher entering through beta."""
+"""Dynamics on diffrax: relaxation to a steady state, with the teacher entering through beta;
+continuous-time learning episodes (neurons, synapses and teacher in one solve)."""
 
+from ._continuous import AbstractTeacher as AbstractTeacher
+from ._continuous import Custom as Custom
+from ._continuous import EpisodeResult as EpisodeResult
+from ._continuous import OnSteady as OnSteady
+from ._continuous import Ramp as Ramp
+from ._continuous import episode as episode
 from ._relax import SOLVERS as SOLVERS
 from ._relax import RelaxConfig as RelaxConfig
 from ._relax import RelaxResult as RelaxResult

@@ -26,6 +26,7 @@ import optax
 
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
+from ..dynamics._continuous import OnSteady, episode
 from ..models import EnergyModel, LayeredHopfield, get_activation, parse_arch, resolve_formulation
 from ..models._energy_file import load_energy_file
 from ..models._network import param_groups
@@ -40,7 +41,7 @@ __all__ = [
 
 #: Learning rules `train` can run: EP, contrastive Hebbian learning, and the exact references
 #: (recurrent backprop at the fixed point, backprop through the Euler free relaxation).
-ALGOS = ("ep", "chl", "rbp", "bptt")
+ALGOS = ("ep", "chl", "rbp", "bptt", "continuous")
 OPTIMIZERS = ("sgd", "adam")
 
 #: Named settings; flags override them. See README for their provenance.
@@ -68,6 +69,13 @@ class TrainConfig:
 
     Relaxation: `solver`, `dt0`, `tol` (steady-state residual), `free_t1` / `nudged_t1`
     (horizons of the two phases), `eval_t1` (horizon when evaluating from zero states).
+
+    `plasticity` (`algo="continuous"` only): `"consolidate"` integrates each synapse's change
+    during the episode (a synaptic tag, the rule's integral) and adds it to the weight when the
+    episode ends; `"online"` moves the weights inside the solve. Measured: online plasticity at
+    the paper's learning rates (0.1 / 0.05) runs away (on digits the episode's change is 5.6x
+    the EP update and accuracy collapses to 10 %; symmetric nudging survives on digits, not on
+    MNIST), because a weight change during the nudged phase moves the fixed point it is chasing.
 
     Model: the layered Hopfield network of `arch`, or with `energy` the energy defined in that
     Python file (see `eqdyn.models.load_energy_file`), built for the sizes `arch`;
@@ -102,6 +110,7 @@ class TrainConfig:
     val_size: int | None = None
     seed: int = 0
     chunk: int = 500
+    plasticity: str = "consolidate"
     preset: str | None = None
 
     def to_json(self) -> dict:
@@ -181,6 +190,17 @@ def _validate(cfg: TrainConfig) -> None:
             resolve_formulation(main, spec.formulation)
     if cfg.algo not in ALGOS:
         raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
+    if cfg.plasticity not in ("consolidate", "online"):
+        raise ConfigError(
+            f"`plasticity`={cfg.plasticity!r} is not known; use 'consolidate' or 'online'."
+        )
+    if cfg.algo == "continuous" and (cfg.optimizer != "sgd" or cfg.momentum or cfg.weight_decay):
+        raise ConfigError(
+            f"`algo`='continuous' changes the weights inside the ODE by the local rule "
+            f"(plain SGD with the per-layer `lr`); `optimizer`={cfg.optimizer!r}, `momentum`="
+            f"{cfg.momentum}, `weight_decay`={cfg.weight_decay} do not apply. Use "
+            "optimizer='sgd' without momentum or weight decay."
+        )
     if cfg.variant not in VARIANTS:
         raise ConfigError(f"`variant`={cfg.variant!r} is not known; use one of {VARIANTS}.")
     if cfg.optimizer not in OPTIMIZERS:
@@ -287,9 +307,44 @@ def _estimate(algo, model, xb, db, s0, key, labels, ep_cfg: EPConfig):
     raise ConfigError(f"`algo`={algo!r} is not known; use one of {ALGOS}.")
 
 
+def _continuous_setup(cfg: TrainConfig, groups) -> tuple:
+    """(teacher, episode RelaxConfig, per-parameter rates, plasticity) for `algo='continuous'`."""
+    lrs = cfg.lr * (max(groups) + 1) if len(cfg.lr) == 1 else cfg.lr
+    teacher = OnSteady(beta=cfg.beta, symmetric=cfg.variant == "symmetric", tol=cfg.tol)
+    relax_cfg = RelaxConfig(
+        solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
+        # the teacher waits for rest, however long the free part takes (up to the horizon of a
+        # relaxation from zero, `eval_t1`), then the nudged part and the two latches
+        t1=cfg.eval_t1 + cfg.nudged_t1 + 20.0 / teacher.rate, on_failure="ignore",
+    )
+    return teacher, relax_cfg, tuple(float(lrs[g]) for g in groups), cfg.plasticity
+
+
+def _continuous_step(model, xb, db, s0, key, labels, variant, cont):
+    """One clock-free episode for a batch (one diffrax solve; no phase switch in Python)."""
+    teacher, relax_cfg, lrs, plasticity = cont
+    sign = jnp.where(jax.random.bernoulli(key), 1.0, -1.0) if variant == "random-sign" else 1.0
+    # the eligibility-trace form: the same EP update, exact under the fixed Euler steps
+    learn = "apply" if plasticity == "online" else "accumulate"
+    res = episode(model, xb, db, s0, teacher, relax_cfg, lr=lrs, learn=learn, sign=sign,
+                  rule="trace")
+    system = model.system
+    inputs = model.inputs(xb, db)
+    free = res.free_states
+    stats = dict(
+        loss=system.cost(free, model.params, inputs) / xb.shape[0],
+        correct=jnp.sum(model.predict(free, xb) == labels),
+        free_steps=res.steps, nudged_steps=jnp.zeros((), jnp.int32),
+        free_converged=res.converged, nudged_converged=res.converged,
+    )
+    params = res.params if plasticity == "online" else tuple(
+        p + dp for p, dp in zip(model.params, res.delta))
+    return model.with_params(params), free, stats
+
+
 @eqx.filter_jit
 def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent,
-                 algo="ep"):
+                 algo="ep", cont=None):
     n_classes = model.n_outputs
 
     def step(carry, idx):
@@ -302,9 +357,13 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
             s0 = tuple(p[idx] for p in particles)
         else:
             s0 = model.init_state(xb.shape[0], xb.dtype)
-        grads, free_states, stats = _estimate(algo, model, xb, db, s0, sub, lb, ep_cfg)
-        updates, opt_state = opt.update(grads, opt_state, model.params)
-        model = model.with_params(optax.apply_updates(model.params, updates))
+        if algo == "continuous":
+            model, free_states, stats = _continuous_step(model, xb, db, s0, sub, lb,
+                                                         ep_cfg.variant, cont)
+        else:
+            grads, free_states, stats = _estimate(algo, model, xb, db, s0, sub, lb, ep_cfg)
+            updates, opt_state = opt.update(grads, opt_state, model.params)
+            model = model.with_params(optax.apply_updates(model.params, updates))
         if persistent:
             particles = tuple(p.at[idx].set(s) for p, s in zip(particles, free_states))
         return (model, opt_state, particles, key), stats
@@ -444,6 +503,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
 
     opt = make_optimizer(cfg, model.lr_groups)
+    cont = _continuous_setup(cfg, model.lr_groups) if cfg.algo == "continuous" else None
     free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
     ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
 
@@ -507,7 +567,7 @@ def train(
         for c in range(n_chunks):
             model, opt_state, particles, key, st = _train_chunk(
                 model, opt_state, particles, key, x_train, y_train, perm[c], ep_cfg, opt,
-                cfg.persistent, cfg.algo,
+                cfg.persistent, cfg.algo, cont,
             )
             stats.append(jax.device_get(st))
         if not all(bool(jnp.all(jnp.isfinite(p))) for p in model.params):

@@ -102,6 +102,12 @@ class CompiledSystem:
             return tuple(self.activation.fn(u) for u in states)
         return tuple(states)
 
+    def observe_velocity(self, states, field):
+        """`ds/dt` of the observed state given the field (`rho'(u) du/dt` if leaky)."""
+        if self.formulation == "leaky":
+            return tuple(self.activation.d1(u) * f for u, f in zip(states, field))
+        return tuple(field)
+
     def constants(self, states, params, inputs, beta=0.0):
         """State-independent products (e.g. `x W_1`), computed once per relaxation."""
         return self._fns["field"]["constants"](**self._kw(states, params, inputs, beta))

@@ -1,0 +1,418 @@
+"""Learning in continuous time: one ODE for neurons, synapses and the teacher, no clocked phases.
+
+Two-phase EP runs a free relaxation, flips a flag, runs a nudged one and then updates the
+weights. Here a whole episode is *one* `diffrax.diffeqsolve` whose state holds
+
+- the neurons `u` (the relaxation's variables),
+- the synapses `theta` (when learning is applied) or an accumulator of their change,
+- a few *gates* `g` in `[0, 1]` that are themselves continuous variables, and
+- a snapshot of the free state (for persistent particles and for scoring the free prediction).
+
+The teacher is an input `beta(t)`; the weights follow the local STDP-form rule derived from the
+energy (`Derivation.param_rates`),
+
+    dtheta/dt = -(eta / beta_max) * p(t) * d/dt dF/dtheta(s(t), beta(t)),
+
+with `p(t)` a plasticity gate. While the network is at rest the rule does nothing; integrated
+over the teacher's arrival it is EP's update, because the right-hand side is a total time
+derivative (fundamental theorem of calculus): starting at the free fixed point `s^0` and ending
+at the nudged one `s^beta`, the weights move by `-(eta/beta)[dF/dtheta(s^beta, beta) -
+dF/dtheta(s^0, 0)]`.
+
+How the teacher arrives is a `Teacher`:
+
+- `OnSteady`: event-driven. A latch `p` opens when the network reaches a steady state (its
+  residual falls below `tol`: no clock), and a second latch `q`, which opens once `p` has, turns
+  on `beta(t) = beta_max q(t)`. Symmetric nudging adds a first latch that sends the teacher to
+  `-beta_max`, and the plastic phase sweeps `beta` from `-beta_max` to `+beta_max`.
+- `Ramp`: a smooth ramp of `beta` at a given time (a schedule, for comparison).
+- `Custom`: any function `beta(t)`.
+
+Latches are smooth: `dg/dt = r (1 - g) (trigger + g)`, with `trigger` in `[0, 1]` a sigmoid of
+the log-residual; once `g` has risen it keeps rising to one, whatever the residual does.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+from .._errors import ConfigError
+from ._relax import SOLVERS, RelaxConfig
+
+__all__ = [
+    "AbstractTeacher", "OnSteady", "Ramp", "Custom", "EpisodeResult", "episode",
+    "LEARN_MODES", "RULES",
+]
+
+LEARN_MODES = ("apply", "accumulate", "off")
+#: "stdp": dtheta/dt from the derived STDP form d/dt dF/dtheta (exact in continuous time; a
+#: fixed-step solver makes an O(dt) error where a hard sigmoid's kink is crossed within a step).
+#: "trace": each synapse keeps an eligibility trace e of its Hebbian term dF/dtheta,
+#: de/dt = k (dF/dtheta - e), and moves by dtheta/dt ~ k (dF/dtheta - e) = de/dt; over an
+#: episode this telescopes to the same EP update, exactly also under Euler steps with
+#: k = 1/dt0 (the trace then holds the previous step's value).
+RULES = ("stdp", "trace")
+_OPEN = 1e-6  # a latch counts as open when 1 - g < _OPEN
+
+
+def _latch(g, trigger, rate):
+    return rate * (1.0 - g) * (trigger + g)
+
+
+def _ramp_below(v, level, width):
+    """0 for `v >= width * level`, 1 for `v <= level`, linear in `log v` between: continuous,
+    and exactly zero above the band (a latch is autocatalytic, so any positive trigger, however
+    small, would eventually open it)."""
+    z = (jnp.log(width * level) - jnp.log(jnp.maximum(v, 1e-30))) / jnp.log(width)
+    return jnp.clip(z, 0.0, 1.0)
+
+
+def _settled(residual, tol):
+    """1 once `residual <= tol`, 0 above `3 tol`."""
+    return _ramp_below(residual, tol, 3.0)
+
+
+def _opened(g):
+    """1 once `1 - g <= _OPEN`, 0 while `1 - g >= 10 _OPEN`."""
+    return _ramp_below(1.0 - g, _OPEN, 10.0)
+
+
+def _smoothstep(z):
+    z = jnp.clip(z, 0.0, 1.0)
+    return z * z * (3.0 - 2.0 * z)
+
+
+class AbstractTeacher(eqx.Module):
+    """How `beta(t)` and the plasticity gate evolve during an episode.
+
+    Concrete teachers define `n_gates`, `beta_max` (the rule is normalised by `scale`), and
+    `__call__(t, gates) -> (beta, plasticity)`, `gate_field(t, gates, residual)`,
+    `beta_rate(t, gates, gate_rates)` and `done(t, gates)`.
+    """
+
+    @property
+    @abc.abstractmethod
+    def n_gates(self) -> int:
+        ...
+
+    @property
+    @abc.abstractmethod
+    def scale(self) -> float:
+        """`1/beta_max` (one-sided) or `1/(2 beta_max)` (symmetric)."""
+
+    @abc.abstractmethod
+    def __call__(self, t, gates, sign=1.0):
+        ...
+
+    @abc.abstractmethod
+    def gate_field(self, t, gates, residual):
+        ...
+
+    @abc.abstractmethod
+    def beta_rate(self, t, gates, gate_rates, sign=1.0):
+        ...
+
+    @abc.abstractmethod
+    def done(self, t, gates):
+        ...
+
+
+class OnSteady(AbstractTeacher):
+    """Event-driven teacher: it arrives when the network has come to rest.
+
+    **Fields:** `beta` (`beta_max` > 0), `symmetric` (sweep `-beta -> +beta` instead of
+    `0 -> beta`), `tol` (the steady-state residual that opens a latch; default that of the
+    episode), `rate` (latch speed, in units of the neurons' time constant).
+    """
+
+    beta: float = eqx.field(static=True, default=1.0)
+    symmetric: bool = eqx.field(static=True, default=False)
+    tol: float = eqx.field(static=True, default=1e-4)
+    rate: float = eqx.field(static=True, default=2.0)
+
+    def __check_init__(self):
+        for name in ("beta", "tol", "rate"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ConfigError(f"`{name}`={v!r} of OnSteady must be a positive number.")
+
+    @property
+    def n_gates(self):
+        return 3 if self.symmetric else 2
+
+    @property
+    def scale(self):
+        return 1.0 / (2.0 * self.beta) if self.symmetric else 1.0 / self.beta
+
+    def __call__(self, t, g, sign=1.0):
+        b = sign * self.beta
+        if self.symmetric:
+            a, p, q = g[0], g[1], g[2]
+            return b * (2.0 * q - a), p
+        p, q = g[0], g[1]
+        return b * q, p
+
+    def gate_field(self, t, g, residual):
+        settled = _settled(residual, self.tol)
+        if self.symmetric:
+            a, p, q = g[0], g[1], g[2]
+            return jnp.stack([
+                _latch(a, settled, self.rate),
+                _latch(p, settled * _opened(a), self.rate),
+                _latch(q, _opened(p), self.rate),
+            ])
+        p, q = g[0], g[1]
+        return jnp.stack([_latch(p, settled, self.rate), _latch(q, _opened(p), self.rate)])
+
+    def beta_rate(self, t, g, dg, sign=1.0):
+        b = sign * self.beta
+        if self.symmetric:
+            return b * (2.0 * dg[2] - dg[0])
+        return b * dg[1]
+
+    def done(self, t, g):
+        return (1.0 - g[-1]) < _OPEN
+
+
+class Ramp(AbstractTeacher):
+    """A scheduled teacher: `beta` ramps smoothly from 0 to `beta` over `[t_on, t_on + rise]`.
+
+    Plasticity switches on smoothly over `[t_on - rise, t_on]`, before the teacher. A schedule
+    is a clock; `OnSteady` is the event-driven alternative.
+    """
+
+    beta: float = eqx.field(static=True, default=1.0)
+    t_on: float = eqx.field(static=True, default=50.0)
+    rise: float = eqx.field(static=True, default=5.0)
+
+    def __check_init__(self):
+        if not (self.beta > 0 and self.rise > 0 and self.t_on >= self.rise):
+            raise ConfigError(
+                f"Ramp needs beta > 0, rise > 0 and t_on >= rise; got beta={self.beta}, "
+                f"t_on={self.t_on}, rise={self.rise}."
+            )
+
+    @property
+    def n_gates(self):
+        return 0
+
+    @property
+    def scale(self):
+        return 1.0 / self.beta
+
+    def __call__(self, t, g, sign=1.0):
+        return (sign * self.beta * _smoothstep((t - self.t_on) / self.rise),
+                _smoothstep((t - self.t_on + self.rise) / self.rise))
+
+    def gate_field(self, t, g, residual):
+        return g
+
+    def beta_rate(self, t, g, dg, sign=1.0):
+        return jax.grad(lambda tt: self(tt, g, sign)[0])(jnp.asarray(t, jnp.result_type(float)))
+
+    def done(self, t, g):
+        return t >= self.t_on + self.rise
+
+
+class Custom(AbstractTeacher):
+    """`beta(t)` given by a function (plasticity always on; normalised by `beta_max`)."""
+
+    fn: Callable = eqx.field(static=True)
+    beta_max: float = eqx.field(static=True, default=1.0)
+    t_done: float = eqx.field(static=True, default=0.0)
+
+    @property
+    def n_gates(self):
+        return 0
+
+    @property
+    def scale(self):
+        return 1.0 / self.beta_max
+
+    def __call__(self, t, g, sign=1.0):
+        return sign * self.fn(t), jnp.asarray(1.0)
+
+    def gate_field(self, t, g, residual):
+        return g
+
+    def beta_rate(self, t, g, dg, sign=1.0):
+        return sign * jax.grad(self.fn)(jnp.asarray(t, jnp.result_type(float)))
+
+    def done(self, t, g):
+        return t >= self.t_done
+
+
+class EpisodeResult(eqx.Module):
+    """The end of an episode.
+
+    **Fields:** `states` (neurons at the end), `free_states` (the snapshot taken while
+    plasticity was off: the free fixed point for `OnSteady`), `params` (synapses at the end;
+    unchanged unless `learn="apply"`), `delta` (the integrated change, `learn="accumulate"`,
+    else zeros), `gates`, `beta` (final), `steps`, `t`, `converged` (the teacher finished and
+    the network came to rest before the horizon).
+    """
+
+    states: tuple
+    free_states: tuple
+    params: tuple
+    delta: tuple
+    gates: Array
+    beta: Array
+    steps: Array
+    t: Array
+    converged: Array
+
+
+class _JointField(eqx.Module):
+    system: object = eqx.field(static=True)
+    teacher: AbstractTeacher
+    learn: str = eqx.field(static=True)
+    snap_rate: float = eqx.field(static=True)
+    rule: str = eqx.field(static=True, default="stdp")
+
+    def parts(self, t, y, args):
+        inputs, fixed_params, lrs, sign, batch = args
+        u, g = y["u"], y["g"]
+        params = y["params"] if self.learn == "apply" else fixed_params
+        beta, plastic = self.teacher(t, g, sign)
+        f = self.system.field(u, params, inputs, beta)
+        r = self.system.residual(u, f)
+        return params, beta, plastic, f, r
+
+    def __call__(self, t, y, args):
+        inputs, fixed_params, lrs, sign, batch = args
+        u, g = y["u"], y["g"]
+        params, beta, plastic, f, r = self.parts(t, y, args)
+        dg = self.teacher.gate_field(t, g, r)
+        out = dict(u=f, g=dg)
+        out["snap"] = tuple(self.snap_rate * (1.0 - plastic) * (a - s)
+                            for a, s in zip(u, y["snap"]))
+        if self.learn != "off":
+            if self.rule == "stdp":
+                dbeta = self.teacher.beta_rate(t, g, dg, sign)
+                s = self.system.observe(u)
+                sdot = self.system.observe_velocity(u, f)
+                rates = self.system.param_rates(s, sdot, params, inputs, beta, dbeta)
+            else:
+                phi = self.system.param_grads(u, params, inputs, beta)
+                rates = tuple(self.snap_rate * (a - e) for a, e in zip(phi, y["trace"]))
+                out["trace"] = rates
+            # the estimate is (1/beta) [...]: with the teacher's sign flipped, so is 1/beta
+            coef = -plastic * self.teacher.scale * sign / batch
+            key = "params" if self.learn == "apply" else "delta"
+            out[key] = tuple(coef * lr * rt for lr, rt in zip(lrs, rates))
+        return out
+
+
+class _Finished(eqx.Module):
+    field: _JointField
+    tol: float = eqx.field(static=True)
+
+    def __call__(self, t, y, args, **kwargs):
+        params, beta, _, _, r = self.field.parts(t, y, args)
+        finished = self.field.teacher.done(t, y["g"]) & (r < self.tol)
+        if self.field.rule == "trace" and self.field.learn != "off":
+            inputs = args[0]
+            phi = self.field.system.param_grads(y["u"], params, inputs, beta)
+            gap = jnp.max(jnp.stack([jnp.max(jnp.abs(a - e)) / (1.0 + jnp.max(jnp.abs(a)))
+                                     for a, e in zip(phi, y["trace"])]))
+            finished = finished & (gap < self.tol)
+        return finished
+
+
+def episode(model, x, d, s0, teacher: AbstractTeacher, config: RelaxConfig | None = None, *,
+            lr=1.0, learn: str = "apply", sign=1.0, ts=None, rule: str = "stdp"):
+    """One continuous-time learning episode as a single diffrax solve (jittable).
+
+    **Arguments:**
+
+    - `model`: an `eqdyn.AbstractEnergyModel`.
+    - `x`, `d`: input `(B, n_in)` and target `(B, n_out)`.
+    - `s0`: initial neuron state (zeros, or the last free state of these examples).
+    - `teacher`: `OnSteady(...)`, `Ramp(...)` or `Custom(...)`.
+    - `config`: solver, step, steady-state `tol` and horizon `t1` (a `RelaxConfig`).
+    - `lr`: learning rate `eta`, one number or one per parameter (in `model.params` order).
+    - `learn`: `"apply"` (weights evolve inside the solve), `"accumulate"` (weights held,
+      their would-be change integrated into `delta`, e.g. to compare with two-phase EP) or
+      `"off"`.
+    - `sign`: multiplies `beta` (random-sign nudging draws it per batch).
+    - `rule`: `"stdp"` (the derived STDP form) or `"trace"` (an eligibility trace of
+      `dF/dtheta`; exact under fixed steps too, see `RULES`).
+    - `ts`: optional times at which to also return the trajectory: `(result, ys)` with `ys` a
+      dict like the solver state (`u`, `g`, `snap`, `params`/`delta`), each leaf with a leading
+      time axis (times after the episode ended hold `inf`).
+
+    **Returns:** an `EpisodeResult` (and the trajectory if `ts` is given).
+
+    The rule is normalised by the batch size: with `learn="accumulate"` and one-sided
+    `OnSteady`, `delta = -lr * (1/(beta B)) [dF/dtheta(s^beta, beta) - dF/dtheta(s^0, 0)]`,
+    i.e. `-lr` times `ep_gradient`'s one-sided estimate.
+    """
+    config = config or RelaxConfig()
+    if learn not in LEARN_MODES:
+        raise ConfigError(f"`learn`={learn!r} is not known; use one of {LEARN_MODES}.")
+    if rule not in RULES:
+        raise ConfigError(f"`rule`={rule!r} is not known; use one of {RULES}.")
+    if not isinstance(teacher, AbstractTeacher):
+        raise ConfigError(f"`teacher`={teacher!r} must be OnSteady(...), Ramp(...) or Custom(...).")
+    system = model.system
+    params = tuple(model.params)
+    dtype = s0[0].dtype
+    if np.ndim(lr) == 0:
+        lrs = tuple(jnp.asarray(lr, dtype) for _ in params)
+    else:
+        if len(lr) != len(params):
+            raise ConfigError(f"`lr` has {len(lr)} rates; the model has {len(params)} parameters.")
+        lrs = tuple(jnp.asarray(v, dtype) for v in lr)
+    inputs = model.inputs(x, d)
+    batch = jnp.asarray(x.shape[0], dtype)
+    y0 = dict(u=tuple(s0), g=jnp.zeros((teacher.n_gates,), dtype), snap=tuple(s0))
+    if learn == "apply":
+        y0["params"] = params
+    elif learn == "accumulate":
+        y0["delta"] = tuple(jnp.zeros_like(p) for p in params)
+    if learn != "off" and rule == "trace":
+        y0["trace"] = tuple(system.param_grads(tuple(s0), params, inputs, 0.0))
+    field = _JointField(system, teacher, learn, 1.0 / config.dt0, rule)
+    args = (inputs, params, lrs, jnp.asarray(sign, dtype), batch)
+    if ts is None:
+        saveat = diffrax.SaveAt(t1=True)
+    else:
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True),
+                                      diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype))])
+    solver_cls, _ = SOLVERS[config.solver]
+    if config.is_adaptive:
+        rtol = config.tol if config.rtol is None else config.rtol
+        atol = config.tol * 1e-2 if config.atol is None else config.atol
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    else:
+        controller = diffrax.ConstantStepSize()
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), solver_cls(),
+        t0=jnp.asarray(0.0, dtype), t1=jnp.asarray(config.t1, dtype),
+        dt0=jnp.asarray(config.dt0, dtype), y0=y0, args=args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        event=diffrax.Event(_Finished(field, config.tol)),
+        max_steps=config.max_steps, throw=False,
+    )
+    final = sol.ys if ts is None else sol.ys[0]
+    last = jax.tree_util.tree_map(lambda a: a[-1], final)
+    end_params = last["params"] if learn == "apply" else params
+    delta = last["delta"] if learn == "accumulate" else tuple(jnp.zeros_like(p) for p in params)
+    t_end = (sol.ts if ts is None else sol.ts[0])[-1]
+    beta_end, _ = teacher(t_end, last["g"], jnp.asarray(sign, dtype))
+    res = EpisodeResult(
+        states=tuple(last["u"]), free_states=tuple(last["snap"]), params=tuple(end_params),
+        delta=tuple(delta), gates=last["g"], beta=beta_end, steps=sol.stats["num_steps"],
+        t=t_end, converged=sol.result == diffrax.RESULTS.event_occurred,
+    )
+    return (res, sol.ys[1]) if ts is not None else res
