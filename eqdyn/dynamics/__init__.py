@@ -7,6 +7,9 @@ from ._continuous import EpisodeResult as EpisodeResult
 from ._continuous import OnSteady as OnSteady
 from ._continuous import Ramp as Ramp
 from ._continuous import episode as episode
+from ._langevin import SDE_SOLVERS as SDE_SOLVERS
+from ._langevin import LangevinResult as LangevinResult
+from ._langevin import langevin as langevin
 from ._relax import SOLVERS as SOLVERS
 from ._relax import RelaxConfig as RelaxConfig
 from ._relax import RelaxResult as RelaxResult

@@ -23,8 +23,9 @@ How the teacher arrives is a `Teacher`:
 
 - `OnSteady`: event-driven. A latch `p` opens when the network reaches a steady state (its
   residual falls below `tol`: no clock), and a second latch `q`, which opens once `p` has, turns
-  on `beta(t) = beta_max q(t)`. Symmetric nudging adds a first latch that sends the teacher to
-  `-beta_max`, and the plastic phase sweeps `beta` from `-beta_max` to `+beta_max`.
+  on `beta(t) = beta_max q(t)`. Symmetric nudging has four: rest (the free fixed point is
+  reached; the snapshot freezes), a teacher latch that sends `beta` to `-beta_max`, plasticity
+  (at rest again), and a teacher latch that sweeps `beta` from `-beta_max` to `+beta_max`.
 - `Ramp`: a smooth ramp of `beta` at a given time (a schedule, for comparison).
 - `Custom`: any function `beta(t)`.
 
@@ -146,7 +147,7 @@ class OnSteady(AbstractTeacher):
 
     @property
     def n_gates(self):
-        return 3 if self.symmetric else 2
+        return 4 if self.symmetric else 2
 
     @property
     def scale(self):
@@ -155,7 +156,7 @@ class OnSteady(AbstractTeacher):
     def __call__(self, t, g, sign=1.0):
         b = sign * self.beta
         if self.symmetric:
-            a, p, q = g[0], g[1], g[2]
+            a, p, q = g[1], g[2], g[3]
             return b * (2.0 * q - a), p
         p, q = g[0], g[1]
         return b * q, p
@@ -163,9 +164,10 @@ class OnSteady(AbstractTeacher):
     def gate_field(self, t, g, residual):
         settled = _settled(residual, self.tol)
         if self.symmetric:
-            a, p, q = g[0], g[1], g[2]
+            rest, a, p, q = g[0], g[1], g[2], g[3]
             return jnp.stack([
-                _latch(a, settled, self.rate),
+                _latch(rest, settled, self.rate),
+                _latch(a, _opened(rest), self.rate),
                 _latch(p, settled * _opened(a), self.rate),
                 _latch(q, _opened(p), self.rate),
             ])
@@ -175,7 +177,7 @@ class OnSteady(AbstractTeacher):
     def beta_rate(self, t, g, dg, sign=1.0):
         b = sign * self.beta
         if self.symmetric:
-            return b * (2.0 * dg[2] - dg[0])
+            return b * (2.0 * dg[3] - dg[1])
         return b * dg[1]
 
     def done(self, t, g):
@@ -253,8 +255,9 @@ class Custom(AbstractTeacher):
 class EpisodeResult(eqx.Module):
     """The end of an episode.
 
-    **Fields:** `states` (neurons at the end), `free_states` (the snapshot taken while
-    plasticity was off: the free fixed point for `OnSteady`), `params` (synapses at the end;
+    **Fields:** `states` (neurons at the end), `free_states` (the snapshot taken when the
+    first latch opened, i.e. the free fixed point for `OnSteady`; when plasticity switched on
+    for the other teachers), `params` (synapses at the end;
     unchanged unless `learn="apply"`), `delta` (the integrated change, `learn="accumulate"`,
     else zeros), `gates`, `beta` (final), `steps`, `t`, `converged` (the teacher finished and
     the network came to rest before the horizon).
@@ -293,7 +296,9 @@ class _JointField(eqx.Module):
         params, beta, plastic, f, r = self.parts(t, y, args)
         dg = self.teacher.gate_field(t, g, r)
         out = dict(u=f, g=dg)
-        out["snap"] = tuple(self.snap_rate * (1.0 - plastic) * (a - s)
+        # the snapshot follows the neurons until the first latch opens (the free fixed point)
+        hold = g[0] if self.teacher.n_gates else plastic
+        out["snap"] = tuple(self.snap_rate * (1.0 - hold) * (a - s)
                             for a, s in zip(u, y["snap"]))
         if self.learn != "off":
             if self.rule == "stdp":

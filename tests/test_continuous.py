@@ -1,0 +1,214 @@
+"""Continuous-time learning: one solve for neurons, synapses and the teacher.
+
+References: two-phase EP (`ep_gradient`) for the integrated weight change, the matrix
+exponential for a linear network, and the energy's monotone descent in the free part.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+import sympy as sp
+
+import eqdyn
+from eqdyn import ConfigError
+from eqdyn.dynamics import Custom, OnSteady, Ramp, episode
+from eqdyn.learning import EPConfig, ep_gradient
+from eqdyn.models import Activation, EnergyModel
+from eqdyn.symbolic import Energy
+from eqdyn.symbolic import terms as T
+
+TOL = 1e-9
+TIGHT = eqdyn.RelaxConfig(solver="tsit5", tol=TOL, rtol=1e-10, atol=1e-12, t1=3000.0,
+                          max_steps=100_000)
+
+
+def _setup(act="sigmoid", sizes=(6, 5, 3), batch=4):
+    m = eqdyn.LayeredHopfield(sizes, act, key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (batch, sizes[0]), jnp.float64)
+    d = jax.nn.one_hot(jnp.arange(batch) % sizes[-1], sizes[-1], dtype=jnp.float64)
+    return m, x, d, m.init_state(batch, jnp.float64)
+
+
+def _rel(delta, grads):
+    # the accumulated change is -lr times the EP estimate (lr = 1)
+    return max(float(jnp.max(jnp.abs(a + b)) / jnp.max(jnp.abs(b))) for a, b in zip(delta, grads))
+
+
+@pytest.mark.parametrize(
+    "act, symmetric, rule",
+    [("sigmoid", False, "stdp"), ("sigmoid", True, "stdp"), ("hard_sigmoid", False, "trace"),
+     ("sigmoid", True, "trace")],
+)
+def test_integrated_rule_equals_two_phase_ep(act, symmetric, rule):
+    m, x, d, s0 = _setup(act)
+    run = jax.jit(lambda m, x, d, s0: episode(
+        m, x, d, s0, OnSteady(beta=0.5, symmetric=symmetric, tol=TOL), TIGHT, lr=1.0,
+        learn="accumulate", rule=rule))
+    res = run(m, x, d, s0)
+    assert bool(res.converged)
+    assert np.all(np.asarray(res.gates) == 1.0)
+    g, aux = ep_gradient(m, x, d, s0, EPConfig(
+        beta=0.5, variant="symmetric" if symmetric else "one-sided", free=TIGHT, nudged=TIGHT))
+    assert bool(aux.free_converged) and bool(aux.nudged_converged)
+    assert _rel(res.delta, g) < 1e-3
+    # the snapshot is the free fixed point; the end state is the nudged one
+    np.testing.assert_allclose(res.free_states[0], aux.free_states[0], atol=1e-6)
+
+
+def test_scheduled_ramp_gives_the_same_update():
+    m, x, d, s0 = _setup()
+    res = episode(m, x, d, s0, Ramp(beta=0.5, t_on=80.0, rise=4.0), TIGHT, learn="accumulate")
+    g, _ = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=TIGHT,
+                                             nudged=TIGHT))
+    assert bool(res.converged) and _rel(res.delta, g) < 1e-3
+
+
+def test_gates_open_only_at_rest_and_energy_descends_before():
+    m, x, d, s0 = _setup()
+    ts = jnp.linspace(0.0, 60.0, 121)
+    res, ys = episode(m, x, d, s0, OnSteady(beta=0.5, tol=1e-6), TIGHT.__class__(
+        solver="tsit5", tol=1e-6, rtol=1e-8, atol=1e-10, t1=3000.0, max_steps=100_000),
+        learn="off", ts=ts)
+    system, inputs = m.system, m.inputs(x, d)
+    before = np.asarray(ys["g"][:, 0]) == 0.0
+    assert before[:10].all() and not before[-1]  # closed at first, open by the end
+    energies, residuals = [], []
+    for i in np.flatnonzero(before):
+        u = tuple(a[i] for a in ys["u"])
+        energies.append(float(system.energy(u, m.params, inputs, 0.0)))
+        residuals.append(float(system.residual(u, system.field(u, m.params, inputs, 0.0))))
+    assert np.all(np.diff(energies) <= 1e-12), "F increased during the free part"
+    assert min(residuals) > 3e-6 or residuals[-1] < 3e-6  # the latch waited for rest
+
+
+def test_linear_network_follows_the_matrix_exponential():
+    """F = 1/2|s|^2 - 1/2 s L s^T - x W s^T, identity activation, tau = 3: a linear ODE."""
+    ident = Activation.from_sympy("identity_cont", sp.Symbol("u"))
+    x, s, d = T.layer("x", 2), T.layer("s", 3), T.layer("d", 3)
+    W, L = T.weight("W", 2, 3), T.weight("L", 3, 3)
+    e = Energy(internal=(T.leak(s), T.lateral(s, L), T.coupling(x, W, s, pre_raw=True)),
+               cost=(T.squared_error(s, d),), states=(s,), params=(W, L), inputs=(x, d),
+               scalars=(T.BETA,), tau=(3,))
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 3))
+    lat = 0.3 * rng.normal(size=(3, 3))
+    model = EnergyModel(e, ident, "gradient", params=(jnp.asarray(w), jnp.asarray(lat)))
+    xv = jnp.asarray(rng.normal(size=(2, 2)))
+    s0 = (jnp.asarray(rng.normal(size=(2, 3))),)
+    ts = np.linspace(0.0, 6.0, 13)
+    cfg = eqdyn.RelaxConfig(solver="dopri8", tol=1e-12, rtol=1e-12, atol=1e-14, t1=6.0,
+                            max_steps=100_000)
+    _, ys = episode(model, xv, jnp.zeros((2, 3)), s0, Custom(lambda t: 0.0 * t, t_done=1e9),
+                    cfg, learn="off", ts=ts)
+    # 3 ds/dt = -s (I - (L + L^T)/2) + x W   =>   s(t) = s* + (s0 - s*) expm(-A t / 3)
+    a = np.eye(3) - 0.5 * (lat + lat.T)
+    s_star = np.asarray(xv) @ w @ np.linalg.inv(a)
+    for t, got in zip(ts, np.asarray(ys["u"][0])):
+        want = s_star + (np.asarray(s0[0]) - s_star) @ scipy.linalg.expm(-a * t / 3.0)
+        np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_online_plasticity_matches_consolidation_for_small_rates():
+    m, x, d, s0 = _setup()
+    lr = 1e-3
+    acc = episode(m, x, d, s0, OnSteady(beta=0.5, tol=TOL), TIGHT, lr=lr, learn="accumulate")
+    app = episode(m, x, d, s0, OnSteady(beta=0.5, tol=TOL), TIGHT, lr=lr, learn="apply")
+    for p, dp, q in zip(m.params, acc.delta, app.params):
+        np.testing.assert_allclose(q - p, dp, rtol=0, atol=1e-2 * float(jnp.max(jnp.abs(dp))))
+
+
+def test_bad_episode_arguments():
+    m, x, d, s0 = _setup()
+    with pytest.raises(ConfigError, match="`learn`='sometimes' is not known"):
+        episode(m, x, d, s0, OnSteady(), learn="sometimes")
+    with pytest.raises(ConfigError, match="`rule`='hebb' is not known"):
+        episode(m, x, d, s0, OnSteady(), rule="hebb")
+    with pytest.raises(ConfigError, match="`teacher`=.*must be OnSteady"):
+        episode(m, x, d, s0, 1.0)
+    with pytest.raises(ConfigError, match="`beta`=-1 of OnSteady must be a positive number"):
+        OnSteady(beta=-1)
+    with pytest.raises(ConfigError, match="`lr` has 2 rates; the model has 4 parameters"):
+        episode(m, x, d, s0, OnSteady(), lr=(1.0, 2.0))
+
+
+def test_train_continuous_on_digits(tmp_path):
+    from eqdyn.learning import resolve_config, train
+
+    cfg = resolve_config(algo="continuous", epochs=2, seed=0)
+    assert cfg.plasticity == "consolidate"
+    metrics = train(cfg, run_dir=tmp_path / "run", progress=None)
+    assert metrics["test_accuracy"] > 0.8  # ~0.9 after 2 epochs; chance is 0.1
+    with pytest.raises(ConfigError, match="`algo`='continuous' changes the weights inside"):
+        resolve_config(algo="continuous", optimizer="adam")
+    with pytest.raises(ConfigError, match="`plasticity`='sometimes' is not known"):
+        resolve_config(algo="continuous", plasticity="sometimes")
+
+
+# ----------------------------------------------------------------- Langevin noise
+
+
+def _quadratic_model(tau=2):
+    ident = Activation.from_sympy("identity_sde", sp.Symbol("u"))
+    x, s, d = T.layer("x", 1), T.layer("s", 2), T.layer("d", 2)
+    W, L = T.weight("W", 1, 2), T.weight("L", 2, 2)
+    e = Energy(internal=(T.leak(s), T.lateral(s, L), T.coupling(x, W, s, pre_raw=True)),
+               cost=(T.squared_error(s, d),), states=(s,), params=(W, L), inputs=(x, d),
+               scalars=(T.BETA,), tau=(tau,))
+    w, lat = np.array([[1.0, -0.5]]), np.array([[0.0, 0.4], [0.4, 0.0]])
+    return EnergyModel(e, ident, "gradient", params=(jnp.asarray(w), jnp.asarray(lat))), w, lat
+
+
+def test_langevin_samples_the_gibbs_distribution_of_a_quadratic_energy():
+    """F = 1/2 s A s^T - x W s^T: Gibbs is N(x W A^-1, T A^-1), whatever tau."""
+    from eqdyn.dynamics import langevin
+
+    model, w, lat = _quadratic_model()
+    temp, n = 0.3, 4000
+    res = jax.jit(lambda m, k: langevin(m, jnp.ones((n, 1)), temperature=temp, key=k, t1=30.0,
+                                        dt=0.01))(model, jax.random.PRNGKey(0))
+    smp = np.asarray(res.states[0])
+    a = np.eye(2) - lat
+    mean, cov = (w @ np.linalg.inv(a))[0], temp * np.linalg.inv(a)
+    se = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(smp.mean(0) - mean) < 4 * se), (smp.mean(0), mean)
+    np.testing.assert_allclose(np.cov(smp.T), cov, rtol=0.06, atol=0.01)
+
+
+def test_langevin_matches_quadrature_for_a_nonlinear_unit():
+    """One sigmoid unit, F(s) = s^2/2 - x w rho(s) - b rho(s): moments of exp(-F/T) by quadrature."""
+    from eqdyn.dynamics import langevin
+
+    x, s, d = T.layer("x", 1), T.layer("s", 1), T.layer("d", 1)
+    W, b = T.weight("W", 1, 1), T.bias("b", 1)
+    e = Energy(internal=(T.leak(s), T.coupling(x, W, s, pre_raw=True), T.bias_term(b, s)),
+               cost=(T.squared_error(s, d),), states=(s,), params=(W, b), inputs=(x, d),
+               scalars=(T.BETA,))
+    w, bias, temp, n = 3.0, -1.0, 0.2, 4000
+    model = EnergyModel(e, "sigmoid", "gradient", params=(jnp.full((1, 1), w),
+                                                          jnp.full((1, 1), bias)))
+    res = langevin(model, jnp.ones((n, 1)), temperature=temp, key=jax.random.PRNGKey(1),
+                   t1=20.0, dt=0.01)
+    smp = np.asarray(res.states[0])[:, 0]
+    grid = np.linspace(-4.0, 6.0, 20001)
+    f = 0.5 * grid**2 - (w + bias) / (1.0 + np.exp(-grid))
+    p = np.exp(-(f - f.min()) / temp)
+    p /= np.trapezoid(p, grid)
+    mean = np.trapezoid(grid * p, grid)
+    var = np.trapezoid((grid - mean) ** 2 * p, grid)
+    assert abs(smp.mean() - mean) < 4 * np.sqrt(var / n)
+    assert abs(smp.var() / var - 1.0) < 0.08
+
+
+def test_langevin_refuses_the_leaky_formulation_and_bad_temperatures():
+    from eqdyn.dynamics import langevin
+
+    m = eqdyn.LayeredHopfield((3, 2, 2), "hard_sigmoid", key=jax.random.PRNGKey(0))
+    with pytest.raises(ConfigError, match="needs the gradient formulation"):
+        langevin(m, jnp.ones((2, 3)), temperature=0.1, key=jax.random.PRNGKey(0), t1=1.0)
+    model, *_ = _quadratic_model()
+    with pytest.raises(ConfigError, match="`temperature`=-1 must be"):
+        langevin(model, jnp.ones((2, 1)), temperature=-1, key=jax.random.PRNGKey(0), t1=1.0)
