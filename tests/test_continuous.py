@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from scipy.integrate import trapezoid
 import sympy as sp
 
 import eqdyn
@@ -196,9 +197,9 @@ def test_langevin_matches_quadrature_for_a_nonlinear_unit():
     grid = np.linspace(-4.0, 6.0, 20001)
     f = 0.5 * grid**2 - (w + bias) / (1.0 + np.exp(-grid))
     p = np.exp(-(f - f.min()) / temp)
-    p /= np.trapezoid(p, grid)
-    mean = np.trapezoid(grid * p, grid)
-    var = np.trapezoid((grid - mean) ** 2 * p, grid)
+    p /= trapezoid(p, grid)
+    mean = trapezoid(grid * p, grid)
+    var = trapezoid((grid - mean) ** 2 * p, grid)
     assert abs(smp.mean() - mean) < 4 * np.sqrt(var / n)
     assert abs(smp.var() / var - 1.0) < 0.08
 
