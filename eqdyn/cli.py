@@ -55,6 +55,9 @@ def _add_train(sub):
     g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
                    help="EP nudging (default random-sign)")
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
+    g.add_argument("--temperature", type=float,
+                   help="neuron noise T (default 0): each phase is a Langevin SDE over its "
+                   "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=["sgd", "adam"])
     g.add_argument("--momentum", type=float)
@@ -93,7 +96,7 @@ def _cmd_train(args) -> int:
             "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
             "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
             "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
-            "plasticity",
+            "plasticity", "temperature",
             "nudged_t1", "eval_t1", "max_steps",
         )
     }

@@ -213,3 +213,28 @@ def test_langevin_refuses_the_leaky_formulation_and_bad_temperatures():
     model, *_ = _quadratic_model()
     with pytest.raises(ConfigError, match="`temperature`=-1 must be"):
         langevin(model, jnp.ones((2, 1)), temperature=-1, key=jax.random.PRNGKey(0), t1=1.0)
+
+
+def test_noisy_ep_tends_to_the_deterministic_estimate_and_checks_its_inputs():
+    m, x, d, s0 = _setup("sigmoid")
+    fixed = eqdyn.RelaxConfig(solver="euler", dt0=0.1, tol=1e-12, t1=60.0, max_steps=1000,
+                              on_failure="ignore")
+    det, _ = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=fixed,
+                                               nudged=fixed))
+    noisy, aux = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=fixed,
+                                                   nudged=fixed, temperature=1e-12),
+                             key=jax.random.PRNGKey(0))
+    assert int(aux.free_steps) == 600
+    assert _rel(tuple(-g for g in noisy), det) < 1e-3  # measured 1.3e-4 at T = 1e-12
+    hot, _ = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=fixed,
+                                               nudged=fixed, temperature=0.05),
+                         key=jax.random.PRNGKey(0))
+    assert _rel(tuple(-g for g in hot), det) > 1e-2  # the noise is really there
+    with pytest.raises(ConfigError, match="`key` is required with `temperature`"):
+        ep_gradient(m, x, d, s0, EPConfig(variant="one-sided", temperature=0.1))
+    with pytest.raises(ConfigError, match="`temperature`=-1 must be"):
+        EPConfig(temperature=-1)
+    from eqdyn.learning import resolve_config
+
+    with pytest.raises(ConfigError, match="implemented for `algo`='ep'"):
+        resolve_config(algo="rbp", temperature=0.1)

@@ -54,7 +54,8 @@ class _Diffusion(eqx.Module):
 
 
 def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: float,
-             dt: float = 0.01, beta=0.0, d=None, ts=None, solver: str = "euler"):
+             dt: float = 0.01, beta=0.0, d=None, ts=None, solver: str = "euler",
+             require_gibbs: bool = True):
     """Sample the network's neurons at `temperature` by integrating the Langevin SDE.
 
     **Arguments:**
@@ -68,18 +69,21 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
     - `beta`, `d`: nudging and target, as for `relax`.
     - `ts`: optional times to save the states at.
     - `solver`: `"euler"` (Euler-Maruyama) or `"heun"`.
+    - `require_gibbs`: refuse the leaky formulation (default). With `False` the noise acts on
+      the potentials of the leaky form too (neuron noise as in Laborieux & Zenke 2022), whose
+      stationary law is then not `exp(-F/T)`.
 
     **Returns:** a `LangevinResult`.
     """
     system = model.system
-    if system.formulation != "gradient":
+    if require_gibbs and system.formulation != "gradient":
         raise ConfigError(
             f"`langevin` needs the gradient formulation (its stationary law is exp(-F/T)); the "
             f"model uses {system.formulation!r}. Build it with formulation='gradient' and a "
             "smooth activation (sigmoid, tanh)."
         )
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
-            and temperature >= 0):
+            and temperature >= 0):  # a Python number: it sets the static noise scale
         raise ConfigError(f"`temperature`={temperature!r} must be a finite number >= 0.")
     for name, v in (("t1", t1), ("dt", dt)):
         if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):

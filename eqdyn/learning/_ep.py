@@ -30,13 +30,16 @@ class EPConfig(eqx.Module):
     """Settings of an EP estimate.
 
     **Fields:** `beta` (> 0), `variant` (one of `VARIANTS`), `free` and `nudged` (`RelaxConfig`s
-    for the two phases; the nudged phase starts from the free fixed point).
+    for the two phases; the nudged phase starts from the free fixed point), `temperature`
+    (neuron noise: with `T > 0` each phase is a Langevin SDE integrated with fixed steps `dt0`
+    for its whole horizon `t1`, and the estimate uses its final, noisy states).
     """
 
     beta: float = eqx.field(static=True, default=1.0)
     variant: str = eqx.field(static=True, default="random-sign")
     free: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
     nudged: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
+    temperature: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         if not (isinstance(self.beta, (int, float)) and self.beta > 0):
@@ -44,6 +47,9 @@ class EPConfig(eqx.Module):
                               "chosen by `variant`).")
         if self.variant not in VARIANTS:
             raise ConfigError(f"`variant`={self.variant!r} is not known; use one of {VARIANTS}.")
+        t = self.temperature
+        if not (isinstance(t, (int, float)) and t >= 0 and t == t and t != float("inf")):
+            raise ConfigError(f"`temperature`={t!r} must be a finite number >= 0.")
 
 
 class EPResult(eqx.Module):
@@ -57,6 +63,22 @@ class EPResult(eqx.Module):
     nudged_converged: Array
     loss: Array
     correct: Array
+
+
+def _relaxer(temperature: float):
+    """`relax_core`, or a Langevin phase of the same horizon when `temperature > 0`."""
+    if temperature <= 0:
+        return lambda model, x, s0, beta, d, cfg, key: relax_core(model, x, s0, beta, d, cfg)
+
+    def noisy(model, x, s0, beta, d, cfg, key):
+        from ..dynamics import RelaxResult, langevin
+
+        res = langevin(model, x, s0, temperature=temperature, key=key, t1=cfg.t1, dt=cfg.dt0,
+                       beta=beta, d=d, require_gibbs=False)
+        return RelaxResult(res.states, res.steps, jnp.asarray(jnp.nan, x.dtype),
+                           jnp.asarray(True), jnp.asarray(cfg.t1, x.dtype))
+
+    return noisy
 
 
 def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None = None, labels=None):
@@ -79,16 +101,22 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     batch = x.shape[0]
     if config.variant == "random-sign" and key is None:
         raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
-    free = relax_core(model, x, s0, 0.0, d, config.free)
+    k_free = k_plus = k_minus = None
+    if config.temperature > 0:
+        if key is None:
+            raise ConfigError("`key` is required with `temperature` > 0 (the neuron noise).")
+        key, k_free, k_plus, k_minus = jax.random.split(key, 4)
+    relax_ = _relaxer(config.temperature)
+    free = relax_(model, x, s0, 0.0, d, config.free, k_free)
     beta = jnp.asarray(config.beta, x.dtype)
     if config.variant == "random-sign":
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
-    nudged = relax_core(model, x, free.states, beta, d, config.nudged)
+    nudged = relax_(model, x, free.states, beta, d, config.nudged, k_plus)
     # dF/dtheta at (s^beta, beta): a cost that depends on parameters (a softmax readout's
     # weights) contributes beta dC/dtheta there and nothing at beta = 0
     g_plus = system.param_grads(nudged.states, params, inputs, beta)
     if config.variant == "symmetric":
-        nudged_minus = relax_core(model, x, free.states, -beta, d, config.nudged)
+        nudged_minus = relax_(model, x, free.states, -beta, d, config.nudged, k_minus)
         g_ref = system.param_grads(nudged_minus.states, params, inputs, -beta)
         scale = 1.0 / (2.0 * beta * batch)
         steps = nudged.steps + nudged_minus.steps

@@ -111,6 +111,7 @@ class TrainConfig:
     seed: int = 0
     chunk: int = 500
     plasticity: str = "consolidate"
+    temperature: float = 0.0
     preset: str | None = None
 
     def to_json(self) -> dict:
@@ -190,6 +191,13 @@ def _validate(cfg: TrainConfig) -> None:
             resolve_formulation(main, spec.formulation)
     if cfg.algo not in ALGOS:
         raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
+    if not (math.isfinite(cfg.temperature) and cfg.temperature >= 0):
+        raise ConfigError(f"`temperature`={cfg.temperature} must be a finite number >= 0.")
+    if cfg.temperature > 0 and cfg.algo != "ep":
+        raise ConfigError(
+            f"`temperature`={cfg.temperature} (neuron noise) is implemented for `algo`='ep'; "
+            f"got `algo`={cfg.algo!r}."
+        )
     if cfg.plasticity not in ("consolidate", "online"):
         raise ConfigError(
             f"`plasticity`={cfg.plasticity!r} is not known; use 'consolidate' or 'online'."
@@ -505,7 +513,8 @@ def train(
     opt = make_optimizer(cfg, model.lr_groups)
     cont = _continuous_setup(cfg, model.lr_groups) if cfg.algo == "continuous" else None
     free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
-    ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
+    ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg,
+                      temperature=cfg.temperature)
 
     x_train = jnp.asarray(dataset.x_train)
     y_train = jnp.asarray(dataset.y_train, jnp.int32)
