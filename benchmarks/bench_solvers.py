@@ -23,6 +23,13 @@ compilation per (model, solver) serves every tolerance, and the counting switch 
 flag. `eqdyn.relax` itself runs the same configurations for a few solvers (`--check-solvers`):
 steps, residuals and states must agree exactly, and its time is reported beside the copy's.
 
+Models: the hard-sigmoid (leaky) and sigmoid (gradient) LayeredHopfield 784-500-10 on 20
+images with the eight explicit solvers, and a stiff energy (time constants 1, 20 and 0.05 per
+layer, 784-100-100-10, 2 images) with Euler, Tsit5, Kvaerno3 and Kvaerno5. The implicit solvers
+are not run on the 784-500-10 models by default: they factorise a dense (B sum n_k)^2 Jacobian
+every step (10200 x 10200 at batch 20). LAPACK threads are limited to one during the
+relaxations (`--blas-threads`); the LU factorisation is timed both ways first.
+
 Usage (from the repository root):
 
     python benchmarks/bench_solvers.py            # writes benchmarks/results/solvers.json
@@ -45,7 +52,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_epoch import _other_busy_processes, load_report, machine_info, write_json_atomic
+from bench_epoch import (
+    _other_busy_processes,
+    load_report,
+    machine_info,
+    write_json_atomic,
+)
 
 TOLS = (1e-3, 1e-4, 1e-5)
 QUICK_TOLS = (1e-4,)
@@ -57,6 +69,9 @@ N_IMAGES = 20
 STIFF_TAU = (1.0, 20.0, 0.05)
 #: fixed Euler step of the stiff case: stable needs dt < 2 tau_min = 0.1
 STIFF_EULER_DT = 0.05
+#: step budget of the implicit solvers in the stiff case (each step linearises the field and
+#: LU-factorises a dense Jacobian; Kvaerno3 at tol 1e-5 takes steps of ~0.03 time units)
+IMPLICIT_MAX_STEPS = 1000
 EXPLICIT = ("euler", "heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5", "dopri8")
 IMPLICIT = ("kvaerno3", "kvaerno5")
 #: nominal vector-field evaluations per step of diffrax's tableaux (for comparison with the
@@ -75,8 +90,13 @@ EVAL_NOTE = (
     "jax.linearize calls of the field (one per Jacobian); each Jacobian is then materialised "
     "as a dense (n x n) matrix, n = batch x sum(state sizes), by n JVP columns of the linear "
     "map and LU-factorised (lineax AutoLinearSolver), which is not counted as evaluations but "
-    "dominates the cost for large n. 'nominal_stages_x_steps' is the tableau's count "
-    "(FSAL: stages - 1) times num_steps, for comparison."
+    "dominates the cost for large n: 'jacobian_jvp_columns' = linearisations x n (derived, not "
+    "counted; a JVP column costs about one field evaluation) and 'total_incl_jacobian_columns' "
+    "= total + jacobian_jvp_columns. 'nominal_stages_x_steps' is the tableau's count "
+    "(FSAL: stages - 1) times num_steps, for comparison. 'converged' is eqdyn's definition "
+    "(event fired, or final residual < tol); converged with stopped_before_t1 False means the "
+    "residual fell below tol only on the last (clipped) step that lands on t1, after hovering "
+    "above tol for the whole horizon."
 )
 
 
@@ -119,7 +139,7 @@ def _make_classes():
         tag: str = eqx.field(static=True)
 
         def __call__(self, t, y, args):
-            params, inputs, beta, consts, flag, tol = args
+            params, inputs, beta, consts, flag, _tol = args
             y = mark(self.tag, flag, y)
             return self.system.ode(t, y, (params, inputs, beta, consts))
 
@@ -168,7 +188,8 @@ def make_solve():
         stats = {k: sol.stats[k] for k in
                  ("num_steps", "num_accepted_steps", "num_rejected_steps")}
         return dict(states=states, observed=system.observe(states), stats=stats,
-                    residual=residual, converged=converged, t=sol.ts[-1])
+                    residual=residual, converged=converged, t=sol.ts[-1],
+                    event=sol.result == diffrax.RESULTS.event_occurred)
 
     return solve
 
@@ -216,7 +237,7 @@ def build_models(n_in: int, stiff_sizes, stiff_batch: int, batch: int, quick: bo
     models.append(dict(
         name="stiff_tau", sizes=sizes, batch=stiff_batch, tau=list(STIFF_TAU),
         model=eqdyn.EnergyModel(energy, "sigmoid", "gradient", key=key),
-        solvers=("euler", "tsit5") if quick else ("euler", "bosh3", "tsit5", "kvaerno3", "kvaerno5"),
+        solvers=("euler", "tsit5") if quick else ("euler", "tsit5", "kvaerno3", "kvaerno5"),
         euler_dt0=STIFF_EULER_DT,
         description=f"EnergyModel(layered_hopfield_energy({sizes}, tau={STIFF_TAU}), sigmoid, "
                     "gradient): time constants 0.05 to 20"))
@@ -244,19 +265,22 @@ def timed_runs(fn, long_run_s: float, repeats: int = 3):
     return out, ts
 
 
-def run_one(solve, spec, x, solver: str, tol: float, long_run_s: float) -> dict:
+def run_one(solve, spec, x, solver: str, tol: float, long_run_s: float,
+            implicit_max_steps: int = MAX_STEPS) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from eqdyn.dynamics import SOLVERS, RelaxConfig
+    from eqdyn.dynamics import RelaxConfig
 
     model = spec["model"]
     dt0 = spec["euler_dt0"] if solver == "euler" else DT0
-    cfg = RelaxConfig(solver=solver, dt0=dt0, tol=tol, t1=T1, max_steps=MAX_STEPS)
+    implicit = solver in IMPLICIT
+    max_steps = implicit_max_steps if implicit else MAX_STEPS
+    cfg = RelaxConfig(solver=solver, dt0=dt0, tol=tol, t1=T1, max_steps=max_steps)
     adaptive = cfg.is_adaptive
     rtol, atol = tol, tol * 1e-2  # RelaxConfig's defaults
     f32 = x.dtype
-    call = functools.partial(solve, model, x, solver, adaptive, dt0, T1, MAX_STEPS,
+    call = functools.partial(solve, model, x, solver, adaptive, dt0, T1, max_steps,
                              jnp.asarray(tol, f32), jnp.asarray(rtol, f32),
                              jnp.asarray(atol, f32))
     # counting run (also the first call of this compiled program for this solver)
@@ -274,20 +298,24 @@ def run_one(solve, spec, x, solver: str, tol: float, long_run_s: float) -> dict:
     steps = st["num_steps"]
     ev = dict(solver=counts.get("solver", 0), event=counts.get("event", 0), final=1)
     ev["total"] = ev["solver"] + ev["event"] + ev["final"]
+    n_state = x.shape[0] * sum(model.state_sizes)
     if "linearisation" in counts:
         ev["linearisations"] = counts["linearisation"]
+        ev["jacobian_jvp_columns"] = counts["linearisation"] * n_state
+        ev["total_incl_jacobian_columns"] = ev["total"] + ev["jacobian_jvp_columns"]
     nominal = NOMINAL_STAGES[solver]
     ev["solver_per_step"] = ev["solver"] / steps if steps else None
     ev["nominal_stages_x_steps"] = nominal * steps if nominal else None
-    n_state = x.shape[0] * sum(model.state_sizes)
     row = dict(
         model=spec["name"], solver=solver, tol=tol, adaptive=adaptive, dt0=dt0,
+        max_steps=max_steps,
         rtol=rtol if adaptive else None, atol=atol if adaptive else None, batch=int(x.shape[0]),
-        converged=bool(out["converged"]), steps=steps, accepted=st["num_accepted_steps"],
+        converged=bool(out["converged"]), event_fired=bool(out["event"]),
+        stopped_before_t1=bool(float(out["t"]) < T1),
+        steps=steps, accepted=st["num_accepted_steps"],
         rejected=st["num_rejected_steps"], t_end=float(out["t"]),
         residual=float(out["residual"]), evaluations=ev,
-        jacobian_shape=[n_state, n_state] if SOLVERS[solver][0].__name__.startswith("Kvaerno")
-        else None,
+        jacobian_shape=[n_state, n_state] if implicit else None,
         time_ms=1e3 * _median(ts), time_runs_ms=[1e3 * t for t in ts],
         counting_run_s=first_s, counting_run_identical=same,
     )
@@ -301,7 +329,8 @@ def check_against_relax(spec, x, solver: str, tol: float, row: dict, out, long_r
 
     import eqdyn
 
-    cfg = eqdyn.RelaxConfig(solver=solver, dt0=row["dt0"], tol=tol, t1=T1, max_steps=MAX_STEPS,
+    cfg = eqdyn.RelaxConfig(solver=solver, dt0=row["dt0"], tol=tol, t1=T1,
+                            max_steps=row["max_steps"],
                             rtol=None, atol=None, on_failure="ignore")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -328,14 +357,17 @@ def fixed_point_check(rows, outputs, name: str) -> dict:
 
     mine = [r for r in rows if r["model"] == name]
     conv = [r for r in mine if r["converged"]]
+    by_event = [r for r in conv if r["stopped_before_t1"]]
+    tightest = min(r["tol"] for r in mine)
     ref = None
-    tsit = sorted((r for r in conv if r["solver"] == "tsit5"), key=lambda r: r["tol"])
-    if tsit and tsit[0]["tol"] == min(r["tol"] for r in mine):
+    tsit = [r for r in by_event if r["solver"] == "tsit5" and r["tol"] == tightest]
+    if tsit:
         ref, why = tsit[0], "tsit5 at the tightest tolerance"
-    elif conv:
-        ref = min(conv, key=lambda r: r["residual"])
-        why = ("tsit5 did not converge at the tightest tolerance; reference = the converged run "
-               "with the smallest final residual")
+    elif by_event:
+        ref = min(by_event, key=lambda r: r["residual"])
+        why = ("tsit5 did not reach the steady state before t1 at the tightest tolerance; "
+               "reference = the run stopped by the event before t1 with the smallest final "
+               "residual")
     if ref is None:
         return dict(reference=None, note="no run converged")
     ref_obs = outputs[(name, ref["solver"], ref["tol"])]["observed"]
@@ -356,16 +388,99 @@ def winners(rows, name: str) -> dict:
         if not conv:
             out[f"{tol:g}"] = None
             continue
+        def equiv(r):
+            return r["evaluations"].get("total_incl_jacobian_columns", r["evaluations"]["total"])
+
         fe = min(conv, key=lambda r: r["evaluations"]["solver"])
         ft = min(conv, key=lambda r: r["evaluations"]["total"])
+        fq = min(conv, key=equiv)
         tm = min(conv, key=lambda r: r["time_ms"])
         out[f"{tol:g}"] = dict(
-            fewest_solver_evaluations=dict(solver=fe["solver"], evaluations=fe["evaluations"]["solver"]),
-            fewest_total_evaluations=dict(solver=ft["solver"], evaluations=ft["evaluations"]["total"]),
+            fewest_solver_evaluations=dict(solver=fe["solver"],
+                                           evaluations=fe["evaluations"]["solver"]),
+            fewest_total_evaluations=dict(solver=ft["solver"],
+                                          evaluations=ft["evaluations"]["total"]),
+            fewest_evaluations_incl_jacobian_columns=dict(solver=fq["solver"],
+                                                          evaluations=equiv(fq)),
             least_time=dict(solver=tm["solver"], time_ms=tm["time_ms"]),
             not_converged=sorted(r["solver"] for r in rows if r["model"] == name
                                  and r["tol"] == tol and not r["converged"]),
+            converged_only_at_t1=sorted(r["solver"] for r in conv if not r["stopped_before_t1"]),
         )
+    return out
+
+
+def spectrum(spec, states, x) -> dict:
+    """Eigenvalues of the field's Jacobian at a fixed point, one example at a time (the
+    field is separable over the batch): the slowest and fastest decay rates set the time to
+    equilibrium and an explicit solver's stable step."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    model = spec["model"]
+    system = model.system
+    inputs = model.inputs(x, None)
+    beta = jnp.asarray(0.0, x.dtype)
+    consts = system.constants(states, model.params, inputs, beta)
+    sizes = model.state_sizes
+    cuts = np.cumsum(sizes)[:-1].tolist()
+
+    @jax.jit
+    def jac(i):
+        def f(v):
+            parts = jnp.split(v, cuts)
+            st = tuple(s.at[i].set(p) for s, p in zip(states, parts))
+            out = system.ode(0.0, st, (model.params, inputs, beta, consts))
+            return jnp.concatenate([o[i] for o in out])
+
+        return jax.jacfwd(f)(jnp.concatenate([s[i] for s in states]))
+
+    slow, fast, imag = [], [], []
+    for i in range(x.shape[0]):
+        ev = np.linalg.eigvals(np.asarray(jac(i), np.float64))
+        slow.append(float(-np.max(ev.real)))
+        fast.append(float(-np.min(ev.real)))
+        imag.append(float(np.max(np.abs(ev.imag))))
+    return dict(
+        note="decay rates -Re(eig) of d(field)/d(state) at the reference fixed point, per "
+             "example (float64 eigvals of the float32 Jacobian)",
+        slowest_rate_per_example=slow, fastest_rate_per_example=fast,
+        slowest_rate=min(slow), fastest_rate=max(fast), max_abs_imag=max(imag),
+        stiffness_ratio=max(fast) / min(slow) if min(slow) > 0 else None,
+    )
+
+
+def lu_microbench(sizes, repeats: int = 5) -> dict:
+    """Time `jax.scipy.linalg.lu_factor` (what Kvaerno's linear solver calls) with the BLAS
+    library's default thread count and with one thread (threadpoolctl, at run time).
+
+    On CPU jaxlib's LU calls LAPACK from SciPy's OpenBLAS; on an oversubscribed machine its
+    worker threads can make a small factorisation dozens of times slower."""
+    import jax
+    import jax.scipy as jsp
+
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return dict(note="threadpoolctl not installed: BLAS threads not controlled")
+    lu = jax.jit(jsp.linalg.lu_factor)
+    out = dict(blas=[{k: i.get(k) for k in ("internal_api", "num_threads", "version",
+                                             "filepath")} for i in threadpool_info()
+                     if i.get("user_api") == "blas"], ms={})
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(n), (n, n))
+        res = {}
+        for label, limit in (("default_threads", None), ("one_thread", 1)):
+            with threadpool_limits(limit, "blas"):
+                jax.block_until_ready(lu(a))
+                ts = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(lu(a))
+                    ts.append(time.perf_counter() - t0)
+            res[label] = 1e3 * _median(ts)
+        out["ms"][str(n)] = res
     return out
 
 
@@ -373,7 +488,6 @@ def winners(rows, name: str) -> dict:
 
 
 def run(args) -> dict:
-    import jax
     import jax.numpy as jnp
 
     t_run = time.perf_counter()
@@ -397,6 +511,20 @@ def run(args) -> dict:
     models = build_models(n_in, stiff_sizes, args.stiff_batch, N_IMAGES, args.quick,
                           args.implicit_all)
     solve = make_solve()
+    stiff_n = models[-1]["batch"] * sum(models[-1]["model"].state_sizes)
+    lu_bench = lu_microbench(sorted({stiff_n, 1020}))
+    for n, v in lu_bench.get("ms", {}).items():
+        print(f"LU factorisation {n} x {n}: {v['default_threads']:.1f} ms with the BLAS default "
+              f"threads, {v['one_thread']:.1f} ms with one thread")
+    blas_limit = None
+    if args.blas_threads > 0:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            blas_limit = threadpool_limits(args.blas_threads, "blas")
+            print(f"BLAS (LAPACK) threads limited to {args.blas_threads} for the relaxations")
+        except ImportError:
+            print("threadpoolctl not installed: BLAS threads left at their default")
 
     rows, outputs, checks, compile_s, skipped = [], {}, [], {}, []
     for spec in models:
@@ -413,13 +541,16 @@ def run(args) -> dict:
                 f"{args.stiff_batch}) or pass --implicit-all")))
         for solver in spec["solvers"]:
             for i, tol in enumerate(tols):
-                row, out = run_one(solve, spec, x, solver, tol, args.long_run_s)
+                row, out = run_one(solve, spec, x, solver, tol, args.long_run_s,
+                                   args.implicit_max_steps)
                 if i == 0:
                     compile_s[f"{spec['name']}/{solver}"] = row["counting_run_s"]
                 rows.append(row)
                 outputs[(spec["name"], solver, tol)] = out
                 ev = row["evaluations"]
-                print(f"  {solver:9s} tol {tol:7.0e}  {'conv' if row['converged'] else 'NOT '} "
+                status = (("conv" if row["stopped_before_t1"] else "t1  ") if row["converged"]
+                          else "NOT ")
+                print(f"  {solver:9s} tol {tol:7.0e}  {status} "
                       f"steps {row['steps']:6d} ({row['rejected']:5d} rej)  evals solver "
                       f"{ev['solver']:6d} total {ev['total']:6d}"
                       + (f" lin {ev['linearisations']:4d}" if "linearisations" in ev else "")
@@ -438,12 +569,31 @@ def run(args) -> dict:
     for spec in models:
         name = spec["name"]
         fp = fixed_point_check(rows, outputs, name)
+        spec_res = None
+        if fp.get("reference"):
+            ref = outputs[(name, fp["reference"]["solver"], fp["reference"]["tol"])]
+            spec_res = spectrum(spec, ref["states"], x_all[: spec["batch"]])
+            if all(t == 1.0 for t in spec["model"].system.tau):
+                fp["distance_scale_note"] = (
+                    "unit time constants: near a fixed point |s - s*| is about residual / "
+                    "slowest decay rate, so fixed_point_diff_over_tol up to about "
+                    "one_over_slowest_rate is expected")
+                fp["one_over_slowest_rate"] = 1.0 / spec_res["slowest_rate"]
+            else:
+                fp["distance_scale_note"] = (
+                    "with time constants the residual is the force |dF/ds| = tau |ds/dt|, so "
+                    "|s - s*| is about residual / (smallest eigenvalue of the Hessian of F), not "
+                    "residual / slowest decay rate")
+            print(f"{name}: decay rates at the fixed point {spec_res['slowest_rate']:.3g} .. "
+                  f"{spec_res['fastest_rate']:.3g} (ratio {spec_res['stiffness_ratio']:.0f})")
         per_model[name] = dict(
             description=spec["description"], sizes=list(spec["sizes"]), batch=spec["batch"],
             activation=str(spec["model"].activation), formulation=spec["model"].formulation,
             tau=spec.get("tau"), euler_dt0=spec["euler_dt0"], solvers=list(spec["solvers"]),
             integrated_variables=spec["batch"] * sum(spec["model"].state_sizes),
-            fixed_point=fp, best=winners(rows, name))
+            fixed_point=fp, spectrum=spec_res, best=winners(rows, name))
+    if blas_limit is not None:
+        blas_limit.restore_original_limits()
 
     result = dict(
         **load_report(info, load_start, busy),
@@ -458,7 +608,10 @@ def run(args) -> dict:
                    f"1 run when it takes longer than {args.long_run_s} s",
             relaxation="a copy of eqdyn.dynamics.relax_core with traced tolerances and a "
                        "counting flag; see checks_against_eqdyn_relax",
+            implicit_max_steps=args.implicit_max_steps,
+            blas_threads=args.blas_threads or "default",
         ),
+        lu_factorisation=lu_bench,
         evaluation_note=EVAL_NOTE,
         models=per_model,
         runs=rows,
@@ -482,12 +635,16 @@ def print_table(r: dict) -> None:
             if w is None:
                 print(f"  tol {tol}: nothing converged")
                 continue
+            q = w["fewest_evaluations_incl_jacobian_columns"]
             print(f"  tol {tol}: fewest evaluations {w['fewest_solver_evaluations']['solver']} "
                   f"({w['fewest_solver_evaluations']['evaluations']} solver, "
                   f"{w['fewest_total_evaluations']['solver']} "
-                  f"{w['fewest_total_evaluations']['evaluations']} total), fastest "
+                  f"{w['fewest_total_evaluations']['evaluations']} total, {q['solver']} "
+                  f"{q['evaluations']} with Jacobian columns), fastest "
                   f"{w['least_time']['solver']} ({w['least_time']['time_ms']:.1f} ms); "
-                  f"not converged: {', '.join(w['not_converged']) or '-'}")
+                  f"not converged: {', '.join(w['not_converged']) or '-'}"
+                  + (f"; converged only at t1: {', '.join(w['converged_only_at_t1'])}"
+                     if w["converged_only_at_t1"] else ""))
     bad = [c for c in r["checks_against_eqdyn_relax"] if not c["identical"]]
     print(f"\nchecks against eqdyn.relax: {len(r['checks_against_eqdyn_relax'])} runs, "
           f"{len(bad)} differ")
@@ -516,6 +673,12 @@ def main(argv=None) -> int:
     ap.add_argument("--check-solvers", default=None,
                     help="solvers also run through eqdyn.relax at tol 1e-4 (comma-separated; "
                          "default euler,bosh3,tsit5; euler,tsit5 with --quick)")
+    ap.add_argument("--implicit-max-steps", type=int, default=IMPLICIT_MAX_STEPS,
+                    help=f"max_steps of Kvaerno3/5 (default {IMPLICIT_MAX_STEPS}; the explicit "
+                         f"solvers get {MAX_STEPS})")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="limit LAPACK/BLAS threads (threadpoolctl) during the relaxations: the "
+                         "implicit solvers' LU (default 1; 0 leaves the library default)")
     ap.add_argument("--long-run-s", type=float, default=1.5,
                     help="time a configuration once (not 3 times) when a run takes longer")
     args = ap.parse_args(argv)
