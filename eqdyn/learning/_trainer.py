@@ -495,8 +495,10 @@ def train(
                 )
             saved = json.loads(cfg_path.read_text())
             now = cfg.to_json()
-            diff = {k: (saved.get(k), now[k]) for k in now if k not in _RESUMABLE
-                    and saved.get(k) != now[k]}
+            # a field added after the run was started counts as its default
+            defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+            diff = {k: (saved.get(k, defaults.get(k)), now[k]) for k in now
+                    if k not in _RESUMABLE and saved.get(k, defaults.get(k)) != now[k]}
             if diff:
                 raise CheckpointError(
                     f"`resume` dir {str(run_dir)!r} was made with a different configuration: "
