@@ -46,7 +46,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._errors import ConfigError
-from ._relax import SOLVERS, RelaxConfig
+from ._relax import RelaxConfig
 
 __all__ = [
     "AbstractTeacher", "OnSteady", "Ramp", "Custom", "EpisodeResult", "episode",
@@ -393,15 +393,9 @@ def episode(model, x, d, s0, teacher: AbstractTeacher, config: RelaxConfig | Non
     else:
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True),
                                       diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype))])
-    solver_cls, _ = SOLVERS[config.solver]
-    if config.is_adaptive:
-        rtol = config.tol if config.rtol is None else config.rtol
-        atol = config.tol * 1e-2 if config.atol is None else config.atol
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    else:
-        controller = diffrax.ConstantStepSize()
+    solver, controller = config.solver_and_controller()
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), solver_cls(),
+        diffrax.ODETerm(field), solver,
         t0=jnp.asarray(0.0, dtype), t1=jnp.asarray(config.t1, dtype),
         dt0=jnp.asarray(config.dt0, dtype), y0=y0, args=args,
         saveat=saveat,

@@ -114,6 +114,15 @@ class RelaxConfig(eqx.Module):
     def is_adaptive(self) -> bool:
         return SOLVERS[self.solver][1] if self.adaptive is None else bool(self.adaptive)
 
+    def solver_and_controller(self):
+        """The diffrax solver and step-size controller these settings describe."""
+        solver_cls, _ = SOLVERS[self.solver]
+        if self.is_adaptive:
+            rtol = self.tol if self.rtol is None else self.rtol
+            atol = self.tol * 1e-2 if self.atol is None else self.atol
+            return solver_cls(), diffrax.PIDController(rtol=rtol, atol=atol)
+        return solver_cls(), diffrax.ConstantStepSize()
+
 
 class RelaxResult(eqx.Module):
     """The outcome of a relaxation.
@@ -192,18 +201,12 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
     if config.backend == "fused":
         return _relax_fused(field, args, s0, config)
 
-    solver_cls, _ = SOLVERS[config.solver]
-    if config.is_adaptive:
-        rtol = config.tol if config.rtol is None else config.rtol
-        atol = config.tol * 1e-2 if config.atol is None else config.atol
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    else:
-        controller = diffrax.ConstantStepSize()
+    solver, controller = config.solver_and_controller()
     event = diffrax.Event(_Steady(field, config.tol))
     dtype = s0[0].dtype  # times in the state's dtype, so a float32 model stays float32 under x64
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
-        solver_cls(),
+        solver,
         t0=jnp.asarray(0.0, dtype),
         t1=jnp.asarray(config.t1, dtype),
         dt0=jnp.asarray(config.dt0, dtype),
