@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_epoch import _other_busy_processes, load_report, machine_info, write_json_atomic
+from bench_epoch import load_report, save_result, start_run, write_json_atomic
 
 #: requirement (a): the network derived and compiled, and its time budget
 DERIVE_SIZES = (784, 500, 500, 500, 500, 500, 10)
@@ -412,14 +411,7 @@ def run(args) -> dict:
     import sympy
 
     t_run = time.perf_counter()
-    load_start = os.getloadavg()
-    busy = _other_busy_processes()
-    info = machine_info()
-    info["sympy"] = sympy.__version__
-    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, jax {info['jax']} "
-          f"({info['jax_backend']}), sympy {info['sympy']}, load average {load_start[0]:.2f}")
-    if busy:
-        print("other busy processes:\n  " + "\n  ".join(busy))
+    load_start, busy, info = start_run(sympy=sympy.__version__)
     if args.quick:
         reps, n_warm, rounds, relax_rounds = 2, 1, 30, 3
     else:
@@ -527,12 +519,7 @@ def main(argv=None) -> int:
         ap.error("--relax-steps must be positive")
     if args.out is None:
         args.out = HERE / "results" / ("derive_quick.json" if args.quick else "derive.json")
-    result = run(args)
-    result["command"] = " ".join(["python", "benchmarks/bench_derive.py", *argv])
-    write_json_atomic(args.out, result)
-    print_table(result)
-    print(f"\nwrote {args.out} ({result['bench_wall_s']:.0f} s)")
-    return 0
+    return save_result(args.out, run(args), "bench_derive.py", argv, print_table)
 
 
 if __name__ == "__main__":

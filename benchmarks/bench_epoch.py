@@ -185,6 +185,33 @@ def jax_matmul_peak(sizes=(1024, 2048), repeats=7) -> dict:
     return out
 
 
+def start_run(**versions) -> tuple:
+    """Read the load and the machine at the start of a benchmark and print them.
+
+    `versions` (e.g. `sympy=sympy.__version__`) are added to the machine info and printed.
+    Returns `(load_start, busy, info)` for `load_report`.
+    """
+    load_start = os.getloadavg()
+    busy = _other_busy_processes()
+    info = machine_info()
+    info.update(versions)
+    extra = "".join(f", {k} {v}" for k, v in versions.items())
+    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, jax {info['jax']} "
+          f"({info['jax_backend']}){extra}, load average {load_start[0]:.2f}")
+    if busy:
+        print("other busy processes:\n  " + "\n  ".join(busy))
+    return load_start, busy, info
+
+
+def save_result(out, result: dict, script: str, argv, print_table) -> int:
+    """Record the command, write the JSON atomically, print the table; the exit status."""
+    result["command"] = " ".join(["python", f"benchmarks/{script}", *argv])
+    write_json_atomic(out, result)
+    print_table(result)
+    print(f"\nwrote {out} ({result['bench_wall_s']:.0f} s)")
+    return 0
+
+
 def load_report(info: dict, load_start, busy) -> dict:
     """The machine and how busy it was, for the result JSON (read at the end of a run)."""
     return dict(
@@ -272,13 +299,7 @@ def run(args) -> dict:
     from eqdyn.learning._trainer import _relax_configs, _train_chunk
 
     t_run = time.perf_counter()
-    load_start = os.getloadavg()
-    busy = _other_busy_processes()
-    info = machine_info()
-    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, jax {info['jax']} "
-          f"({info['jax_backend']}), load average {load_start[0]:.2f}")
-    if busy:
-        print("other busy processes:\n  " + "\n  ".join(busy))
+    load_start, busy, info = start_run()
 
     if args.quick:
         cfg = resolve_config(preset="sb17-1h", dataset="digits", arch="64-256-10", epochs=2)
@@ -522,12 +543,7 @@ def main(argv=None) -> int:
     if args.out is None:
         args.out = HERE / "results" / ("epoch_time_quick.json" if args.quick else "epoch_time.json")
     args.data_dir = args.data_dir.resolve()
-    result = run(args)
-    result["command"] = " ".join(["python", "benchmarks/bench_epoch.py", *argv])
-    write_json_atomic(args.out, result)
-    print_table(result)
-    print(f"\nwrote {args.out} ({result['bench_wall_s']:.0f} s)")
-    return 0
+    return save_result(args.out, run(args), "bench_epoch.py", argv, print_table)
 
 
 if __name__ == "__main__":

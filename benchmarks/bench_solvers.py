@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
-import os
 import statistics
 import sys
 import time
@@ -52,12 +51,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_epoch import (
-    _other_busy_processes,
-    load_report,
-    machine_info,
-    write_json_atomic,
-)
+from bench_epoch import load_report, save_result, start_run
 
 TOLS = (1e-3, 1e-4, 1e-5)
 QUICK_TOLS = (1e-4,)
@@ -491,16 +485,9 @@ def run(args) -> dict:
     import jax.numpy as jnp
 
     t_run = time.perf_counter()
-    load_start = os.getloadavg()
-    busy = _other_busy_processes()
-    info = machine_info()
     import diffrax
 
-    info["diffrax"] = diffrax.__version__
-    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, jax {info['jax']} "
-          f"({info['jax_backend']}), diffrax {info['diffrax']}, load average {load_start[0]:.2f}")
-    if busy:
-        print("other busy processes:\n  " + "\n  ".join(busy))
+    load_start, busy, info = start_run(diffrax=diffrax.__version__)
     tols = QUICK_TOLS if args.quick else TOLS
     check_tol = 1e-4
     check_solvers = [s for s in args.check_solvers.split(",") if s]
@@ -688,12 +675,7 @@ def main(argv=None) -> int:
         args.check_solvers = "euler,tsit5" if args.quick else "euler,bosh3,tsit5"
     if args.out is None:
         args.out = HERE / "results" / ("solvers_quick.json" if args.quick else "solvers.json")
-    result = run(args)
-    result["command"] = " ".join(["python", "benchmarks/bench_solvers.py", *argv])
-    write_json_atomic(args.out, result)
-    print_table(result)
-    print(f"\nwrote {args.out} ({result['bench_wall_s']:.0f} s)")
-    return 0
+    return save_result(args.out, run(args), "bench_solvers.py", argv, print_table)
 
 
 if __name__ == "__main__":
