@@ -43,23 +43,36 @@ def _add_train(sub):
     g.add_argument("--formulation", choices=["gradient", "leaky"],
                    help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
     g = p.add_argument_group("learning")
-    g.add_argument("--algo", choices=["ep", "chl", "rbp", "bptt", "continuous"],
-                   help="learning rule: EP (default), contrastive Hebbian learning, recurrent "
+    g.add_argument("--algo", choices=["ep", "cep", "chl", "rbp", "bptt", "backprop",
+                                      "continuous"],
+                   help="learning rule: EP (default), continual EP (weights updated at every "
+                   "nudged Euler step), contrastive Hebbian learning, recurrent "
                    "backprop at the fixed point, backprop through time (bptt always unrolls "
-                   "free_t1/dt0 Euler steps, whatever --solver/--backend say), or continuous: "
+                   "free_t1/dt0 Euler steps, whatever --solver/--backend say), plain backprop "
+                   "through the feedforward network of the same weights, or continuous: "
                    "clock-free EP, one ODE per batch in which the teacher arrives when the "
                    "network is at rest and the weights follow the STDP-form rule")
     g.add_argument("--plasticity", choices=["consolidate", "online"],
                    help="with --algo continuous: add each synapse's integrated change when the "
                    "episode ends (default), or move the weights inside the solve")
-    g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric"],
-                   help="EP nudging (default random-sign)")
+    g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric", "holomorphic"],
+                   help="EP nudging (default random-sign); holomorphic: complex beta on "
+                   "--n-points points of the circle |beta| (needs a holomorphic activation "
+                   "such as sigmoid or tanh)")
+    g.add_argument("--n-points", type=int,
+                   help="points on the circle for --variant holomorphic (default 4; the "
+                   "estimate's error is O(beta^N))")
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
     g.add_argument("--temperature", type=float,
                    help="neuron noise T (default 0): each phase is a Langevin SDE over its "
                    "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
-    g.add_argument("--optimizer", choices=["sgd", "adam"])
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"],
+                   help="optax optimiser, one per layer group with its --lr (default sgd)")
+    g.add_argument("--schedule", choices=["constant", "cosine", "exponential"],
+                   help="learning-rate schedule over the run (default constant)")
+    g.add_argument("--lr-decay", type=float,
+                   help="per-epoch factor of --schedule exponential (e.g. 0.95)")
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--batch-size", type=int)
@@ -96,7 +109,7 @@ def _cmd_train(args) -> int:
             "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
             "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
             "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
-            "plasticity", "temperature",
+            "plasticity", "temperature", "n_points", "schedule", "lr_decay",
             "nudged_t1", "eval_t1", "max_steps",
         )
     }
@@ -125,7 +138,8 @@ def _cmd_train(args) -> int:
             time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.dataset}"
         )
     say = None if args.quiet else (lambda s: print(s, flush=True))
-    rule = f"EP/{cfg.variant} beta={cfg.beta}" if cfg.algo == "ep" else cfg.algo.upper()
+    rule = (f"{cfg.algo.upper()}/{cfg.variant} beta={cfg.beta}" if cfg.algo in ("ep", "cep")
+            else cfg.algo.upper())
     model_desc = f"{cfg.arch} {cfg.activation or 'its activation'}"
     if cfg.energy:
         model_desc = f"energy {cfg.energy} {model_desc}"
@@ -220,7 +234,9 @@ def _add_compare(sub):
         help="train several learning rules from the same initialisation and tabulate them",
         description="Train each rule with the same network, initial weights, batch order, "
         "relaxation and optimiser, and print one table (accuracy, wall time, mean relaxation "
-        "steps). Rules: ep (one-sided), ep-rs (random-sign), ep-sym (symmetric), chl, rbp, bptt.",
+        "steps). Rules: ep (one-sided), ep-rs (random-sign), ep-sym (symmetric), ep-holo "
+        "(holomorphic; needs --activation sigmoid or tanh), cep (continual EP), continuous "
+        "(clock-free EP), chl, rbp, bptt, backprop (feedforward).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--algos", default="ep,ep-sym,chl,rbp,bptt", help="comma-separated rules")

@@ -222,11 +222,12 @@ def shared_optimizer():
     original = trainer_mod.make_optimizer
 
     @functools.lru_cache(maxsize=None)
-    def cached(cfg, n_layers):
-        return original(cfg, n_layers)
+    def cached(cfg, n_layers, steps):
+        return original(cfg, n_layers, steps)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(trainer_mod, "make_optimizer", lambda cfg, n: cached(_opt_key(cfg), n))
+    mp.setattr(trainer_mod, "make_optimizer",
+               lambda cfg, n, steps=1: cached(_opt_key(cfg), n, steps))
     yield
     mp.undo()
 
@@ -330,7 +331,7 @@ def test_resume_errors(run_a, tmp_path):
         (dict(epochs=0), "`epochs`=0 must be a positive integer"),
         (dict(solver="rk99"), "`solver`='rk99' is not known"),
         (dict(optimizer="lbfgs"), "`optimizer`='lbfgs' is not known"),
-        (dict(beta=0.0), "`beta`=0.0 must be positive"),
+        (dict(beta=0.0), "`beta`=0.0 must be a positive finite number"),
         (dict(learning_rate=0.1), r"unknown option\(s\) \['learning_rate'\]"),
         (dict(arch="64-x-10"), "malformed"),
         (dict(activation="relu"), "'relu' is not known"),

@@ -151,19 +151,62 @@ class _Field(eqx.Module):
             return f
         return tuple(jnp.zeros_like(a) if c else a for a, c in zip(f, self.clamped))
 
+    def residual(self, y, f):
+        return self.system.residual(y, f)
+
+    def observe(self, y):
+        return tuple(y)
+
+
+class _PairField(eqx.Module):
+    """A complex relaxation (holomorphic EP: complex `beta`) as a real one.
+
+    The state is `(Re s_1, ..., Re s_n, Im s_1, ..., Im s_n)`; the field is the holomorphic
+    extension of the system's field evaluated on `s = Re s + i Im s`, split the same way. Real
+    pairs keep diffrax's times, step control and events real.
+    """
+
+    inner: _Field
+
+    @property
+    def system(self):
+        return self.inner.system
+
+    def observe(self, y):
+        n = len(y) // 2
+        return tuple(jax.lax.complex(a, b) for a, b in zip(y[:n], y[n:]))
+
+    @staticmethod
+    def pair_args(args):
+        params, inputs, beta, consts = args
+        split = lambda a: (jnp.real(a), jnp.imag(a))  # noqa: E731
+        return params, inputs, split(beta), tuple(split(c) for c in consts)
+
+    @staticmethod
+    def unpair_args(args):
+        params, inputs, beta, consts = args
+        join = lambda p: jax.lax.complex(*p)  # noqa: E731
+        return params, inputs, join(beta), tuple(join(c) for c in consts)
+
+    def __call__(self, t, y, args):
+        f = self.inner(t, self.observe(y), self.unpair_args(args))
+        return tuple(jnp.real(a) for a in f) + tuple(jnp.imag(a) for a in f)
+
+    def residual(self, y, f):
+        return self.inner.system.residual(self.observe(y), self.observe(f))
+
 
 class _Steady(eqx.Module):
     """Steady-state event condition: the system's residual of the (masked) field below `tol`."""
 
-    field: _Field
+    field: _Field | _PairField
     tol: float = eqx.field(static=True)
 
     def __call__(self, t, y, args, **kwargs):
-        return self.field.system.residual(y, self.field(t, y, args)) < self.tol
+        return self.field.residual(y, self.field(t, y, args)) < self.tol
 
 
-def _relax_fused(field: _Field, args, s0, config: RelaxConfig) -> RelaxResult:
-    system = field.system
+def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     dtype = s0[0].dtype
     dt = jnp.asarray(config.dt0, dtype)
     n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
@@ -176,10 +219,10 @@ def _relax_fused(field: _Field, args, s0, config: RelaxConfig) -> RelaxResult:
         y, f, _, k = carry
         y = tuple(a + dt * b for a, b in zip(y, f))
         f = field(None, y, args)
-        return y, f, system.residual(y, f), k + 1
+        return y, f, field.residual(y, f), k + 1
 
     f0 = field(None, tuple(s0), args)
-    init = (tuple(s0), f0, system.residual(tuple(s0), f0), jnp.asarray(0, jnp.int32))
+    init = (tuple(s0), f0, field.residual(tuple(s0), f0), jnp.asarray(0, jnp.int32))
     y, _, r, k = jax.lax.while_loop(cond, body, init)
     converged = (r < config.tol) & jnp.isfinite(r)
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
@@ -190,20 +233,39 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
 
     `clamped` (optional, one bool per state) holds the flagged states at their values in `s0`
     (their field is masked to zero), e.g. the output in contrastive Hebbian learning.
+
+    A complex `beta` (holomorphic EP) relaxes the holomorphic extension of the dynamics: the
+    states are complex (real parts and imaginary parts integrated as real arrays) and so are
+    the returned ones; the activation must be holomorphic.
     """
     system = model.system
     field = _Field(system, None if clamped is None else tuple(bool(c) for c in clamped))
     params = model.params
     inputs = model.inputs(x, d)
+    real_dtype = jnp.real(jnp.asarray(s0[0])).dtype
+    if jnp.iscomplexobj(beta) or jnp.iscomplexobj(s0[0]):
+        cdtype = jnp.result_type(real_dtype, jnp.complex64)
+        beta = jnp.asarray(beta, dtype=cdtype)
+        s0 = tuple(jnp.asarray(a, cdtype) for a in s0)
+        consts = system.constants(s0, params, inputs, beta)
+        pair = _PairField(field)
+        y0 = tuple(jnp.real(a) for a in s0) + tuple(jnp.imag(a) for a in s0)
+        args = _PairField.pair_args((params, inputs, beta, consts))
+        res = _relax_real(pair, args, y0, config, real_dtype)
+        return RelaxResult(pair.observe(res.states), res.steps, res.residual, res.converged,
+                           res.t)
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
-    args = (params, inputs, beta, consts)
+    return _relax_real(field, (params, inputs, beta, consts), tuple(s0), config, real_dtype)
+
+
+def _relax_real(field, args, s0, config: RelaxConfig, dtype) -> RelaxResult:
     if config.backend == "fused":
         return _relax_fused(field, args, s0, config)
 
     solver, controller = config.solver_and_controller()
     event = diffrax.Event(_Steady(field, config.tol))
-    dtype = s0[0].dtype  # times in the state's dtype, so a float32 model stays float32 under x64
+    # times in the state's dtype, so a float32 model stays float32 under x64
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         solver,
@@ -219,7 +281,7 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
         throw=False,
     )
     states = tuple(a[-1] for a in sol.ys)
-    residual = system.residual(states, field(0.0, states, args))
+    residual = field.residual(states, field(0.0, states, args))
     converged = (sol.result == diffrax.RESULTS.event_occurred) | (residual < config.tol)
     converged = converged & jnp.isfinite(residual)
     return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1])

@@ -16,9 +16,13 @@ COMPARE_ALGOS: dict[str, dict] = {
     "ep": dict(algo="ep", variant="one-sided"),
     "ep-rs": dict(algo="ep", variant="random-sign"),
     "ep-sym": dict(algo="ep", variant="symmetric"),
+    "ep-holo": dict(algo="ep", variant="holomorphic"),
+    "cep": dict(algo="cep", variant="one-sided"),
+    "continuous": dict(algo="continuous", variant="random-sign"),
     "chl": dict(algo="chl"),
     "rbp": dict(algo="rbp"),
     "bptt": dict(algo="bptt"),
+    "backprop": dict(algo="backprop"),
 }
 
 
@@ -35,7 +39,8 @@ def compare(
     **Arguments:**
 
     - `algos`: names from `COMPARE_ALGOS` (`ep` one-sided, `ep-rs` random-sign, `ep-sym`
-      symmetric, `chl`, `rbp`, `bptt`).
+      symmetric, `ep-holo` holomorphic, `cep` continual EP, `continuous` clock-free EP, `chl`,
+      `rbp`, `bptt`, `backprop` through the feedforward network).
     - `preset`, `overrides`: the shared training settings (as for `resolve_config`); the seed,
       and so the initial weights and the batch order, is the same for every rule.
     - `progress`: called with one line per finished rule.
@@ -59,9 +64,15 @@ def compare(
         from ..data import load_dataset
 
         dataset = load_dataset(base.dataset, base.data_dir, val_size=base.val_size)
+    from ._trainer import _validate
+
+    cfgs = {}
+    for name in algos:
+        cfgs[name] = dataclasses.replace(base, **COMPARE_ALGOS[name])
+        _validate(cfgs[name])  # e.g. ep-holo with a hard sigmoid fails now, not after hours
     rows = []
     for name in algos:
-        cfg = dataclasses.replace(base, **COMPARE_ALGOS[name])
+        cfg = cfgs[name]
         t0 = time.perf_counter()
         m = train(cfg, progress=None, dataset=dataset)
         row = dict(
@@ -84,11 +95,11 @@ def format_table(rows: Sequence[dict], header: bool = True) -> str:
     """A plain-text table of `compare` records."""
     lines = []
     if header:
-        lines.append(f"{'algo':<8} {'train':>8} {'val':>8} {'test':>8} {'wall s':>8} "
+        lines.append(f"{'algo':<10} {'train':>8} {'val':>8} {'test':>8} {'wall s':>8} "
                      f"{'free steps':>11} {'2nd-phase steps':>16}")
     for r in rows:
         lines.append(
-            f"{r['algo']:<8} {100 * r['train_accuracy']:>7.2f}% {100 * r['val_accuracy']:>7.2f}% "
+            f"{r['algo']:<10} {100 * r['train_accuracy']:>7.2f}% {100 * r['val_accuracy']:>7.2f}% "
             f"{100 * r['test_accuracy']:>7.2f}% {r['wall_seconds']:>8.1f} "
             f"{r['mean_free_steps']:>11.1f} {r['mean_nudged_steps']:>16.1f}"
         )

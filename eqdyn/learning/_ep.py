@@ -1,10 +1,19 @@
-"""Equilibrium Propagation gradient estimates (one-sided, random-sign, symmetric).
+"""Equilibrium Propagation gradient estimates (one-sided, random-sign, symmetric, holomorphic).
 
 For any parameter `theta`, with `s^0` the free fixed point and `s^beta` the nudged one,
 
     one-sided:    g = (1/beta)  [dF/dtheta(s^beta)  - dF/dtheta(s^0)]
     symmetric:    g = (1/2beta) [dF/dtheta(s^beta)  - dF/dtheta(s^-beta)]
     random-sign:  one-sided with beta -> sign * beta, the sign drawn per batch
+    holomorphic:  g = (1/(N |beta|)) sum_k exp(-2 pi i k/N) dF/dtheta(s^{beta_k}, beta_k),
+                  beta_k = |beta| exp(2 pi i k/N)   (Laborieux & Zenke 2022)
+
+The holomorphic estimate is the first Fourier coefficient of `beta -> dF/dtheta(s^beta, beta)`
+on a circle: by Cauchy's formula it is `dJ/dtheta` up to the aliased coefficient of order
+`beta^(N+1)`, so its error is O(|beta|^N) (N = 2 is the symmetric estimate). The nudged
+phases at non-real `beta_k` relax the holomorphic extension of the dynamics (complex states);
+for real parameters `dF/dtheta` at `conj(beta)` is the conjugate of that at `beta`, so only
+the points with `0 <= k <= N/2` are relaxed.
 
 and `g -> dJ/dtheta` (J = C(s^0), the loss at the free fixed point) as beta -> 0. The
 `dF/dtheta` are the SymPy-derived, compiled functions of the model's system; estimates are
@@ -23,7 +32,7 @@ from ..dynamics import RelaxConfig, relax_core
 
 __all__ = ["EPConfig", "EPResult", "ep_gradient", "VARIANTS"]
 
-VARIANTS = ("one-sided", "random-sign", "symmetric")
+VARIANTS = ("one-sided", "random-sign", "symmetric", "holomorphic")
 
 
 class EPConfig(eqx.Module):
@@ -32,7 +41,8 @@ class EPConfig(eqx.Module):
     **Fields:** `beta` (> 0), `variant` (one of `VARIANTS`), `free` and `nudged` (`RelaxConfig`s
     for the two phases; the nudged phase starts from the free fixed point), `temperature`
     (neuron noise: with `T > 0` each phase is a Langevin SDE integrated with fixed steps `dt0`
-    for its whole horizon `t1`, and the estimate uses its final, noisy states).
+    for its whole horizon `t1`, and the estimate uses its final, noisy states), `n_points`
+    (holomorphic EP: the number N of points on the circle `|beta|`, N >= 2).
     """
 
     beta: float = eqx.field(static=True, default=1.0)
@@ -40,6 +50,7 @@ class EPConfig(eqx.Module):
     free: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
     nudged: RelaxConfig = eqx.field(static=True, default_factory=RelaxConfig)
     temperature: float = eqx.field(static=True, default=0.0)
+    n_points: int = eqx.field(static=True, default=4)
 
     def __check_init__(self):
         if not (isinstance(self.beta, (int, float)) and self.beta > 0):
@@ -50,6 +61,31 @@ class EPConfig(eqx.Module):
         t = self.temperature
         if not (isinstance(t, (int, float)) and t >= 0 and t == t and t != float("inf")):
             raise ConfigError(f"`temperature`={t!r} must be a finite number >= 0.")
+        if not (isinstance(self.n_points, int) and self.n_points >= 2):
+            raise ConfigError(f"`n_points`={self.n_points!r} must be an integer >= 2 (points on "
+                              "the circle of holomorphic EP; 2 is the symmetric estimate).")
+        if self.variant == "holomorphic" and t > 0:
+            raise ConfigError(
+                f"`variant`='holomorphic' with `temperature`={t} is not implemented (a complex "
+                "Langevin phase); use variant='symmetric' for noisy EP."
+            )
+
+
+def check_holomorphic(model) -> None:
+    """Raise a `ConfigError` unless every activation of `model` is holomorphic."""
+    system = model.system
+    acts = {system.activation.name: system.activation}
+    acts.update({a.name: a for a in getattr(system, "activations", {}).values()})
+    bad = sorted(name for name, a in acts.items() if not a.holomorphic)
+    if bad:
+        from ..models._activations import ACTIVATIONS
+
+        good = sorted(n for n, a in ACTIVATIONS.items() if a.holomorphic)
+        raise ConfigError(
+            f"holomorphic EP relaxes the network at complex beta, which needs a holomorphic "
+            f"activation; {bad} is not (it has kinks). Use one of {good}, an "
+            "Activation.from_sympy built from analytic functions, or another EP variant."
+        )
 
 
 class EPResult(eqx.Module):
@@ -107,7 +143,16 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
             raise ConfigError("`key` is required with `temperature` > 0 (the neuron noise).")
         key, k_free, k_plus, k_minus = jax.random.split(key, 4)
     relax_ = _relaxer(config.temperature)
+    if config.variant == "holomorphic":
+        check_holomorphic(model)
     free = relax_(model, x, s0, 0.0, d, config.free, k_free)
+    if config.variant == "holomorphic":
+        grads, steps, conv = _holomorphic(model, x, d, free.states, inputs, config)
+        loss = system.cost(free.states, params, inputs) / batch
+        labels = jnp.argmax(d, axis=-1) if labels is None else labels
+        correct = jnp.sum(model.predict(free.states, x) == labels)
+        return grads, EPResult(free.states, free.steps, free.converged, steps, conv, loss,
+                               correct)
     beta = jnp.asarray(config.beta, x.dtype)
     if config.variant == "random-sign":
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
@@ -131,3 +176,33 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     correct = jnp.sum(model.predict(free.states, x) == labels)
     aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
     return grads, aux
+
+
+def _holomorphic(model, x, d, free_states, inputs, config: EPConfig):
+    """The first Fourier coefficient of `dF/dtheta(s^beta, beta)` on `|beta| = config.beta`."""
+    import numpy as np
+
+    system, params = model.system, model.params
+    n, r = config.n_points, float(config.beta)
+    acc = None
+    steps = jnp.zeros((), jnp.int32)
+    conv = jnp.asarray(True)
+    for k in range(n // 2 + 1):
+        angle = 2.0 * np.pi * k / n
+        real_point = k == 0 or 2 * k == n
+        # conj(beta_k) = beta_{N-k}: its term is the conjugate, so count the pair once, twice
+        weight = 1.0 if real_point else 2.0
+        if real_point:
+            beta_k = jnp.asarray(r if k == 0 else -r, x.dtype)
+            phase = 1.0 if k == 0 else -1.0
+        else:
+            beta_k = complex(r * np.cos(angle), r * np.sin(angle))
+            phase = complex(np.cos(angle), -np.sin(angle))
+        res = relax_core(model, x, free_states, beta_k, d, config.nudged)
+        g = system.param_grads(res.states, params, inputs, beta_k)
+        term = tuple(weight * jnp.real(phase * gi) for gi in g)
+        acc = term if acc is None else tuple(a + t for a, t in zip(acc, term))
+        steps = steps + res.steps
+        conv = conv & res.converged
+    scale = 1.0 / (n * r * x.shape[0])
+    return tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params)), steps, conv

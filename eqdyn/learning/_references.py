@@ -45,6 +45,7 @@ __all__ = [
     "bptt_gradient",
     "chl_gradient",
     "feedforward_backprop_gradient",
+    "feedforward_predict",
 ]
 
 #: Linear solvers for the RBP adjoint system.
@@ -389,21 +390,32 @@ def feedforward_backprop_gradient(model, x, d, *, labels=None):
     **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` a
     `FeedforwardResult`.
     """
-    if not hasattr(model, "weights"):
-        raise ConfigError(
-            "`feedforward_backprop_gradient` needs a layered network (weights between adjacent "
-            f"layers), not {type(model).__name__}; use rbp_gradient or bptt_gradient."
-        )
-    rho = get_activation(model.activation).fn
-    n = len(model.weights)
     batch = x.shape[0]
 
     def loss_fn(p):
-        s = x
-        for w, b in zip(p[:n], p[n:]):
-            s = rho(s @ w + b)
+        s = _feedforward(model, p, x)
         return 0.5 * jnp.sum((s - d) ** 2) / batch, s
 
     (loss, y), grads = jax.value_and_grad(loss_fn, has_aux=True)(tuple(model.params))
     correct = jnp.sum(jnp.argmax(y, axis=-1) == _labels(d, labels))
     return tuple(grads), FeedforwardResult(y, loss, correct)
+
+
+def _feedforward(model, params, x):
+    if not hasattr(model, "weights"):
+        raise ConfigError(
+            "the feedforward network needs a layered model (weights between adjacent layers), "
+            f"not {type(model).__name__}; use rbp_gradient or bptt_gradient."
+        )
+    rho = get_activation(model.activation).fn
+    n = len(model.weights)
+    s = x
+    for w, b in zip(params[:n], params[n:]):
+        s = rho(s @ w + b)
+    return s
+
+
+def feedforward_predict(model, x):
+    """The output `s_L` of the feedforward network with the model's weights (see
+    `feedforward_backprop_gradient`), shape `(B, n_out)`."""
+    return _feedforward(model, tuple(model.params), x)

@@ -34,6 +34,9 @@ class Activation:
     - `bounds`: the range `(lo, hi)` a projection clips to (used by the steady-state test of the
       leaky formulation: a potential past a bound that keeps moving outwards no longer changes
       the state).
+    - `holomorphic`: `rho` extends to a complex-analytic function that `fn`/`d1` compute on
+      complex arrays (sigmoid, tanh, softplus; not the hard sigmoid). Holomorphic EP relaxes
+      the network at complex `beta` and needs it.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Activation:
     latex: str = r"\rho"
     bounds: tuple[float, float] | None = None
     expr: object = None
+    holomorphic: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -95,6 +99,10 @@ class Activation:
 
             fns[order] = ns[python_name(fname)]
         kwargs.setdefault("latex", r"\rho")
+        # analytic unless built from pieces (|u|, max, min, piecewise, step, sign, re/im)
+        kinks = (sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside, sp.sign, sp.re, sp.im,
+                 sp.conjugate, sp.floor, sp.ceiling)
+        kwargs.setdefault("holomorphic", not expr.has(*kinks))
         return cls(name, fns[0], fns[1], fns[2], expr=expr, **kwargs)
 
 
@@ -120,6 +128,20 @@ def _sigmoid_d2(u):
     return s * (1.0 - s) * (1.0 - 2.0 * s)
 
 
+def _steep_sigmoid(u):
+    return 1.0 / (1.0 + jnp.exp(-4.0 * (u - 0.5)))
+
+
+def _steep_sigmoid_d1(u):
+    s = _steep_sigmoid(u)
+    return 4.0 * s * (1.0 - s)
+
+
+def _steep_sigmoid_d2(u):
+    s = _steep_sigmoid(u)
+    return 16.0 * s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
 def _tanh_d1(u):
     return 1.0 - jnp.tanh(u) ** 2
 
@@ -134,8 +156,12 @@ ACTIVATIONS: dict[str, Activation] = {
         "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True,
         bounds=(0.0, 1.0),
     ),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2),
-    "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, holomorphic=True),
+    "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2, holomorphic=True),
+    # 1 / (1 + exp(-4 (u - 1/2))): the smooth, holomorphic stand-in for the hard sigmoid with
+    # the same slope 1 and value 1/2 at u = 1/2 (the sigmoid of Laborieux et al.'s MLPs)
+    "steep_sigmoid": Activation("steep_sigmoid", _steep_sigmoid, _steep_sigmoid_d1,
+                                _steep_sigmoid_d2, holomorphic=True),
 }
 
 
