@@ -245,13 +245,12 @@ def test_compare_refuses_holomorphic_with_hard_sigmoid_before_training():
 
 
 def test_presets_of_the_papers_resolve():
-    cfg = resolve_config("lz22-mnist")
-    assert (cfg.arch, cfg.activation, cfg.beta, cfg.batch_size, cfg.variant) == (
-        "784-256-256-10", "steep_sigmoid", 0.1, 20, "one-sided")
-    holo = resolve_config("lz22-mnist", variant="holomorphic", n_points=10)
-    assert holo.n_points == 10
     fm = resolve_config("fmnist-1h")
-    assert fm.dataset == "fashion-mnist" and fm.arch == "784-500-10"
+    assert (fm.dataset, fm.arch, fm.activation, fm.variant) == (
+        "fashion-mnist", "784-500-10", "hard_sigmoid", "random-sign")
+    holo = resolve_config("sb17-1h", activation="steep_sigmoid", variant="holomorphic",
+                          n_points=6)
+    assert holo.n_points == 6
 
 
 @pytest.mark.parametrize("algo, kw, floor", [

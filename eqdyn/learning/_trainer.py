@@ -64,7 +64,11 @@ PRESETS: dict[str, dict] = {
     # Scellier & Bengio (2017), Table 2: hard sigmoid, eps 0.5, minibatch 20, beta 1 with random
     # sign, persistent particles, per-layer learning rates, 50k/10k train/validation split.
     "sb17-1h": dict(dataset="mnist", arch="784-500-10", lr=(0.1, 0.05), epochs=25),
-    "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.4, 0.1, 0.01), epochs=60),
+    # the nudged phase is capped at the paper's 6 iterations (t1 = 6 x 0.5): run to its steady
+    # state at these rates, it moved the weights so far in the first epoch that every output
+    # saturated and the network stayed at chance (measured: train accuracy 9.9 %, loss 0.500)
+    "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.4, 0.1, 0.01), epochs=60,
+                    nudged_t1=3.0),
     "sb17-3h": dict(
         dataset="mnist", arch="784-500-500-500-10", lr=(0.128, 0.032, 0.008, 0.002), epochs=160
     ),
@@ -77,21 +81,9 @@ for _p in PRESETS.values():
     for _k, _v in _SB17_COMMON.items():
         _p.setdefault(_k, _v)
 
-# Laborieux & Zenke (2022), MNIST: 784-256-256-10 sigmoid, batch 20, classic (one-sided) EP at
-# beta 0.1, 50 epochs. Their learning rates and time steps are not in the reference; these are
-# eqdyn's (Euler relaxation to the steady state, per-layer SGD). The sigmoid is the steep,
-# shifted one, 1/(1 + exp(-4(u - 1/2))): the logistic sigmoid centred at 0 leaves EP and even
-# feedforward backprop near chance after 5 epochs on digits (measured), as its units sit on
-# the flat part for inputs and states in [0, 1].
-PRESETS["lz22-mnist"] = dict(
-    dataset="mnist", arch="784-256-256-10", activation="steep_sigmoid", variant="one-sided",
-    beta=0.1, batch_size=20, epochs=50, lr=(0.2, 0.05, 0.02), optimizer="sgd", persistent=True,
-    solver="euler", dt0=0.5, tol=1e-3,
-)
-# Fashion-MNIST with the one-hidden-layer network of sb17-1h and symmetric nudging
-# (Laborieux et al. 2021's unbiased estimate).
-PRESETS["fmnist-1h"] = dict(PRESETS["sb17-1h"], dataset="fashion-mnist", variant="symmetric",
-                            beta=0.5)
+# Fashion-MNIST with the network and settings of sb17-1h (random-sign EP: the best variant on
+# digits, 97.6 % vs symmetric 95.6 % and one-sided 93.3 % in 5 epochs from the same weights).
+PRESETS["fmnist-1h"] = dict(PRESETS["sb17-1h"], dataset="fashion-mnist")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,149 @@
+"""Reproduce a paper's training setting with `eqdyn train` and record the result as JSON.
+
+Each setting is a named preset of `eqdyn train` (`sb17-1h`, `sb17-2h`, `sb17-3h`: Scellier &
+Bengio 2017 Table 2; `fmnist-1h`: Fashion-MNIST with sb17-1h's settings), plus
+optional overrides. The training runs in a run directory with the usual per-epoch atomic
+checkpoints, so an interrupted reproduction continues where it stopped when the same command
+is run again; a finished one is only re-evaluated. The JSON holds the final errors, the
+epochs, the summed wall time of the epochs (over all sessions of the run), the paper's numbers
+and whether eqdyn's targets were met, and the machine.
+
+Usage (from the repository root; MNIST and Fashion-MNIST from ../shared/data):
+
+    python benchmarks/bench_reproduce.py sb17-1h
+    python benchmarks/bench_reproduce.py sb17-1h --name sb17-1h-continuous --set algo=continuous
+    python benchmarks/bench_reproduce.py fmnist-1h --name fmnist-1h-backprop \
+        --set algo=backprop
+
+Writes `benchmarks/results/reproduce/<name>.json`; `python benchmarks/results_table.py`
+turns all of them into the table in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_epoch import load_report, start_run, write_json_atomic  # noqa: E402
+
+#: what the papers report for each preset (and the targets eqdyn holds itself to)
+PAPER = {
+    "sb17-1h": dict(source="Scellier & Bengio 2017, Table 2", train_error=0.0,
+                    test_error="0.02-0.03", target=dict(train_error=0.005, test_error=0.025)),
+    "sb17-2h": dict(source="Scellier & Bengio 2017, Table 2", train_error=0.0,
+                    test_error="0.02-0.03", target=dict(train_error=0.005, test_error=0.03)),
+    "sb17-3h": dict(source="Scellier & Bengio 2017, Table 2", train_error=0.0,
+                    test_error="0.02-0.03", target=dict(train_error=0.005, test_error=0.03)),
+    "fmnist-1h": dict(source="no published EP number for this network", target={}),
+}
+
+
+def _parse_sets(items) -> dict:
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise SystemExit(f"--set {item!r}: use KEY=VALUE, e.g. --set algo=continuous")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        for conv in (int, float):
+            try:
+                v = conv(v)
+                break
+            except ValueError:
+                pass
+        if v in ("true", "false"):
+            v = v == "true"
+        out[k] = v
+    return out
+
+
+def run(args) -> dict:
+    import jax
+
+    from eqdyn.learning import resolve_config, train
+
+    sets = _parse_sets(args.set)
+    if args.epochs is not None:
+        sets["epochs"] = args.epochs
+    if args.data_dir is not None:
+        sets["data_dir"] = args.data_dir
+    cfg = resolve_config(args.preset, **sets)
+    shared = REPO.parent / "shared" / "data" / cfg.dataset
+    if cfg.data_dir is None and "EQDYN_DATA_DIR" not in os.environ and shared.is_dir():
+        cfg = resolve_config(args.preset, **sets, data_dir=str(shared))
+    name = args.name or args.preset
+    run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / "reproduce" / name
+    resume = (run_dir / "checkpoint.npz").exists()
+    load_start, busy, info = start_run()
+    print(f"{name}: {cfg.dataset} {cfg.arch} {cfg.algo}/{cfg.variant} {cfg.epochs} epochs -> "
+          f"{run_dir}" + (" (resuming)" if resume else ""), flush=True)
+    t0 = time.perf_counter()
+    m = train(cfg, run_dir=run_dir, resume=resume, progress=lambda s: print(s, flush=True))
+    history = m["history"]
+    paper = PAPER.get(args.preset, {})
+    target = paper.get("target", {})
+    met = {k: bool(m[k] <= v) for k, v in target.items()}
+    result = dict(
+        name=name,
+        preset=args.preset,
+        overrides=sets,
+        config=m["config"],
+        dataset=m["dataset"],
+        epochs=m["epochs"],
+        train_error=m["train_error"],
+        test_error=m["test_error"],
+        val_accuracy=m["val_accuracy"],
+        epoch_wall_s=float(sum(h["seconds"] for h in history)),
+        mean_epoch_s=float(sum(h["seconds"] for h in history) / max(1, len(history))),
+        mean_free_steps=m["mean_free_steps"],
+        mean_nudged_steps=m["mean_nudged_steps"],
+        paper=paper,
+        targets_met=met,
+        run_dir=str(run_dir),
+        bench_wall_s=time.perf_counter() - t0,
+        note=("epoch_wall_s sums the per-epoch times of every session of this run (it may "
+              "have been interrupted and resumed), including each epoch's validation pass; "
+              "compilation is in the first epoch of each session."),
+        jax_backend=jax.default_backend(),
+        **load_report(info, load_start, busy),
+    )
+    return result
+
+
+def main(argv=None) -> int:
+    from eqdyn.learning import PRESETS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("preset", choices=sorted(PRESETS), help="the paper's setting")
+    p.add_argument("--name", help="result name (default: the preset)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a training option (TrainConfig field), repeatable")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--data-dir", help="folder with the IDX .gz files (default ../shared/data/...)")
+    p.add_argument("--run-dir", help="run directory (default runs/reproduce/<name>; resumed "
+                   "when it holds a checkpoint)")
+    p.add_argument("--out", help="JSON path (default benchmarks/results/reproduce/<name>.json)")
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    result = run(args)
+    out = Path(args.out) if args.out else HERE / "results" / "reproduce" / f"{result['name']}.json"
+    result["command"] = " ".join(["python", "benchmarks/bench_reproduce.py", *argv])
+    write_json_atomic(out, result)
+    print(f"{result['name']}: test error {100 * result['test_error']:.2f}%, train error "
+          f"{100 * result['train_error']:.2f}%, {result['epochs']} epochs, "
+          f"{result['epoch_wall_s']:.0f} s of epochs; targets met: {result['targets_met']}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

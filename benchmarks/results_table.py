@@ -1,0 +1,115 @@
+"""Turn the reproduction results (benchmarks/results/reproduce/*.json) into README's table.
+
+Usage (from the repository root):
+
+    python benchmarks/results_table.py            # print the table and rewrite it in README.md
+    python benchmarks/results_table.py --check    # exit 1 if README.md's table is out of date
+    python benchmarks/results_table.py --print    # print only
+
+The table sits in README.md between the lines `<!-- reproduce-table:start -->` and
+`<!-- reproduce-table:end -->`; everything between them is generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results" / "reproduce"
+README = REPO / "README.md"
+START = "<!-- reproduce-table:start -->"
+END = "<!-- reproduce-table:end -->"
+
+
+def _rule(cfg: dict) -> str:
+    algo = cfg["algo"]
+    if algo in ("ep", "cep", "continuous"):
+        name = {"ep": "EP", "cep": "C-EP", "continuous": "continuous EP"}[algo]
+        extra = f", N={cfg.get('n_points', 4)}" if cfg["variant"] == "holomorphic" else ""
+        return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}"
+    return {"backprop": "feedforward backprop", "bptt": "BPTT", "rbp": "recurrent backprop",
+            "chl": "CHL"}.get(algo, algo)
+
+
+def _paper(r: dict) -> str:
+    p = r.get("paper") or {}
+    parts = []
+    if "train_error" in p:
+        parts.append(f"train {100 * p['train_error']:.2f} %")
+    if "test_error" in p:
+        t = p["test_error"]
+        parts.append("test " + (f"{100 * t:.2f} %" if isinstance(t, float) else
+                                "-".join(f"{100 * float(v):g}" for v in t.split("-")) + " %"))
+    return ", ".join(parts) if parts else "-"
+
+
+def _targets(r: dict) -> str:
+    met = r.get("targets_met") or {}
+    if not met:
+        return "-"
+    return "yes" if all(met.values()) else "no (" + ", ".join(k for k, v in met.items()
+                                                               if not v) + ")"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| result | data, network | rule | epochs | train error | test error | paper | "
+        "targets met | wall (epochs) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cfg = r["config"]
+        cmd = r["command"].replace("python benchmarks/bench_reproduce.py ", "")
+        cmd = re.sub(r"\s--run-dir\s+\S+", "", cmd)  # where this machine kept the run
+        lines.append(
+            f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']} | {_rule(cfg)} | "
+            f"{r['epochs']} | {100 * r['train_error']:.2f} % | {100 * r['test_error']:.2f} % | "
+            f"{_paper(r)} | {_targets(r)} | {r['epoch_wall_s'] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def load(folder: Path = RESULTS) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def render_readme(text: str, tbl: str) -> str:
+    if START not in text or END not in text:
+        raise SystemExit(f"{README} has no {START} ... {END} block to fill.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{tbl}\n{END}{tail}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    g.add_argument("--print", action="store_true", help="print the table only")
+    args = p.parse_args(argv)
+    tbl = table(load())
+    if args.print:
+        print(tbl)
+        return 0
+    text = README.read_text()
+    new = render_readme(text, tbl)
+    if args.check:
+        if new != text:
+            print("README.md's reproduction table is out of date; run "
+                  "`python benchmarks/results_table.py`.", file=sys.stderr)
+            return 1
+        return 0
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(new)
+    tmp.replace(README)
+    print(tbl)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The README's reproduction table is generated from benchmarks/results/reproduce/*.json."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("results_table",
+                                                  REPO / "benchmarks" / "results_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_table_is_current():
+    assert _module().main(["--check"]) == 0, "run `python benchmarks/results_table.py`"
+
+
+def test_table_rows_come_from_the_json():
+    mod = _module()
+    result = dict(
+        command="python benchmarks/bench_reproduce.py sb17-1h --run-dir /x/y --set lr=0.1",
+        dataset="mnist", epochs=3, train_error=0.01, test_error=0.025, epoch_wall_s=120.0,
+        config=dict(algo="ep", variant="holomorphic", n_points=6, beta=0.5, arch="784-500-10",
+                    activation="steep_sigmoid"),
+        paper=dict(train_error=0.0, test_error="0.02-0.03"),
+        targets_met=dict(train_error=False, test_error=True),
+    )
+    row = mod.table([result]).splitlines()[-1]
+    assert row == ("| `sb17-1h --set lr=0.1` | mnist, 784-500-10 steep_sigmoid | EP holomorphic, "
+                   "N=6, beta 0.5 | 3 | 1.00 % | 2.50 % | train 0.00 %, test 2-3 % | "
+                   "no (train_error) | 2 min |")
+    text = f"a\n{mod.START}\nold\n{mod.END}\nb\n"
+    assert mod.render_readme(text, "T") == f"a\n{mod.START}\nT\n{mod.END}\nb\n"
