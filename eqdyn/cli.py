@@ -2,6 +2,8 @@
 
     eqdyn train [--preset NAME] [--dataset digits|mnist|fashion-mnist] [...]
     eqdyn derive --arch 784-500-10 --activation hard_sigmoid [--latex] [--check]
+    eqdyn compare --algos ep,ep-sym,chl,rbp,bptt
+    eqdyn analyze early-inference|bias|convergence [--arch ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -286,7 +288,105 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_derive(sub)
     _add_compare(sub)
+    _add_analyze(sub)
     return parser
+
+
+STUDIES = ("early-inference", "bias", "convergence")
+
+
+def _add_analyze(sub):
+    p = sub.add_parser(
+        "analyze",
+        help="run an analysis study and write its JSON and PNG figure",
+        description="Studies (float64, small networks): early-inference (nudge the free fixed "
+        "point and compare (s^beta - s^0)/beta with the fixed-point sensitivity, and ds/dt with "
+        "backprop's error derivatives, per layer over time), bias (EP one-sided, symmetric and "
+        "holomorphic against recurrent backprop over a grid of beta, with log-log slopes), "
+        "convergence (solver steps, settling time vs the slowest Jacobian decay rate, and "
+        "energy descent, over architectures). Writes STUDY.json and STUDY.png to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("study", choices=STUDIES)
+    p.add_argument("--arch", help="layer sizes (default: early-inference 20-16-14-12-5, bias "
+                   "5-6-3); for convergence a comma-separated list (default "
+                   "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10)")
+    p.add_argument("--activation", default="sigmoid",
+                   help="sigmoid, tanh, steep_sigmoid or hard_sigmoid (bias: holomorphic EP "
+                   "is left out for activations with kinks)")
+    p.add_argument("--beta", type=float, default=1e-3, help="early-inference: the nudge")
+    p.add_argument("--batch", type=int, default=8, help="random inputs in [0, 1]")
+    p.add_argument("--n-points", type=int, default=4, help="bias: holomorphic EP's N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
+    p.set_defaults(func=_cmd_analyze)
+
+
+def _cmd_analyze(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    from . import analysis
+    from .analysis import plots
+    from .learning._checkpoint import write_json
+    from .models import LayeredHopfield, get_activation, parse_arch
+
+    act = get_activation(args.activation)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"analyze-{args.study}-" + time.strftime("%Y%m%d-%H%M%S"))
+    if args.batch < 1:
+        raise EqdynError(f"`--batch`={args.batch} must be a positive integer.")
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    if args.study == "convergence":
+        archs = (args.arch or "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10").split(",")
+        for a in archs:
+            parse_arch(a)
+        print(f"eqdyn analyze convergence: {', '.join(archs)} ({act.name})", flush=True)
+        record = analysis.convergence_study(archs, activation=act.name, batch=args.batch,
+                                            seed=args.seed)
+        fig = plots.plot_convergence(record)
+        for r in record.rows:
+            print(f"  {r['arch']:<18} steps {r['steps']}  t* {r['t_settle']:.1f}  slowest rate "
+                  f"{r['slowest_rate']:.3f} -> predicted {r['predicted_t']:.1f}  energy "
+                  f"max increase {r['energy_increase']:.1e}")
+    else:
+        default = "20-16-14-12-5" if args.study == "early-inference" else "5-6-3"
+        sizes = parse_arch(args.arch or default)
+        model = LayeredHopfield(sizes, act.name, key=jax.random.PRNGKey(args.seed),
+                                dtype=jnp.float64)
+        x = jnp.asarray(rng.uniform(size=(args.batch, sizes[0])))
+        d = jax.nn.one_hot(jnp.asarray(rng.integers(0, sizes[-1], args.batch)), sizes[-1],
+                           dtype=jnp.float64)
+        print(f"eqdyn analyze {args.study}: {'-'.join(map(str, sizes))} ({act.name}), "
+              f"batch {args.batch}", flush=True)
+        if args.study == "early-inference":
+            record = analysis.early_inference(model, x, d, beta=args.beta)
+            fig = plots.plot_early_inference(record)
+            for k, name in enumerate(record.layers):
+                print(f"  {name:<5} ({record.distance[k]} from output): arrival "
+                      f"{record.arrival[k]:.3g}, final cos vs ds*/dbeta "
+                      f"{record.cos_adjoint[k, -1]:.6f}, cos(ds/dt, backprop) at t=1 "
+                      f"{record.cos_backprop_velocity[k, np.searchsorted(record.times, 1.0)]:.3f}")
+        else:
+            variants = ("one-sided", "symmetric") + (("holomorphic",) if act.holomorphic else ())
+            record = analysis.bias_vs_beta(model, x, d, variants=variants,
+                                           n_points=args.n_points)
+            fig = plots.plot_bias(record)
+            for v, slope in record.slopes.items():
+                print(f"  {v:<12} log-log slope {slope:.3f}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = record.to_json()
+    data.update(study=args.study, activation=act.name, seed=args.seed,
+                seconds=time.perf_counter() - t0,
+                command="eqdyn analyze " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "")
+    write_json(out / f"{args.study}.json", data)
+    plots.save_figure(fig, out / f"{args.study}.png")
+    print(f"wrote {out / (args.study + '.json')} and {out / (args.study + '.png')}")
+    return 0
 
 
 def main(argv=None) -> int:

@@ -16,3 +16,5 @@ from ._relax import RelaxResult as RelaxResult
 from ._relax import max_norm as max_norm
 from ._relax import relax as relax
 from ._relax import relax_core as relax_core
+from ._relax import Trajectory as Trajectory
+from ._relax import trajectory as trajectory

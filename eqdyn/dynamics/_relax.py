@@ -20,7 +20,8 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._errors import ConfigError, ConvergenceError
 
-__all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "SOLVERS", "BACKENDS", "max_norm"]
+__all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "trajectory", "SOLVERS",
+           "BACKENDS", "max_norm"]
 
 #: Solvers by name: (diffrax class, adaptive by default).
 SOLVERS = {
@@ -288,6 +289,47 @@ def _relax_real(field, args, s0, config: RelaxConfig, dtype) -> RelaxResult:
 
 
 _relax_jit = eqx.filter_jit(relax_core)
+
+
+class Trajectory(eqx.Module):
+    """States and field of a relaxation saved at given times (see `trajectory`).
+
+    **Fields:** `ts` `(T,)`; `states` and `field` one `(T, B, n_k)` array per state
+    (integrated variables and their time derivatives); `steps` (solver steps taken).
+    """
+
+    ts: Array
+    states: tuple[Array, ...]
+    field: tuple[Array, ...]
+    steps: Array
+
+
+@eqx.filter_jit
+def trajectory(model, x, s0, ts, *, beta=0.0, d=None, config: RelaxConfig | None = None):
+    """Integrate the dynamics from `s0` at nudging `beta` and save the state at the times `ts`.
+
+    No steady-state event: the solve runs to `ts[-1]` (one compiled program per shape).
+    `config` gives the solver, `dt0`, tolerances and `max_steps` (its `t1` and `tol` are not
+    used). Returns a `Trajectory`.
+    """
+    config = config or RelaxConfig()
+    system = model.system
+    field = _Field(system)
+    params = model.params
+    inputs = model.inputs(x, d)
+    dtype = s0[0].dtype
+    beta = jnp.asarray(beta, dtype)
+    ts = jnp.asarray(ts, dtype)
+    args = (params, inputs, beta, system.constants(s0, params, inputs, beta))
+    solver, controller = config.solver_and_controller()
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), solver, t0=jnp.asarray(0.0, dtype), t1=ts[-1],
+        dt0=jnp.asarray(config.dt0, dtype), y0=tuple(s0), args=args,
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller,
+        max_steps=config.max_steps,
+    )
+    f = jax.vmap(lambda y: field(0.0, y, args))(sol.ys)
+    return Trajectory(ts, tuple(sol.ys), tuple(f), sol.stats["num_steps"])
 
 
 def _check_batch(name, a, shape_tail, hint):

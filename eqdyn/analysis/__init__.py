@@ -1,0 +1,14 @@
+"""Analyses: early inference against its references, EP's bias against beta, convergence of
+the relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
+
+from ._bias import BiasStudy as BiasStudy
+from ._bias import bias_vs_beta as bias_vs_beta
+from ._convergence import ConvergenceStudy as ConvergenceStudy
+from ._convergence import convergence_study as convergence_study
+from ._early import EarlyInference as EarlyInference
+from ._early import backprop_errors as backprop_errors
+from ._early import cosine as cosine
+from ._early import early_inference as early_inference
+from ._early import field_jacobians as field_jacobians
+from ._early import fixed_point_sensitivity as fixed_point_sensitivity
+from ._early import relative_error as relative_error

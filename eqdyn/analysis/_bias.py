@@ -1,0 +1,106 @@
+"""The bias of EP's gradient estimate against beta, measured against recurrent backprop.
+
+For each variant (one-sided, symmetric, holomorphic with `N` points) and each beta of a grid,
+the relative error `||g_EP(beta) - g_RBP|| / ||g_RBP||` over all parameters, and the slope of
+`log error` against `log beta` fitted over the grid: about 1 for one-sided EP, 2 for symmetric
+EP and `N` for holomorphic EP (Laborieux et al. 2021; Laborieux & Zenke 2022), until the error
+reaches the floor set by the fixed points' tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import ConfigError
+from ..dynamics import RelaxConfig
+from ..learning._ep import VARIANTS, EPConfig, ep_gradient
+from ..learning._references import rbp_gradient
+
+__all__ = ["BiasStudy", "bias_vs_beta"]
+
+_ep = eqx.filter_jit(ep_gradient)
+_rbp = eqx.filter_jit(rbp_gradient)
+
+
+@dataclasses.dataclass
+class BiasStudy:
+    """The record `bias_vs_beta` returns.
+
+    `betas` `(K,)`; `errors[variant]` `(K,)` relative errors against RBP; `slopes[variant]`
+    the fitted log-log slope over the points above `floor`; `floor` the smallest error the
+    fixed points' tolerance allows to resolve; `n_points` of the holomorphic variant.
+    """
+
+    betas: np.ndarray
+    errors: dict
+    slopes: dict
+    floor: float
+    n_points: int
+
+    def to_json(self) -> dict:
+        return dict(betas=[float(b) for b in self.betas],
+                    errors={k: [float(e) for e in v] for k, v in self.errors.items()},
+                    slopes={k: (None if not np.isfinite(v) else float(v))
+                            for k, v in self.slopes.items()},
+                    floor=self.floor, n_points=self.n_points)
+
+
+def _rel(a, b) -> float:
+    a = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in a])
+    b = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in b])
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def bias_vs_beta(model, x, d, *, betas=None, variants=("one-sided", "symmetric", "holomorphic"),
+                 n_points: int = 4, config: RelaxConfig | None = None,
+                 floor: float = 1e-9) -> BiasStudy:
+    """Relative error of EP's estimate against recurrent backprop over a grid of beta.
+
+    **Arguments:**
+
+    - `model`, `x`, `d`: the network (float64 advised) and a batch.
+    - `betas`: the grid (default 12 points log-spaced from 1e-3 to 0.5).
+    - `variants`: any of `"one-sided"`, `"symmetric"`, `"holomorphic"` (needs a holomorphic
+      activation).
+    - `n_points`: points on the circle for the holomorphic variant.
+    - `config`: the relaxation for every phase (default Euler 0.25 to a residual of 1e-11).
+    - `floor`: errors below it are left out of the slope fits (resolution of the fixed
+      points), and so are the betas at or below the one of the smallest error when smaller
+      betas have larger errors (the fixed points' residual divided by beta dominates there).
+    """
+    betas = np.geomspace(1e-3, 0.5, 12) if betas is None else np.asarray(betas, float)
+    if betas.ndim != 1 or betas.size < 2 or np.any(betas <= 0):
+        raise ConfigError(f"`betas`={betas!r} must be at least two positive numbers.")
+    bad = [v for v in variants if v not in VARIANTS or v == "random-sign"]
+    if bad:
+        raise ConfigError(f"`variants` {bad} are not known here; use one-sided, symmetric or "
+                          "holomorphic.")
+    config = config or RelaxConfig(dt0=0.25, tol=1e-11, t1=40000.0, max_steps=200000,
+                                   on_failure="raise")
+    x, d = jnp.asarray(x), jnp.asarray(d)
+    s0 = model.init_state(x.shape[0], x.dtype)
+    ref, aux = _rbp(model, x, d, s0, config)
+    if not bool(aux.converged):
+        raise ConfigError("the free phase did not converge; pass a `config` with a longer "
+                          "horizon or looser `tol`.")
+    errors, slopes = {}, {}
+    for v in variants:
+        errs = []
+        for b in betas:
+            cfg = EPConfig(beta=float(b), variant=v, free=config, nudged=config,
+                           n_points=n_points)
+            g, _ = _ep(model, x, d, aux.free_states, cfg)
+            errs.append(_rel(g, ref))
+        errs = np.array(errs)
+        errors[v] = errs
+        # below some beta the error grows again as beta shrinks (the fixed points' error over
+        # beta): fit only the part above the minimum and above the floor
+        i = int(np.argmin(errs))
+        ok = (errs > floor) & ((betas > betas[i]) if i > 0 else np.ones_like(errs, bool))
+        slopes[v] = (float(np.polyfit(np.log(betas[ok]), np.log(errs[ok]), 1)[0])
+                     if ok.sum() >= 2 else float("nan"))
+    return BiasStudy(betas, errors, slopes, float(floor), int(n_points))
