@@ -327,8 +327,10 @@ def _cmd_analyze(args) -> int:
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
+    import matplotlib
     import numpy as np
 
+    matplotlib.use("Agg")  # files only, no window
     from . import analysis
     from .analysis import plots
     from .learning._checkpoint import write_json
@@ -350,8 +352,9 @@ def _cmd_analyze(args) -> int:
                                             seed=args.seed)
         fig = plots.plot_convergence(record)
         for r in record.rows:
+            pred = "-" if r["predicted_t"] is None else f"{r['predicted_t']:.1f}"
             print(f"  {r['arch']:<18} steps {r['steps']}  t* {r['t_settle']:.1f}  slowest rate "
-                  f"{r['slowest_rate']:.3f} -> predicted {r['predicted_t']:.1f}  energy "
+                  f"{r['slowest_rate']:.3f} -> predicted {pred}  energy "
                   f"max increase {r['energy_increase']:.1e}")
     else:
         default = "20-16-14-12-5" if args.study == "early-inference" else "5-6-3"

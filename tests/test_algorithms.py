@@ -264,3 +264,21 @@ def test_new_rules_learn_digits(algo, kw, floor):
     cfg = resolve_config(algo=algo, epochs=2, arch="64-64-10", batch_size=20, **kw)
     m = train(cfg, progress=None)
     assert m["test_accuracy"] > floor, m["test_accuracy"]
+
+
+def test_a_schedule_needs_its_time_scale():
+    cfg = resolve_config(lr="0.5", schedule="cosine", epochs=2, arch="2-2")
+    with pytest.raises(ConfigError, match="`schedule`='cosine' needs `steps_per_epoch`"):
+        make_optimizer(cfg, (0, 0))
+
+
+def test_resuming_a_cosine_run_with_more_epochs_is_refused(tmp_path):
+    from eqdyn._errors import CheckpointError
+
+    cfg = resolve_config(epochs=1, arch="64-16-10", schedule="cosine", batch_size=50,
+                         variant="one-sided")
+    train(cfg, run_dir=tmp_path, progress=None)
+    longer = resolve_config(epochs=2, arch="64-16-10", schedule="cosine", batch_size=50,
+                            variant="one-sided")
+    with pytest.raises(CheckpointError, match="schedule='cosine' decays over them"):
+        train(longer, run_dir=tmp_path, resume=True, progress=None)

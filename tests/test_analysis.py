@@ -129,7 +129,7 @@ def test_convergence_study_energy_descends_and_spectrum_predicts_settling():
 
 @pytest.mark.parametrize("call, match", [
     (lambda m, x, d: early_inference(m, x, d, beta=0.0), "`beta`=0.0 must be a non-zero"),
-    (lambda m, x, d: early_inference(m, x, d, times=[1.0, 0.5]), "`times` must be increasing"),
+    (lambda m, x, d: early_inference(m, x, d, times=[1.0, 0.5]), "must be increasing"),
     (lambda m, x, d: bias_vs_beta(m, x, d, betas=[0.1]), "`betas`"),
     (lambda m, x, d: bias_vs_beta(m, x, d, variants=("random-sign",)), "random-sign"),
     (lambda m, x, d: convergence_study([]), "`archs` is empty"),

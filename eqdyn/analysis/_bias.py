@@ -30,9 +30,10 @@ _rbp = eqx.filter_jit(rbp_gradient)
 class BiasStudy:
     """The record `bias_vs_beta` returns.
 
-    `betas` `(K,)`; `errors[variant]` `(K,)` relative errors against RBP; `slopes[variant]`
-    the fitted log-log slope over the points above `floor`; `floor` the smallest error the
-    fixed points' tolerance allows to resolve; `n_points` of the holomorphic variant.
+    `betas` `(K,)`; `errors[variant]` `(K,)` relative errors against RBP (`nan` where a
+    nudged phase did not settle); `slopes[variant]` the fitted log-log slope over the points
+    above `floor`; `floor` the error below which points are not fitted (a fixed number, chosen
+    above the resolution of the fixed points); `n_points` of the holomorphic variant.
     """
 
     betas: np.ndarray
@@ -43,7 +44,8 @@ class BiasStudy:
 
     def to_json(self) -> dict:
         return dict(betas=[float(b) for b in self.betas],
-                    errors={k: [float(e) for e in v] for k, v in self.errors.items()},
+                    errors={k: [None if not np.isfinite(e) else float(e) for e in v]
+                            for k, v in self.errors.items()},
                     slopes={k: (None if not np.isfinite(v) else float(v))
                             for k, v in self.slopes.items()},
                     floor=self.floor, n_points=self.n_points)
@@ -85,22 +87,25 @@ def bias_vs_beta(model, x, d, *, betas=None, variants=("one-sided", "symmetric",
     s0 = model.init_state(x.shape[0], x.dtype)
     ref, aux = _rbp(model, x, d, s0, config)
     if not bool(aux.converged):
-        raise ConfigError("the free phase did not converge; pass a `config` with a longer "
-                          "horizon or looser `tol`.")
+        raise ConfigError(
+            f"the free phase did not reach `tol`={config.tol:g} by t1={config.t1:g}; pass a "
+            "`config` with a longer horizon, more `max_steps` or a looser `tol`.")
     errors, slopes = {}, {}
     for v in variants:
         errs = []
         for b in betas:
             cfg = EPConfig(beta=float(b), variant=v, free=config, nudged=config,
                            n_points=n_points)
-            g, _ = _ep(model, x, d, aux.free_states, cfg)
-            errs.append(_rel(g, ref))
+            g, ep_aux = _ep(model, x, d, aux.free_states, cfg)
+            # a nudged phase that did not settle gives no estimate: nan, left out of the fit
+            errs.append(_rel(g, ref) if bool(ep_aux.nudged_converged) else float("nan"))
         errs = np.array(errs)
         errors[v] = errs
         # below some beta the error grows again as beta shrinks (the fixed points' error over
         # beta): fit only the part above the minimum and above the floor
-        i = int(np.argmin(errs))
-        ok = (errs > floor) & ((betas > betas[i]) if i > 0 else np.ones_like(errs, bool))
+        finite = np.isfinite(errs)
+        i = int(np.nanargmin(errs)) if finite.any() else 0
+        ok = finite & (errs > floor) & ((betas > betas[i]) if i > 0 else True)
         slopes[v] = (float(np.polyfit(np.log(betas[ok]), np.log(errs[ok]), 1)[0])
                      if ok.sum() >= 2 else float("nan"))
     return BiasStudy(betas, errors, slopes, float(floor), int(n_points))

@@ -80,7 +80,7 @@ def convergence_study(archs, *, activation: str = "sigmoid", batch: int = 8,
             seconds[name] = time.perf_counter() - t0
             steps[name] = int(res.steps) if bool(res.converged) else None
             if name == "euler" or euler_res is None:
-                euler_res = res
+                euler_res = res  # the Euler run, or the first solver's if Euler is not listed
         jac, _ = field_jacobians(model, x, None, euler_res.states)
         rates = -np.linalg.eigvals(np.asarray(jac)).real
         slowest = float(np.min(rates))
@@ -88,14 +88,16 @@ def convergence_study(archs, *, activation: str = "sigmoid", batch: int = 8,
         # energy along the Euler trajectory
         t_end = max(float(euler_res.t), 1.0)
         ts = jnp.linspace(t_end / 50, t_end, 50, dtype=dtype)
-        tr = trajectory(model, x, s0, ts, config=RelaxConfig(solver="euler", dt0=0.5))
+        tr = trajectory(model, x, s0, ts, config=RelaxConfig(
+            solver="euler", dt0=0.5, max_steps=int(np.ceil(t_end / 0.5)) + 16))
         inputs = model.inputs(x, None)
         energies = np.array([float(model.system.energy(tuple(a[i] for a in tr.states),
                                                        model.params, inputs, 0.0))
                              for i in range(len(ts))])
         increase = float(np.max(np.diff(energies)) / max(1e-30, np.max(np.abs(energies))))
         rows.append(dict(
-            arch="-".join(map(str, sizes)), depth=len(sizes) - 2, width=int(max(sizes[1:-1])),
+            arch="-".join(map(str, sizes)), depth=len(sizes) - 2,
+            width=int(max(sizes[1:-1], default=0)),
             steps=steps, seconds=seconds, t_settle=float(euler_res.t),
             converged=bool(euler_res.converged), slowest_rate=slowest, fastest_rate=fastest,
             predicted_t=float(np.log(1.0 / tol) / slowest) if slowest > 0 else None,

@@ -230,7 +230,8 @@ def early_inference(model, x, d, *, beta: float = 1e-3, times=None,
         raise ConfigError(f"`arrival_fraction`={arrival_fraction} must be in (0, 1).")
     times = np.geomspace(1e-2, 1e3, 60) if times is None else np.asarray(times, float)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0) or times[0] <= 0:
-        raise ConfigError("`times` must be increasing: a 1-D array of at least two positive times.")
+        raise ConfigError(f"`times`={times!r} must be increasing: a 1-D array of at least two "
+                          "positive times, e.g. np.geomspace(1e-2, 1e3, 60).")
     free = free or RelaxConfig(dt0=0.25, tol=1e-9, t1=20000.0, max_steps=100000,
                                on_failure="raise")
     solver = solver or RelaxConfig(solver="tsit5", dt0=1e-3, rtol=1e-9, atol=1e-11,

@@ -8,13 +8,7 @@ __all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "save_figure
 
 
 def _plt():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        try:
-            matplotlib.use("Agg")
-        except Exception:  # noqa: BLE001 - an interactive backend already in use is fine
-            pass
+    # the caller's backend is kept (inline in notebooks); `eqdyn analyze` selects Agg
     import matplotlib.pyplot as plt
 
     return plt
@@ -114,7 +108,8 @@ def plot_convergence(c):
     axes[1].legend(fontsize=8)
     for r in c.rows:
         e = np.asarray(r["energies"])
-        axes[2].plot(r["energy_times"], e - e[-1] + 1e-12, label=r["arch"])
+        # F(end) is the reference, so the last point (zero) is left off the log axis
+        axes[2].plot(r["energy_times"][:-1], e[:-1] - e[-1], label=r["arch"])
     axes[2].set_yscale("log")
     axes[2].set_xlabel("time (units of τ)")
     axes[2].set_ylabel("F(t) - F(end)")

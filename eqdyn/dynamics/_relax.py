@@ -304,7 +304,6 @@ class Trajectory(eqx.Module):
     steps: Array
 
 
-@eqx.filter_jit
 def trajectory(model, x, s0, ts, *, beta=0.0, d=None, config: RelaxConfig | None = None):
     """Integrate the dynamics from `s0` at nudging `beta` and save the state at the times `ts`.
 
@@ -313,6 +312,14 @@ def trajectory(model, x, s0, ts, *, beta=0.0, d=None, config: RelaxConfig | None
     used). Returns a `Trajectory`.
     """
     config = config or RelaxConfig()
+    dtype = s0[0].dtype
+    # beta and the times as arrays: Python floats would be static and recompile per value
+    return _trajectory(model, x, tuple(s0), jnp.asarray(ts, dtype), jnp.asarray(beta, dtype),
+                       d, config)
+
+
+@eqx.filter_jit
+def _trajectory(model, x, s0, ts, beta, d, config):
     system = model.system
     field = _Field(system)
     params = model.params

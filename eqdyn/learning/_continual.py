@@ -54,11 +54,15 @@ def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArra
             f"{CEP_VARIANTS}."
         )
     if config.temperature > 0:
-        raise ConfigError("continual EP is implemented without neuron noise (`temperature`=0).")
+        raise ConfigError(
+            f"`temperature`={config.temperature} (neuron noise) is not implemented for "
+            "continual EP; use an EPConfig with temperature=0.")
     params = tuple(model.params)
     lrs = tuple(lr) if isinstance(lr, (tuple, list)) else (lr,) * len(params)
     if len(lrs) != len(params):
-        raise ConfigError(f"`lr` gives {len(lrs)} rates for {len(params)} parameters.")
+        raise ConfigError(
+            f"`lr` gives {len(lrs)} rates for {len(params)} parameters; pass one number or one "
+            "rate per parameter in `model.params` order.")
     if config.variant == "random-sign" and key is None:
         raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
     system = model.system

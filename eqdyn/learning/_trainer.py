@@ -317,7 +317,8 @@ def _relax_configs(cfg: TrainConfig):
     )
 
 
-def make_optimizer(cfg: TrainConfig, groups, steps_per_epoch: int = 1) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, groups,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
     """Per-group optax optimiser: parameters in group k share the k-th learning rate.
 
     `groups` is the group of each parameter (`model.lr_groups`: layer k's weight and bias share
@@ -329,6 +330,14 @@ def make_optimizer(cfg: TrainConfig, groups, steps_per_epoch: int = 1) -> optax.
     """
     if isinstance(groups, int):
         groups = tuple(range(groups)) * 2
+    if steps_per_epoch is None:
+        if cfg.schedule != "constant":
+            raise ConfigError(
+                f"`schedule`={cfg.schedule!r} needs `steps_per_epoch` (optimiser updates per "
+                "epoch, e.g. the number of batches) to set its time scale; pass it to "
+                "make_optimizer."
+            )
+        steps_per_epoch = 1
     schedule = (cfg.schedule, cfg.lr_decay, int(steps_per_epoch),
                 int(cfg.epochs) if cfg.schedule == "cosine" else 0)
     return _optimizer(cfg.optimizer, tuple(cfg.lr), cfg.momentum, cfg.weight_decay,
@@ -599,6 +608,10 @@ def train(
             defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
             diff = {k: (saved.get(k, defaults.get(k)), now[k]) for k in now
                     if k not in _RESUMABLE and saved.get(k, defaults.get(k)) != now[k]}
+            if cfg.schedule == "cosine" and saved.get("epochs", cfg.epochs) != cfg.epochs:
+                # the cosine decays over all epochs: a new count would bend the curve mid-run
+                diff["epochs (schedule='cosine' decays over them)"] = (saved["epochs"],
+                                                                        cfg.epochs)
             if diff:
                 raise CheckpointError(
                     f"`resume` dir {str(run_dir)!r} was made with a different configuration: "
