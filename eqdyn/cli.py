@@ -254,6 +254,12 @@ def _add_compare(sub):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int)
     p.add_argument("--backend", choices=["diffrax", "fused"])
+    p.add_argument("--n-points", type=int, help="ep-holo: points on the circle (default 4)")
+    p.add_argument("--nudged-t1", type=float,
+                   help="horizon of the second phase (cep: its Euler steps are nudged_t1/dt0)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--schedule", choices=["constant", "cosine", "exponential"])
+    p.add_argument("--lr-decay", type=float, help="per-epoch factor of --schedule exponential")
     p.add_argument("--out", help="JSON file for the table (default runs/compare-<time>.json)")
     p.set_defaults(func=_cmd_compare)
 
@@ -264,7 +270,8 @@ def _cmd_compare(args) -> int:
 
     overrides = {k: getattr(args, k) for k in (
         "dataset", "data_dir", "arch", "energy", "activation", "beta", "lr", "batch_size",
-        "epochs", "seed", "backend")}
+        "epochs", "seed", "backend", "n_points", "nudged_t1", "optimizer", "schedule",
+        "lr_decay")}
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     print(format_table([], header=True), flush=True)
     rows = compare(algos, preset=args.preset, progress=lambda s: print(s, flush=True),
