@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STUDIES = ("early-inference", "bias", "convergence")
+STUDIES = ("early-inference", "bias", "convergence", "training")
 
 
 def _add_analyze(sub):
@@ -311,19 +311,24 @@ def _add_analyze(sub):
         "backprop's error derivatives, per layer over time), bias (EP one-sided, symmetric and "
         "holomorphic against recurrent backprop over a grid of beta, with log-log slopes), "
         "convergence (solver steps, settling time vs the slowest Jacobian decay rate, and "
-        "energy descent, over architectures). Writes STUDY.json and STUDY.png to --out.",
+        "energy descent, over architectures), training (EP and recurrent backprop from the "
+        "same initialisation on the bundled digits: learning curves and the cosine between "
+        "EP's update and the exact gradient along training). Writes STUDY.json and STUDY.png "
+        "to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("study", choices=STUDIES)
     p.add_argument("--arch", help="layer sizes (default: early-inference 20-16-14-12-5, bias "
                    "5-6-3); for convergence a comma-separated list (default "
                    "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10)")
-    p.add_argument("--activation", default="sigmoid",
-                   help="sigmoid, tanh, steep_sigmoid or hard_sigmoid (bias: holomorphic EP "
-                   "is left out for activations with kinks)")
+    p.add_argument("--activation",
+                   help="sigmoid (default; steep_sigmoid for training), tanh, steep_sigmoid or "
+                   "hard_sigmoid (bias: holomorphic EP is left out for activations with kinks)")
     p.add_argument("--beta", type=float, default=1e-3, help="early-inference: the nudge")
     p.add_argument("--batch", type=int, default=8, help="random inputs in [0, 1]")
     p.add_argument("--n-points", type=int, default=4, help="bias: holomorphic EP's N")
+    p.add_argument("--steps", type=int, default=200, help="training: SGD steps")
+    p.add_argument("--lr", type=float, default=0.5, help="training: learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)
@@ -343,14 +348,32 @@ def _cmd_analyze(args) -> int:
     from .learning._checkpoint import write_json
     from .models import LayeredHopfield, get_activation, parse_arch
 
-    act = get_activation(args.activation)
+    act = get_activation(args.activation or (
+        "steep_sigmoid" if args.study == "training" else "sigmoid"))
     out = Path(args.out) if args.out else Path("runs") / (
         f"analyze-{args.study}-" + time.strftime("%Y%m%d-%H%M%S"))
     if args.batch < 1:
         raise EqdynError(f"`--batch`={args.batch} must be a positive integer.")
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    if args.study == "convergence":
+    if args.study == "training":
+        from .data import load_dataset
+
+        data = load_dataset("digits")
+        sizes = parse_arch(args.arch or "64-32-10")
+        model = LayeredHopfield(sizes, act.name, key=jax.random.PRNGKey(args.seed),
+                                dtype=jnp.float64)
+        print(f"eqdyn analyze training: digits {'-'.join(map(str, sizes))} ({act.name}), "
+              f"{args.steps} steps", flush=True)
+        beta = 0.1 if args.beta == 1e-3 else args.beta
+        record = analysis.training_dynamics(
+            model, np.asarray(data.x_train, np.float64), data.y_train, n_steps=args.steps,
+            lr=args.lr, beta=beta, batch_size=20, seed=args.seed)
+        fig = plots.plot_training(record)
+        print(f"  final loss EP {record.loss_ep[-10:].mean():.4f}, RBP "
+              f"{record.loss_rbp[-10:].mean():.4f}; cosine EP vs gradient: min "
+              f"{record.cosine.min():.6f}, mean {record.cosine.mean():.6f}")
+    elif args.study == "convergence":
         archs = (args.arch or "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10").split(",")
         for a in archs:
             parse_arch(a)

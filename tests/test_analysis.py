@@ -149,3 +149,20 @@ def test_cli_analyze_writes_json_and_png(tmp_path):
     assert data["rows"][0]["arch"] == "8-12-4"
     png = (tmp_path / "convergence.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_dynamics_symmetric_ep_follows_the_gradient():
+    """Same init, same batches: symmetric EP at beta 0.1 stays aligned with the exact gradient
+    along training (measured on digits 64-32-10: cosine >= 0.999997 over 60 steps)."""
+    from eqdyn import load_dataset
+    from eqdyn.analysis import training_dynamics
+
+    data = load_dataset("digits")
+    model, _, _ = _net("sigmoid", sizes=(64, 16, 10))
+    r = training_dynamics(model, np.asarray(data.x_train, np.float64), data.y_train,
+                          n_steps=8, lr=0.5, beta=0.1, batch_size=20)
+    assert r.cosine.shape == (8,) and np.all(r.cosine > 0.999), r.cosine
+    assert r.cosine_per_param.shape == (8, 4)
+    assert r.loss_ep[-1] < r.loss_ep[0] and r.loss_rbp[-1] < r.loss_rbp[0]
+    with pytest.raises(ConfigError, match="random-sign"):
+        training_dynamics(model, data.x_train, data.y_train, variant="random-sign")

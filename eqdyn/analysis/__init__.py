@@ -12,3 +12,5 @@ from ._early import early_inference as early_inference
 from ._early import field_jacobians as field_jacobians
 from ._early import fixed_point_sensitivity as fixed_point_sensitivity
 from ._early import relative_error as relative_error
+from ._training import TrainingDynamics as TrainingDynamics
+from ._training import training_dynamics as training_dynamics

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "save_figure"]
+__all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "plot_training",
+           "save_figure"]
 
 
 def _plt():
@@ -76,6 +77,31 @@ def plot_bias(b):
     ax.set_title("Bias of EP's gradient estimate")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(r):
+    """Loss of the EP and RBP copies per step, and `1 - cosine` between EP's estimate and the
+    exact gradient along training (log scale: the cosine is often within 1e-6 of 1)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(r.steps, r.loss_ep, label=f"EP ({r.variant}, β = {r.beta:g})")
+    axes[0].plot(r.steps, r.loss_rbp, label="recurrent backprop", ls="--")
+    axes[0].set_xlabel("SGD step")
+    axes[0].set_ylabel("mean cost at the free fixed point (batch)")
+    axes[0].set_title("learning curves from the same initialisation")
+    axes[0].legend(fontsize=8)
+    axes[1].semilogy(r.steps, np.maximum(1 - r.cosine, 1e-16), label="all parameters")
+    for j, name in enumerate(r.param_names):
+        axes[1].semilogy(r.steps, np.maximum(1 - r.cosine_per_param[:, j], 1e-16), lw=0.8,
+                         alpha=0.7, label=name)
+    axes[1].set_xlabel("SGD step")
+    axes[1].set_ylabel("1 - cosine(EP estimate, RBP gradient)")
+    axes[1].set_title("alignment of EP's update with the gradient")
+    axes[1].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
 
