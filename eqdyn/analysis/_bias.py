@@ -19,6 +19,7 @@ from .._errors import ConfigError
 from ..dynamics import RelaxConfig
 from ..learning._ep import VARIANTS, EPConfig, ep_gradient
 from ..learning._references import rbp_gradient
+from ._early import relative_error
 
 __all__ = ["BiasStudy", "bias_vs_beta"]
 
@@ -49,12 +50,6 @@ class BiasStudy:
                     slopes={k: (None if not np.isfinite(v) else float(v))
                             for k, v in self.slopes.items()},
                     floor=self.floor, n_points=self.n_points)
-
-
-def _rel(a, b) -> float:
-    a = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in a])
-    b = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in b])
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def bias_vs_beta(model, x, d, *, betas=None, variants=("one-sided", "symmetric", "holomorphic"),
@@ -98,7 +93,8 @@ def bias_vs_beta(model, x, d, *, betas=None, variants=("one-sided", "symmetric",
                            n_points=n_points)
             g, ep_aux = _ep(model, x, d, aux.free_states, cfg)
             # a nudged phase that did not settle gives no estimate: nan, left out of the fit
-            errs.append(_rel(g, ref) if bool(ep_aux.nudged_converged) else float("nan"))
+            errs.append(relative_error(g, ref) if bool(ep_aux.nudged_converged)
+                        else float("nan"))
         errs = np.array(errs)
         errors[v] = errs
         # below some beta the error grows again as beta shrinks (the fixed points' error over

@@ -91,9 +91,8 @@ def convergence_study(archs, *, activation: str = "sigmoid", batch: int = 8,
         tr = trajectory(model, x, s0, ts, config=RelaxConfig(
             solver="euler", dt0=0.5, max_steps=int(np.ceil(t_end / 0.5)) + 16))
         inputs = model.inputs(x, None)
-        energies = np.array([float(model.system.energy(tuple(a[i] for a in tr.states),
-                                                       model.params, inputs, 0.0))
-                             for i in range(len(ts))])
+        energies = np.asarray(jax.vmap(
+            lambda st: model.system.energy(st, model.params, inputs, 0.0))(tr.states))
         increase = float(np.max(np.diff(energies)) / max(1e-30, np.max(np.abs(energies))))
         rows.append(dict(
             arch="-".join(map(str, sizes)), depth=len(sizes) - 2,

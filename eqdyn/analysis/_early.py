@@ -41,18 +41,20 @@ __all__ = ["EarlyInference", "early_inference", "backprop_errors", "fixed_point_
 
 
 def _flat(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64).reshape(-1)
+    """An array, or a pytree of arrays (e.g. a tuple of gradients), as one float64 vector."""
+    return np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1)
+                           for v in jax.tree_util.tree_leaves(a)])
 
 
 def cosine(a, b) -> float:
-    """Cosine similarity of two arrays, flattened (`nan` if either is zero)."""
+    """Cosine similarity of two arrays or pytrees, flattened (`nan` if either is zero)."""
     a, b = _flat(a), _flat(b)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
 
 
 def relative_error(a, b) -> float:
-    """`||a - b|| / ||b||`, flattened."""
+    """`||a - b|| / ||b||` of two arrays or pytrees, flattened."""
     a, b = _flat(a), _flat(b)
     nb = np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / nb) if nb > 0 else float("nan")

@@ -102,9 +102,7 @@ def training_dynamics(model, x, y, *, n_steps: int = 100, batch_size: int = 20,
         m_ep, m_rbp, g_ep, g_ref, l_ep, l_rbp, c_ep, c_rbp = step(
             m_ep, m_rbp, x[idx], jnp.asarray(y[idx], jnp.int32))
         per = [cosine(a, b) for a, b in zip(g_ep, g_ref)]
-        rows.append((float(l_ep), float(l_rbp), cosine(
-            np.concatenate([np.ravel(a) for a in g_ep]),
-            np.concatenate([np.ravel(b) for b in g_ref])), per,
+        rows.append((float(l_ep), float(l_rbp), cosine(g_ep, g_ref), per,
             float(c_ep) / batch_size, float(c_rbp) / batch_size))
     return TrainingDynamics(
         steps=np.arange(1, n_steps + 1), loss_ep=np.array([r[0] for r in rows]),

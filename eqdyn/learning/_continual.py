@@ -22,7 +22,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ConfigError
 from ..dynamics import relax_core
-from ._ep import EPConfig, EPResult
+from ._ep import EPConfig, EPResult, free_phase_stats
 
 __all__ = ["continual_ep_step", "CEP_VARIANTS"]
 
@@ -89,9 +89,7 @@ def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArra
     (s_end, new_params), _ = jax.lax.scan(step, (free.states, params), jnp.arange(n_steps))
     f_end = system.field(s_end, new_params, inputs, beta)
     conv = system.residual(s_end, f_end) < config.nudged.tol
-    loss = system.cost(free.states, params, inputs) / batch
-    labels = jnp.argmax(d, axis=-1) if labels is None else labels
-    correct = jnp.sum(model.predict(free.states, x) == labels)
+    loss, correct = free_phase_stats(model, x, d, free.states, labels)
     aux = EPResult(free.states, free.steps, free.converged, jnp.asarray(n_steps, jnp.int32),
                    conv, loss, correct)
     return model.with_params(new_params), aux

@@ -71,21 +71,33 @@ class EPConfig(eqx.Module):
             )
 
 
-def check_holomorphic(model) -> None:
-    """Raise a `ConfigError` unless every activation of `model` is holomorphic."""
-    system = model.system
-    acts = {system.activation.name: system.activation}
-    acts.update({a.name: a for a in getattr(system, "activations", {}).values()})
-    bad = sorted(name for name, a in acts.items() if not a.holomorphic)
+def require_holomorphic(activations) -> None:
+    """Raise a `ConfigError` unless every `Activation` in `activations` is holomorphic."""
+    bad = sorted({a.name for a in activations if not a.holomorphic})
     if bad:
         from ..models._activations import ACTIVATIONS
 
         good = sorted(n for n, a in ACTIVATIONS.items() if a.holomorphic)
         raise ConfigError(
-            f"holomorphic EP relaxes the network at complex beta, which needs a holomorphic "
-            f"activation; {bad} is not (it has kinks). Use one of {good}, an "
-            "Activation.from_sympy built from analytic functions, or another EP variant."
+            f"`variant`='holomorphic' relaxes the network at complex beta and needs a "
+            f"holomorphic activation; `activation`={bad[0]!r} is not (it has kinks). Use one "
+            f"of {good}, an Activation.from_sympy built from analytic functions, or another "
+            f"variant of {VARIANTS}."
         )
+
+
+def check_holomorphic(model) -> None:
+    """Raise a `ConfigError` unless every activation of `model` is holomorphic."""
+    system = model.system
+    require_holomorphic([system.activation, *getattr(system, "activations", {}).values()])
+
+
+def free_phase_stats(model, x, d, free_states, labels=None):
+    """`(loss, correct)` at the free fixed point: the mean cost over the batch and the number
+    of correct predictions (against `labels`, default the argmax of `d`)."""
+    loss = model.system.cost(free_states, model.params, model.inputs(x, d)) / x.shape[0]
+    labels = jnp.argmax(d, axis=-1) if labels is None else labels
+    return loss, jnp.sum(model.predict(free_states, x) == labels)
 
 
 class EPResult(eqx.Module):
@@ -131,10 +143,7 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
 
     **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` an `EPResult`.
     """
-    system = model.system
-    params = model.params
     inputs = model.inputs(x, d)
-    batch = x.shape[0]
     if config.variant == "random-sign" and key is None:
         raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
     k_free = k_plus = k_minus = None
@@ -148,34 +157,39 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     free = relax_(model, x, s0, 0.0, d, config.free, k_free)
     if config.variant == "holomorphic":
         grads, steps, conv = _holomorphic(model, x, d, free.states, inputs, config)
-        loss = system.cost(free.states, params, inputs) / batch
-        labels = jnp.argmax(d, axis=-1) if labels is None else labels
-        correct = jnp.sum(model.predict(free.states, x) == labels)
-        return grads, EPResult(free.states, free.steps, free.converged, steps, conv, loss,
-                               correct)
+    else:
+        grads, steps, conv = _real_nudges(model, x, d, free.states, inputs, config, key,
+                                          k_plus, k_minus)
+    loss, correct = free_phase_stats(model, x, d, free.states, labels)
+    aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
+    return grads, aux
+
+
+def _real_nudges(model, x, d, free_states, inputs, config: EPConfig, key, k_plus, k_minus):
+    """One-sided, random-sign or symmetric estimate from the free state: `(grads, steps,
+    converged)` of the nudged phase(s)."""
+    system, params = model.system, model.params
+    batch = x.shape[0]
+    relax_ = _relaxer(config.temperature)
     beta = jnp.asarray(config.beta, x.dtype)
     if config.variant == "random-sign":
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
-    nudged = relax_(model, x, free.states, beta, d, config.nudged, k_plus)
+    nudged = relax_(model, x, free_states, beta, d, config.nudged, k_plus)
     # dF/dtheta at (s^beta, beta): a cost that depends on parameters (a softmax readout's
     # weights) contributes beta dC/dtheta there and nothing at beta = 0
     g_plus = system.param_grads(nudged.states, params, inputs, beta)
     if config.variant == "symmetric":
-        nudged_minus = relax_(model, x, free.states, -beta, d, config.nudged, k_minus)
+        nudged_minus = relax_(model, x, free_states, -beta, d, config.nudged, k_minus)
         g_ref = system.param_grads(nudged_minus.states, params, inputs, -beta)
         scale = 1.0 / (2.0 * beta * batch)
         steps = nudged.steps + nudged_minus.steps
         conv = nudged.converged & nudged_minus.converged
     else:
-        g_ref = system.param_grads(free.states, params, inputs, 0.0)
+        g_ref = system.param_grads(free_states, params, inputs, 0.0)
         scale = 1.0 / (beta * batch)
         steps, conv = nudged.steps, nudged.converged
     grads = tuple(scale * (a - b) for a, b in zip(g_plus, g_ref))
-    loss = system.cost(free.states, params, inputs) / batch
-    labels = jnp.argmax(d, axis=-1) if labels is None else labels
-    correct = jnp.sum(model.predict(free.states, x) == labels)
-    aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
-    return grads, aux
+    return grads, steps, conv
 
 
 def _holomorphic(model, x, d, free_states, inputs, config: EPConfig):

@@ -33,7 +33,7 @@ from ..models._network import param_groups
 from ..models._system import resolve_activations
 from ._checkpoint import load_checkpoint, save_checkpoint, write_bytes, write_json
 from ._continual import CEP_VARIANTS, continual_ep_step
-from ._ep import VARIANTS, EPConfig, ep_gradient
+from ._ep import VARIANTS, EPConfig, ep_gradient, require_holomorphic
 from ._references import (
     bptt_gradient,
     chl_gradient,
@@ -255,18 +255,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("`variant`='holomorphic' is not available with `algo`='continuous'; "
                           "use 'one-sided', 'random-sign' or 'symmetric'.")
     if cfg.algo == "ep" and cfg.variant == "holomorphic":
-        acts = [get_activation(main)] if cfg.energy is None else list(
-            resolve_activations(spec.energy, act)[1].values())
-        bad = sorted({a.name for a in acts if not a.holomorphic})
-        if bad:
-            from ..models._activations import ACTIVATIONS
-
-            good = sorted(n for n, a in ACTIVATIONS.items() if a.holomorphic)
-            raise ConfigError(
-                f"`variant`='holomorphic' relaxes the network at complex beta and needs a "
-                f"holomorphic activation; `activation`={bad[0]!r} is not (it has kinks). Use "
-                f"one of {good}, or another variant of {VARIANTS}."
-            )
+        require_holomorphic([get_activation(main)] if cfg.energy is None else list(
+            resolve_activations(spec.energy, act)[1].values()))
         if cfg.temperature > 0:
             raise ConfigError(f"`variant`='holomorphic' with `temperature`={cfg.temperature} is "
                               "not implemented; use variant='symmetric' for noisy EP.")
@@ -375,14 +365,19 @@ def _optimizer(name, lr, momentum, weight_decay, groups,
 # jitted pieces
 
 
+def _ep_stats(a) -> dict:
+    """The per-batch statistics the trainer logs, from an `EPResult`."""
+    return dict(loss=a.loss, correct=a.correct, free_steps=a.free_steps,
+                nudged_steps=a.nudged_steps, free_converged=a.free_converged,
+                nudged_converged=a.nudged_converged)
+
+
 def _estimate(algo, model, xb, db, s0, key, labels, ep_cfg: EPConfig):
     """Run one learning rule; return `(grads, free_states, stats)` in a common format."""
     zero = jnp.zeros((), jnp.int32)
     if algo == "ep":
         grads, a = ep_gradient(model, xb, db, s0, ep_cfg, key=key, labels=labels)
-        return grads, a.free_states, dict(
-            loss=a.loss, correct=a.correct, free_steps=a.free_steps, nudged_steps=a.nudged_steps,
-            free_converged=a.free_converged, nudged_converged=a.nudged_converged)
+        return grads, a.free_states, _ep_stats(a)
     if algo == "chl":
         grads, a = chl_gradient(model, xb, db, s0, ep_cfg.free, clamped_config=ep_cfg.nudged,
                                 labels=labels)
@@ -410,9 +405,14 @@ def _estimate(algo, model, xb, db, s0, key, labels, ep_cfg: EPConfig):
     raise ConfigError(f"`algo`={algo!r} is not known; use one of {ALGOS}.")
 
 
+def _param_rates(cfg: TrainConfig, groups) -> tuple[float, ...]:
+    """The learning rate of every parameter (`cfg.lr` per group, or one rate for all)."""
+    lrs = cfg.lr * (max(groups) + 1) if len(cfg.lr) == 1 else cfg.lr
+    return tuple(float(lrs[g]) for g in groups)
+
+
 def _continuous_setup(cfg: TrainConfig, groups) -> tuple:
     """(teacher, episode RelaxConfig, per-parameter rates, plasticity) for `algo='continuous'`."""
-    lrs = cfg.lr * (max(groups) + 1) if len(cfg.lr) == 1 else cfg.lr
     teacher = OnSteady(beta=cfg.beta, symmetric=cfg.variant == "symmetric", tol=cfg.tol)
     relax_cfg = RelaxConfig(
         solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
@@ -420,7 +420,7 @@ def _continuous_setup(cfg: TrainConfig, groups) -> tuple:
         # relaxation from zero, `eval_t1`), then the nudged part and the two latches
         t1=cfg.eval_t1 + cfg.nudged_t1 + 20.0 / teacher.rate, on_failure="ignore",
     )
-    return teacher, relax_cfg, tuple(float(lrs[g]) for g in groups), cfg.plasticity
+    return teacher, relax_cfg, _param_rates(cfg, groups), cfg.plasticity
 
 
 def _continuous_step(model, xb, db, s0, key, labels, variant, cont):
@@ -465,10 +465,7 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
                                                          ep_cfg.variant, cont)
         elif algo == "cep":
             model, a = continual_ep_step(model, xb, db, s0, ep_cfg, cont, key=sub, labels=lb)
-            free_states = a.free_states
-            stats = dict(loss=a.loss, correct=a.correct, free_steps=a.free_steps,
-                         nudged_steps=a.nudged_steps, free_converged=a.free_converged,
-                         nudged_converged=a.nudged_converged)
+            free_states, stats = a.free_states, _ep_stats(a)
         else:
             grads, free_states, stats = _estimate(algo, model, xb, db, s0, sub, lb, ep_cfg)
             updates, opt_state = opt.update(grads, opt_state, model.params)
@@ -631,8 +628,7 @@ def train(
     if cfg.algo == "continuous":
         cont = _continuous_setup(cfg, model.lr_groups)
     elif cfg.algo == "cep":
-        g = model.lr_groups
-        cont = tuple(float((cfg.lr * (max(g) + 1) if len(cfg.lr) == 1 else cfg.lr)[k]) for k in g)
+        cont = _param_rates(cfg, model.lr_groups)
     else:
         cont = None
     feedforward = cfg.algo == "backprop"
