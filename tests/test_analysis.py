@@ -166,3 +166,112 @@ def test_training_dynamics_symmetric_ep_follows_the_gradient():
     assert r.loss_ep[-1] < r.loss_ep[0] and r.loss_rbp[-1] < r.loss_rbp[0]
     with pytest.raises(ConfigError, match="random-sign"):
         training_dynamics(model, data.x_train, data.y_train, variant="random-sign")
+
+
+# ------------------------------------------------------------------------------------ GDU
+
+GDU_BETAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@pytest.fixture(scope="module")
+def gdu_runs():
+    """One compiled program (K = 8 nudged steps) for three free phases of a 8-10-10-4
+    sigmoid net: discrete time converged (T = 60), Euler dt = 0.5 converged (T = 200) and
+    Euler dt = 0.5 unconverged (T = 8: 4 time units)."""
+    from eqdyn.analysis import gdu
+
+    model, x, d = _net("sigmoid", sizes=(8, 10, 10, 4), batch=6)
+    runs = {name: gdu(model, x, d, betas=GDU_BETAS, n_free=t, n_nudged=8, dt=dt)
+            for name, t, dt in (("discrete", 60, 1.0), ("euler", 200, 0.5),
+                                ("unconverged", 8, 0.5))}
+    return model, x, d, runs
+
+
+@pytest.mark.parametrize("name", ["discrete", "euler"])
+def test_gdu_holds_as_beta_to_zero_with_a_converged_free_phase(gdu_runs, name):
+    """Ernoult et al.'s Theorem 1: with a converged free phase, EP's neural and weight
+    updates equal BPTT's gradients step by step as beta -> 0. At beta = 1e-5 every layer at
+    every step has > 95 % matching signs (measured: >= 98.75 %) and the relative error is
+    small (measured mean 1.6e-4 neurons, 4.2e-4 weights in discrete time; 2.1e-5 both under
+    Euler dt = 0.5)."""
+    r = gdu_runs[3][name]
+    assert r.free_residual < 1e-12
+    i = GDU_BETAS.index(1e-5)
+    for err, sign in ((r.error_neurons, r.sign_neurons), (r.error_params, r.sign_params)):
+        assert np.nanmin(sign[i]) > 0.95, sign[i]
+        assert np.nanmean(err[i]) < 1e-3 and np.nanmax(err[i]) < 1e-2, err[i]
+    # every layer is reached within the horizon, so no (layer, step) row is all nan
+    assert np.all(np.isfinite(r.error_neurons[i]).any(axis=1))
+
+
+@pytest.mark.parametrize("name", ["discrete", "euler"])
+def test_gdu_error_grows_first_order_in_beta(gdu_runs, name):
+    """Above the rounding floor the mismatch is EP's O(beta) bias: log-log slope ~1 between
+    beta = 1e-4 and 1e-2; at beta = 0.1 it is 10-70 % (measured 0.18 Euler, 0.70 discrete)."""
+    r = gdu_runs[3][name]
+    s = r.summary()
+    for key in ("error_neurons", "error_params"):
+        e = np.asarray(s[key])
+        slope = np.polyfit(np.log(GDU_BETAS[1:4]), np.log(e[1:4]), 1)[0]
+        assert 0.9 < slope < 1.1, (key, e)
+        assert e[-1] > 0.1, e
+
+
+def test_gdu_fails_with_an_unconverged_free_phase(gdu_runs):
+    """After 4 time units (residual 2e-3) the free phase still moves: EP's updates divide
+    that motion by beta, and BPTT's gradients are those of a transient. At small beta the
+    relative error is ~1 and the signs agree about as often as chance (measured: 0.9998 and
+    0.47 neurons / 0.59 weights); no beta of the grid brings the error below 0.2 (measured
+    best 0.46 at beta = 0.1), whereas the converged runs reach 2e-5."""
+    r = gdu_runs[3]["unconverged"]
+    assert r.free_residual > 1e-5
+    s = r.summary()
+    assert s["error_neurons"][0] > 0.9 and s["error_params"][0] > 0.9, s
+    assert s["sign_neurons"][0] < 0.75 and s["sign_params"][0] < 0.75, s
+    assert min(s["error_neurons"]) > 0.2, s
+
+
+def test_gdu_bptt_steps_sum_to_bptt_gradient(gdu_runs):
+    """With K = T, BPTT's per-step parameter gradients add up to eqdyn's `bptt_gradient`
+    (which returns the mean over the batch); the metrics equal `relative_mse` entry by
+    entry; the record serialises."""
+    from eqdyn.analysis import relative_mse
+    from eqdyn.learning import bptt_gradient
+
+    model, x, d, runs = gdu_runs
+    r = runs["unconverged"]
+    g, _ = bptt_gradient(model, x, d, model.init_state(x.shape[0]), dt=0.5, n_steps=8)
+    for mine, ref in zip(r.bptt_params, g):
+        np.testing.assert_allclose(-mine.sum(axis=0), x.shape[0] * np.asarray(ref),
+                                   rtol=1e-10, atol=1e-14)
+    i, k, t = 2, 1, 3
+    assert r.error_params[i, k, t] == pytest.approx(
+        relative_mse(r.ep_params[k][i, t], r.bptt_params[k][t]), rel=1e-12)
+    assert r.error_neurons[i, 0, 0] != r.error_neurons[i, 0, 0]  # nan: h_1 not reached yet
+    data = json.loads(json.dumps(r.to_json()))
+    assert data["n_free"] == 8 and len(data["summary"]["error_params"]) == len(GDU_BETAS)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(betas=(0.0,)), "`betas`"),
+    (dict(n_free=4, n_nudged=5), "exceeds `n_free`"),
+    (dict(dt=-1.0), "`dt`"),
+    (dict(n_nudged=0), "`n_nudged`"),
+])
+def test_gdu_bad_input(kwargs, match):
+    from eqdyn.analysis import gdu
+
+    model, x, d = _net("sigmoid", sizes=(5, 4, 3), batch=2)
+    with pytest.raises(ConfigError, match=match):
+        gdu(model, x, d, **kwargs)
+
+
+def test_cli_analyze_gdu_writes_json_and_png(tmp_path):
+    from eqdyn.cli import main
+
+    assert main(["analyze", "gdu", "--arch", "6-5-3", "--batch", "2", "--dts", "1",
+                 "--free-times", "3,40", "--horizon", "3", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "gdu.json").read_text())
+    assert [r["free_time"] for r in data["rows"]] == [3.0, 40.0]
+    assert data["rows"][1]["free_residual"] < 1e-12
+    assert (tmp_path / "gdu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

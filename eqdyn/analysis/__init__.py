@@ -1,5 +1,5 @@
-"""Analyses: early inference against its references, EP's bias against beta, convergence of
-the relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
+"""Analyses: early inference against its references, GDU (EP's step-by-step updates against
+BPTT's gradients), EP's bias against beta, convergence of the relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
 
 from ._bias import BiasStudy as BiasStudy
 from ._bias import bias_vs_beta as bias_vs_beta
@@ -12,5 +12,10 @@ from ._early import early_inference as early_inference
 from ._early import field_jacobians as field_jacobians
 from ._early import fixed_point_sensitivity as fixed_point_sensitivity
 from ._early import relative_error as relative_error
+from ._gdu import GDU as GDU
+from ._gdu import GDUStudy as GDUStudy
+from ._gdu import gdu as gdu
+from ._gdu import gdu_study as gdu_study
+from ._gdu import relative_mse as relative_mse
 from ._training import TrainingDynamics as TrainingDynamics
 from ._training import training_dynamics as training_dynamics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "plot_training",
-           "save_figure"]
+           "plot_gdu", "plot_gdu_study", "save_figure"]
 
 
 def _plt():
@@ -144,5 +144,139 @@ def plot_convergence(c):
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Convergence of the free relaxation ({c.activation})")
+    fig.tight_layout()
+    return fig
+
+
+def _gdu_beta_index(r, beta):
+    """Index of `beta` in the record's grid (nearest on a log scale); by default the beta of
+    the smallest mean error over neurons and weights."""
+    if beta is None:
+        s = r.summary()
+        total = np.asarray(s["error_neurons"]) + np.asarray(s["error_params"])
+        return int(np.nanargmin(total)) if np.isfinite(total).any() else 0
+    return int(np.argmin(np.abs(np.log(np.abs(r.betas)) - np.log(abs(beta)))))
+
+
+def _gdu_curves(r, i, axes):
+    """EP's updates (solid) and BPTT's gradients (circles) of a few components per layer, and
+    the two metrics against the step, on `axes` (4 axes)."""
+    plt = _plt()
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(r.state_names)))
+    ep_rates, bp_rates = r.param_rates()
+    weights = [j for j, n in enumerate(r.param_names) if n.startswith("W")] or list(
+        range(len(r.param_names)))
+    wcolors = plt.cm.plasma(np.linspace(0, 0.8, len(weights)))
+    every = max(1, len(r.times) // 25)
+    for k, name in enumerate(r.state_names):
+        ref = r.bptt_neurons[k].reshape(len(r.times), -1)
+        ep = r.ep_neurons[k][i].reshape(len(r.times), -1)
+        for n, c in enumerate(np.argsort(-np.abs(ref).max(axis=0))[:2]):
+            axes[0].plot(r.times, ep[:, c], color=colors[k], lw=1.2,
+                         label=f"{name}: ΔEP_s" if n == 0 else None)
+            axes[0].plot(r.times, ref[:, c], "o", color=colors[k], ms=3, mfc="none", markevery=every,
+                         label=f"{name}: -∇_s BPTT" if n == 0 else None)
+    for c_, j in zip(wcolors, weights):
+        ref = bp_rates[j].reshape(len(r.times), -1)
+        ep = ep_rates[j][i].reshape(len(r.times), -1)
+        for n, c in enumerate(np.argsort(-np.abs(ref).max(axis=0))[:2]):
+            axes[1].plot(r.times, ep[:, c], color=c_, lw=1.2,
+                         label=f"{r.param_names[j]}: ΔEP_θ" if n == 0 else None)
+            axes[1].plot(r.times, ref[:, c], "o", color=c_, ms=3, mfc="none", markevery=every,
+                         label=f"{r.param_names[j]}: -∇_θ BPTT" if n == 0 else None)
+    for k, name in enumerate(r.state_names):
+        axes[2].semilogy(r.times, r.error_neurons[i, k], color=colors[k], label=f"{name}")
+        axes[3].plot(r.times, r.sign_neurons[i, k], color=colors[k], label=f"{name}")
+    for c_, j in zip(wcolors, weights):
+        axes[2].semilogy(r.times, r.error_params[i, j], color=c_, ls="--",
+                         label=r.param_names[j])
+        axes[3].plot(r.times, r.sign_params[i, j], color=c_, ls="--", label=r.param_names[j])
+    unit = "steps" if r.dt == 1 else "units of τ"
+    xlabel = f"t·dt: nudged time = time before the end of BPTT's free phase ({unit})"
+    for ax, big in ((axes[0], r.bptt_neurons), (axes[1], bp_rates)):
+        top = max(float(np.max(np.abs(a))) for a in big)
+        ax.set_yscale("symlog", linthresh=max(top * 1e-4, 1e-300))  # values span decades
+    for ax, title, ylabel in zip(axes, (
+            "neurons: EP (lines) vs BPTT (circles)", "weights: EP (lines) vs BPTT (circles)",
+            "relative error (solid: neurons, dashed: weights)",
+            "sign agreement (solid: neurons, dashed: weights)"), (
+            "neural update (per β, per unit time)", "weight update (per β, per unit time)",
+            "||ΔEP - (-∇)|| / max(||ΔEP||, ||∇||)", "fraction of entries with matching sign")):
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+    axes[3].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+
+
+def plot_gdu(r, beta=None):
+    """One `GDU` record at one beta (default: the one of smallest error): a few components of
+    EP's neural and weight updates against BPTT's gradients over the nudged steps, and the
+    relative error and sign agreement per layer."""
+    plt = _plt()
+    i = _gdu_beta_index(r, beta)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    _gdu_curves(r, i, axes.ravel())
+    setting = "discrete time" if r.dt == 1 else f"Euler, dt = {r.dt:g}"
+    fig.suptitle(f"GDU ({setting}): β = {r.betas[i]:.0e}, free phase T = {r.n_free} steps "
+                 f"(residual {r.free_residual:.1e}), K = {r.n_nudged} nudged steps")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gdu_study(s, beta=None):
+    """A `GDUStudy`: mean relative error and sign agreement against beta for each step `dt`
+    and free-phase length (first architecture), and both against depth at one beta (the
+    grid's point nearest `beta`, default the smallest-error point of the first converged
+    discrete-time run)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    axes = axes.ravel()
+    first = s.rows[0]["arch"]
+    colors = {}
+    for r in s.rows:
+        if r["arch"] != first:
+            continue
+        lab = (f"{'discrete' if r['dt'] == 1 else 'Euler dt=' + format(r['dt'], 'g')}, "
+               f"T·dt = {r['free_time']:g} (residual {r['free_residual']:.0e})")
+        line, = axes[0].loglog(s.betas, r["error_neurons"], marker="o", ms=3, label=lab)
+        c = line.get_color()
+        axes[0].loglog(s.betas, r["error_params"], marker="s", ms=3, ls="--", color=c)
+        axes[1].semilogx(s.betas, r["sign_neurons"], marker="o", ms=3, color=c, label=lab)
+        axes[1].semilogx(s.betas, r["sign_params"], marker="s", ms=3, ls="--", color=c)
+        colors[(r["dt"], r["free_time"])] = (c, lab)
+    longest = max(r["free_time"] for r in s.rows)
+    ref = next((k for k, r in enumerate(s.rows) if r["dt"] == 1 and r["free_time"] == longest),
+               0)
+    i = _gdu_beta_index(s.records[ref], beta)
+    for key, (c, lab) in colors.items():
+        rows = [r for r in s.rows if (r["dt"], r["free_time"]) == key]
+        depth = [r["depth"] for r in rows]
+        axes[2].semilogy(depth, [r["error_neurons"][i] for r in rows], "o-", color=c, label=lab)
+        axes[2].semilogy(depth, [r["error_params"][i] for r in rows], "s--", color=c)
+        axes[3].plot(depth, [r["sign_neurons"][i] for r in rows], "o-", color=c, label=lab)
+        axes[3].plot(depth, [r["sign_params"][i] for r in rows], "s--", color=c)
+    for ax in axes[:2]:
+        ax.set_xlabel("β (nudging strength)")
+    for ax in axes[2:]:
+        ax.set_xlabel("hidden layers")
+        ax.set_xticks(sorted({r["depth"] for r in s.rows}))
+    for ax in axes[::2]:
+        ax.set_ylabel("relative error, mean over layers and steps")
+    for ax in axes[1::2]:
+        ax.set_ylabel("fraction of entries with matching sign (mean)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_title(f"error vs β ({first}; solid: neurons, dashed: weights)")
+    axes[1].set_title(f"sign agreement vs β ({first})")
+    axes[2].set_title(f"error vs depth at β = {s.betas[i]:.0e}")
+    axes[3].set_title(f"sign agreement vs depth at β = {s.betas[i]:.0e}")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    axes[3].legend(fontsize=7)
+    fig.suptitle(f"GDU: EP's updates vs BPTT's gradients ({s.activation}, nudged horizon "
+                 f"{s.horizon:g} τ; solid: neurons, dashed: weights)")
     fig.tight_layout()
     return fig
