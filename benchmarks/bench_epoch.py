@@ -54,8 +54,12 @@ FLOP_NOTE = (
     "step plus 1 on the initial state of each phase (what NumpyEP executes). 'executed' counts "
     "what eqdyn/diffrax evaluate: per phase 1 event check on the initial state, 2 per step (the "
     "Euler step and the steady-state event check on the new state) and 1 final residual in "
-    "relax_core, i.e. 2 steps + 2; XLA may merge the two identical x W_1 products of a batch, "
-    "which would lower it by 2 B n_0 n_1 per batch. The validation pass train() makes at the end "
+    "relax_core, i.e. 2 steps + 2 with backend 'diffrax'; steps + 1 with 'fused' (one per step) "
+    "and with 'blocks' (a sweep evaluates each of the two classes of layers once, i.e. one field "
+    "evaluation, plus the full evaluation on the initial state); x W_1 once per batch (XLA "
+    "merges the two phases' identical products, checked in the compiled HLO) and the EP "
+    "difference's x^T rho(h) once, on rho(h^beta) - rho(h^0) (CompiledSystem.param_grads_delta), "
+    "so 2 B n_0 n_1 less each. The validation pass train() makes at the end "
     "of every epoch is excluded (its time is subtracted)."
 )
 
@@ -90,13 +94,19 @@ def matmul_flops(sizes, batch):
     return const, field, grads
 
 
-def batch_flops(sizes, batch, free_steps, nudged_steps, executed: bool):
+def batch_flops(sizes, batch, free_steps, nudged_steps, executed: bool, backend="diffrax"):
+    """Matmul FLOPs of one batch (see FLOP_NOTE): `executed` is what eqdyn runs with
+    `backend`, otherwise what the algorithm needs (what NumpyEP runs)."""
     const, field, grads = matmul_flops(sizes, batch)
-    if executed:
+    if executed and backend == "diffrax":
         evals = (2 * free_steps + 2) + (2 * nudged_steps + 2)
-    else:
+    else:  # fused Euler and block sweeps: one field evaluation per step / sweep, + the first
         evals = (free_steps + 1) + (nudged_steps + 1)
-    return 2 * const + evals * field + 2 * grads
+    if not executed:
+        return 2 * const + evals * field + 2 * grads
+    # eqdyn: x W_1 once per batch (XLA merges the two phases' identical products), and the
+    # EP difference's x^T rho(h) once, on rho(h^beta) - rho(h^0) (`param_grads_delta`)
+    return const + evals * field + 2 * grads - 2 * batch * sizes[0] * sizes[1]
 
 
 def numpy_matmul_peak(sizes=(1024, 2048), repeats=5) -> dict:
@@ -145,6 +155,7 @@ def numpy_worker(spec_path: str, out_path: str) -> None:
             lr=meta["lr"], beta=meta["beta"], dt0=meta["dt0"], tol=meta["tol"],
             free_t1=meta["free_t1"], nudged_t1=meta["nudged_t1"], n_examples=spec["x"].shape[0],
             persistent=meta["persistent"], dtype=np.float32,
+            relaxation=meta.get("relaxation", "euler"),
         )
         st = net.epoch(spec["x"], spec["y"], meta["batch_size"], order=spec["order"],
                        signs=spec["signs"], n_classes=meta["sizes"][-1])
@@ -302,9 +313,13 @@ def run(args) -> dict:
     load_start, busy, info = start_run()
 
     if args.quick:
-        cfg = resolve_config(preset="sb17-1h", dataset="digits", arch="64-256-10", epochs=2)
+        cfg = resolve_config(preset="sb17-1h", dataset="digits", arch="64-256-10", epochs=2,
+                             backend=args.backend, batch_size=args.batch_size)
     else:
-        cfg = resolve_config(preset="sb17-1h", data_dir=str(args.data_dir), epochs=2)
+        cfg = resolve_config(preset="sb17-1h", data_dir=str(args.data_dir), epochs=2,
+                             backend=args.backend, batch_size=args.batch_size)
+    relaxation = "blocks" if cfg.backend == "blocks" else "euler"
+    print(f"backend {cfg.backend!r} (NumPy: {relaxation}), batch {cfg.batch_size}")
     dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
 
     # 1. matmul peaks (JAX here; NumPy in the worker, on one thread)
@@ -321,7 +336,7 @@ def run(args) -> dict:
         L = len(sizes) - 1
         meta = dict(sizes=list(sizes), lr=list(cfg.lr), beta=cfg.beta, dt0=cfg.dt0, tol=cfg.tol,
                     free_t1=cfg.free_t1, nudged_t1=cfg.nudged_t1, batch_size=cfg.batch_size,
-                    persistent=cfg.persistent)
+                    persistent=cfg.persistent, relaxation=relaxation)
         np.savez(
             spec_path, meta=json.dumps(meta), x=dataset.x_train[rows], y=dataset.y_train[rows],
             order=np.arange(rows.size), signs=signs,
@@ -387,7 +402,8 @@ def run(args) -> dict:
     eq_train_s = max(eq_epoch_s - val_eval_s, 1e-9)
     compile_s = h1["seconds"] - h2["seconds"]
     B = cfg.batch_size
-    fl_exec = n_batches_epoch * batch_flops(sizes, B, h2["free_steps"], h2["nudged_steps"], True)
+    fl_exec = n_batches_epoch * batch_flops(sizes, B, h2["free_steps"], h2["nudged_steps"], True,
+                                            cfg.backend)
     fl_alg = n_batches_epoch * batch_flops(sizes, B, h2["free_steps"], h2["nudged_steps"], False)
     jax_peak_best = max(jax_peak.values())
     np_peak_best = max(np_res["matmul_gflops"].values())
@@ -535,11 +551,18 @@ def main(argv=None) -> int:
                          "epoch_time_quick.json with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run on scikit-learn's digits (64-256-10) instead of MNIST")
+    ap.add_argument("--backend", choices=["diffrax", "fused", "blocks"], default=None,
+                    help="eqdyn's relaxation (default: the sb17-1h preset's); NumPy runs the same "
+                         "algorithm (block sweeps with blocks, Euler steps otherwise)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="minibatch size (default: the preset's 20)")
     args = ap.parse_args(argv)
     if args.numpy_batches is None:
         args.numpy_batches = 20 if args.quick else 100
     if args.numpy_batches < 1:
         ap.error("--numpy-batches must be positive")
+    if args.batch_size is not None and args.batch_size < 1:
+        ap.error(f"--batch-size {args.batch_size} must be positive")
     if args.out is None:
         args.out = HERE / "results" / ("epoch_time_quick.json" if args.quick else "epoch_time.json")
     args.data_dir = args.data_dir.resolve()

@@ -117,6 +117,8 @@ class NumpyEP:
     - `n_examples`: number of persistent particles (one per training example).
     - `persistent`: start each free phase from the example's last free state (else zeros).
     - `dtype`: `np.float32` (default) or `np.float64`.
+    - `relaxation`: `"euler"` (default) or `"blocks"` (eqdyn's `backend="blocks"`: sweeps of
+      exact layer updates, odd layers then even ones; at most `min(max_steps, t1 / dt0)`).
     """
 
     def __init__(
@@ -136,6 +138,8 @@ class NumpyEP:
         persistent: bool = True,
         dtype=np.float32,
         seed: int = 0,
+        relaxation: str = "euler",
+        max_steps: int = 4096,
     ):
         self.sizes = tuple(int(n) for n in sizes)
         self.L = len(self.sizes) - 1
@@ -160,6 +164,9 @@ class NumpyEP:
         self.nudged_tol = self.tol if nudged_tol is None else float(nudged_tol)
         self.free_t1, self.nudged_t1 = float(free_t1), float(nudged_t1)
         self.persistent = bool(persistent)
+        if relaxation not in ("euler", "blocks"):
+            raise ValueError(f"relaxation={relaxation!r}: use 'euler' or 'blocks'")
+        self.relaxation, self.max_steps = relaxation, int(max_steps)
         self.particles = [np.zeros((n_examples, n), self.dtype) for n in self.sizes[1:]]
         self._grids = {}
 
@@ -179,27 +186,30 @@ class NumpyEP:
         return g
 
     # -- dynamics ------------------------------------------------------------------------
+    def field_k(self, k, u, xw1, d, beta, s=None) -> np.ndarray:
+        """The leaky field of layer `k` alone (see `field`; `s`: the clipped states, if
+        already computed)."""
+        L, W, b = self.L, self.W, self.b
+        act = (lambda j: s[j]) if s is not None else (lambda j: np.clip(u[j], 0.0, 1.0))
+        bottom_up = xw1 if k == 0 else act(k - 1) @ W[k]
+        if k == L - 1 and beta != 0:
+            f = beta * (d - u[k]) + b[k]
+            f += bottom_up
+        else:
+            f = bottom_up + b[k]
+        if k + 1 < L:
+            f += act(k + 1) @ W[k + 1].T
+        f -= u[k]
+        return f
+
     def field(self, u, xw1, d, beta) -> list[np.ndarray]:
         """Leaky field `du/dt` at `u` (`xw1 = x @ W_1`, hoisted out of the relaxation).
 
         The terms are summed in the order of eqdyn's generated code (nudging, bias, bottom-up,
         top-down, leak), so that float32 results round the same way up to the matmuls.
         """
-        L, W, b = self.L, self.W, self.b
         s = [np.clip(uk, 0.0, 1.0) for uk in u]
-        out = []
-        for k in range(L):
-            bottom_up = xw1 if k == 0 else s[k - 1] @ W[k]
-            if k == L - 1 and beta != 0:
-                f = beta * (d - u[k]) + b[k]
-                f += bottom_up
-            else:
-                f = bottom_up + b[k]
-            if k + 1 < L:
-                f += s[k + 1] @ W[k + 1].T
-            f -= u[k]
-            out.append(f)
-        return out
+        return [self.field_k(k, u, xw1, d, beta, s) for k in range(self.L)]
 
     @staticmethod
     def residual(u, f) -> float:
@@ -212,11 +222,14 @@ class NumpyEP:
         return worst
 
     def relax(self, x, u0, d, beta, t1, tol=None) -> tuple[list[np.ndarray], int]:
-        """Euler relaxation from `u0` until the residual is below `tol` or `t1`; `(u, steps)`."""
+        """Relaxation from `u0` until the residual is below `tol` or the horizon `t1`:
+        Euler steps, or block sweeps with `relaxation="blocks"`; returns `(u, steps)`."""
         beta = self.dtype(beta)
         tol = self.dtype(self.tol if tol is None else tol)
         xw1 = x @ self.W[0]
         u = [np.array(uk, self.dtype, copy=True) for uk in u0]
+        if self.relaxation == "blocks":
+            return self._relax_blocks(u, xw1, d, beta, t1, tol)
         f = self.field(u, xw1, d, beta)
         if self.residual(u, f) < tol:
             return u, 0
@@ -230,12 +243,50 @@ class NumpyEP:
                 break
         return u, steps
 
+    def _jump(self, k, uk, fk, beta) -> np.ndarray:
+        """Layer `k`'s exact minimiser given its neighbours: `u + f / alpha`, `alpha` its leak
+        (`1`, or `1 + beta` on the nudged output); at `alpha <= 0` the bound the force
+        points to."""
+        alpha = 1.0 + float(beta) if k == self.L - 1 else 1.0
+        if alpha > 0:
+            return uk + fk / self.dtype(alpha)
+        return np.where(fk > 0, self.dtype(1.0), np.where(fk < 0, self.dtype(0.0), uk))
+
+    def _relax_blocks(self, u, xw1, d, beta, t1, tol):
+        """Sweeps: layers 1, 3, 5, ... jump to their minimisers given their neighbours, then
+        layers 2, 4, ...; the residual after a sweep is that of the first class (the second
+        one's field is zero), the same test as eqdyn's `backend="blocks"`."""
+        first, second = range(0, self.L, 2), range(1, self.L, 2)
+        n_max = min(int(np.ceil(t1 / self.dt0 - 1e-9)), self.max_steps)
+        f = self.field(u, xw1, d, beta)
+        r = self.residual(u, f)
+        steps = 0
+        while r >= tol and steps < n_max:
+            for k in first:
+                u[k] = self._jump(k, u[k], f[k], beta)
+            for k in second:
+                u[k] = self._jump(k, u[k], self.field_k(k, u, xw1, d, beta), beta)
+            f = {k: self.field_k(k, u, xw1, d, beta) for k in first}
+            r = self.residual([u[k] for k in first], [f[k] for k in first])
+            steps += 1
+        return u, steps
+
     # -- learning ------------------------------------------------------------------------
     def param_grads(self, x, u) -> list[np.ndarray]:
         """`dF/dtheta` summed over the batch at the observed state `rho(u)`, eqdyn's order."""
         s = [x] + [np.clip(uk, 0.0, 1.0) for uk in u]
         gw = [-(s[k].T @ s[k + 1]) for k in range(self.L)]
         gb = [-np.sum(s[k + 1], axis=0, keepdims=True) for k in range(self.L)]
+        return gw + gb
+
+    def param_grads_delta(self, x, u_a, u_b) -> list[np.ndarray]:
+        """`dF/dtheta(u_a) - dF/dtheta(u_b)`; the input layer's product once, on the
+        difference (`x^T (rho(h_a) - rho(h_b))`), as eqdyn computes it."""
+        sa = [np.clip(uk, 0.0, 1.0) for uk in u_a]
+        sb = [np.clip(uk, 0.0, 1.0) for uk in u_b]
+        gw = [-(x.T @ (sa[0] - sb[0]))]
+        gw += [-(sa[k - 1].T @ sa[k]) + sb[k - 1].T @ sb[k] for k in range(1, self.L)]
+        gb = [-np.sum(sa[k] - sb[k], axis=0, keepdims=True) for k in range(self.L)]
         return gw + gb
 
     def ep_gradient(self, x, d, s0, sign: float = 1.0, labels=None):
@@ -246,10 +297,8 @@ class NumpyEP:
         free, free_steps = self.relax(x, s0, d, 0.0, self.free_t1)
         beta = self.dtype(self.beta if sign >= 0 else -self.beta)
         nudged, nudged_steps = self.relax(x, free, d, beta, self.nudged_t1, self.nudged_tol)
-        g_plus = self.param_grads(x, nudged)
-        g_ref = self.param_grads(x, free)
         scale = self.dtype(1.0) / (beta * self.dtype(batch))
-        grads = [scale * (a - b) for a, b in zip(g_plus, g_ref)]
+        grads = [scale * g for g in self.param_grads_delta(x, nudged, free)]
         y = np.clip(free[-1], 0.0, 1.0)
         loss = 0.5 * float(np.sum((y - d) ** 2)) / batch
         labels = np.argmax(d, axis=-1) if labels is None else np.asarray(labels)

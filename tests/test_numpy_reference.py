@@ -47,8 +47,9 @@ def _models(weights, biases, **kw):
     return model, ref
 
 
-def _relax_cfg(tol, t1):
-    return RelaxConfig(solver="euler", dt0=0.5, tol=tol, t1=t1, max_steps=4096, on_failure="ignore")
+def _relax_cfg(tol, t1, backend="diffrax"):
+    return RelaxConfig(solver="euler", dt0=0.5, tol=tol, t1=t1, max_steps=4096, on_failure="ignore",
+                       backend=backend)
 
 
 def test_float64_is_on():
@@ -171,18 +172,20 @@ def test_negative_unit_beta_settles_on_the_box():
     assert np.all((y == 0.0) | (y == 1.0))  # the output of a linear energy sits on the box
 
 
-def test_training_steps_with_persistent_particles_match():
-    """Two chunks of `_train_chunk` (SGD, random sign, particles revisited) vs NumpyEP.step."""
+@pytest.mark.parametrize("backend", ["diffrax", "blocks"])
+def test_training_steps_with_persistent_particles_match(backend):
+    """Two chunks of `_train_chunk` (SGD, random sign, particles revisited) vs NumpyEP.step,
+    relaxing by Euler steps or by block sweeps."""
     n, n_batches = 24, 3
     weights, biases, x, labels = _problem(5, n=n)
     lr = (0.3, 0.2)
     tol, t1 = 1e-6, 50.0
     model, ref = _models(weights, biases, lr=lr, beta=1.0, tol=tol, free_t1=t1, nudged_t1=t1,
-                         n_examples=n)
+                         n_examples=n, relaxation="euler" if backend == "diffrax" else "blocks")
     cfg = TrainConfig(arch="-".join(map(str, SIZES)), lr=lr, beta=1.0)
     opt = make_optimizer(cfg, model.n_layers)
-    ep_cfg = EPConfig(beta=1.0, variant="random-sign", free=_relax_cfg(tol, t1),
-                      nudged=_relax_cfg(tol, t1))
+    ep_cfg = EPConfig(beta=1.0, variant="random-sign", free=_relax_cfg(tol, t1, backend),
+                      nudged=_relax_cfg(tol, t1, backend))
     opt_state = opt.init(model.params)
     particles = tuple(jnp.zeros((n, m)) for m in SIZES[1:])
     key = jax.random.PRNGKey(7)

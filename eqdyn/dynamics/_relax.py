@@ -41,7 +41,12 @@ ON_FAILURE = ("warn", "raise", "ignore")
 #: "diffrax": `diffrax.diffeqsolve` with a steady-state `Event` (any solver).
 #: "fused": the same fixed-step Euler relaxation and stopping rule as one `lax.while_loop` that
 #: evaluates the field once per step (diffrax evaluates it again for the event condition).
-BACKENDS = ("diffrax", "fused")
+#: "blocks": exact block updates (nonlinear Gauss-Seidel, i.e. block coordinate descent on F):
+#: the states split into two classes with no coupling inside a class (odd and even layers of a
+#: layered network), and each class in turn jumps to its exact minimiser given the other.
+#: Leaky formulation only, where that minimiser is closed form; same fixed points, same
+#: steady-state test, far fewer field evaluations (see `_relax_blocks`).
+BACKENDS = ("diffrax", "fused", "blocks")
 
 
 def max_norm(tree) -> Array:
@@ -72,7 +77,10 @@ class RelaxConfig(eqx.Module):
     - `on_failure`: `"warn"`, `"raise"` or `"ignore"` when `relax` does not converge.
     - `backend`: `"diffrax"` (default) or `"fused"` (fixed-step Euler in one `lax.while_loop`,
       one field evaluation per step; same steps and states as diffrax's Euler when `t1` is a
-      multiple of `dt0`, checked in the tests).
+      multiple of `dt0`, checked in the tests), or `"blocks"` (exact block updates of the
+      leaky formulation, alternating the two uncoupled classes of states; a "step" is then one
+      sweep, the horizon is `min(max_steps, t1 / dt0)` sweeps and `t` counts sweeps; same
+      fixed points and steady-state test, checked in the tests).
     """
 
     solver: str = eqx.field(static=True, default="euler")
@@ -91,10 +99,11 @@ class RelaxConfig(eqx.Module):
             raise ConfigError(
                 f"`backend`={self.backend!r} is not known; use one of {BACKENDS}."
             )
-        if self.backend == "fused" and self.solver != "euler":
+        if self.backend in ("fused", "blocks") and self.solver != "euler":
             raise ConfigError(
-                f"`backend`='fused' implements fixed-step Euler only, not `solver`="
-                f"{self.solver!r}; use backend='diffrax' for other solvers."
+                f"`backend`={self.backend!r} does not integrate with `solver`={self.solver!r} "
+                "(fused is fixed-step Euler, blocks are exact block updates); keep "
+                "solver='euler' with it, or use backend='diffrax' for other solvers."
             )
         if self.solver not in SOLVERS:
             raise ConfigError(
@@ -229,6 +238,170 @@ def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
 
 
+_BLOCK_CACHE: dict = {}
+
+
+def _probe_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def block_structure(field, args, s0):
+    """How `backend="blocks"` splits the states: `(classes, alpha0, alpha1)`.
+
+    Measured once per system and shapes on a random probe (batch 1, random parameters, states
+    inside the activation's range): which states' fields depend on which states (Jacobian-vector
+    products with random tangents), and, for every free state, that its own Jacobian block is
+    `-alpha I` with `alpha = alpha0 + beta * alpha1` (a scalar: no lateral coupling, which is
+    what makes its minimiser given the other states closed form, `u + f / alpha`). The coupling
+    graph must be two-colourable (a layered network: odd and even layers); `classes` are the two
+    colours. Raises `ConfigError` saying why when the energy does not have this structure.
+    """
+    system = field.system
+    params, inputs, _, _ = args
+    clamped = getattr(field, "clamped", None) or (False,) * len(s0)
+    in_shapes = tuple((1, *np.shape(i)[1:]) if np.ndim(i) == 2 else np.shape(i) for i in inputs)
+    key = (id(system), tuple(clamped), tuple(a.shape[1:] for a in s0),
+           tuple(p.shape for p in params), in_shapes)
+    if key in _BLOCK_CACHE:
+        return _BLOCK_CACHE[key]
+    if system.formulation != "leaky":
+        raise ConfigError(
+            "`backend`='blocks' needs the leaky formulation (a projection activation such as "
+            f"'hard_sigmoid'), where each layer's minimiser is closed form; this system uses "
+            f"formulation={system.formulation!r}. Use backend='fused' or 'diffrax'."
+        )
+    dtype = _probe_dtype()
+    rng = np.random.default_rng(0)
+    n = len(s0)
+    with jax.ensure_compile_time_eval():
+        P = tuple(jnp.asarray(rng.normal(size=p.shape) * 0.3, dtype) for p in params)
+        X = tuple(jnp.asarray(rng.uniform(0.2, 0.8, size=sh), dtype) for sh in in_shapes)
+        U = tuple(jnp.asarray(rng.uniform(0.2, 0.8, size=(1, *a.shape[1:])), dtype) for a in s0)
+
+        def f(u, beta):
+            b = jnp.asarray(beta, dtype)
+            return field(None, u, (P, X, b, system.constants(u, P, X, b)))
+
+        coupled = [[False] * n for _ in range(n)]
+        alphas = {}
+        for beta in (0.0, 1.0, 2.0):
+            for k in range(n):
+                if clamped[k]:
+                    continue
+                v = tuple(jnp.asarray(rng.normal(size=u.shape), dtype) if j == k
+                          else jnp.zeros_like(u) for j, u in enumerate(U))
+                jv = jax.jvp(lambda u: f(u, beta), (U,), (v,))[1]
+                scale = max(float(jnp.max(jnp.abs(a))) for a in jv) + 1.0
+                for j in range(n):
+                    if j != k and not clamped[j] and float(jnp.max(jnp.abs(jv[j]))) > 1e-6 * scale:
+                        coupled[j][k] = coupled[k][j] = True
+                a = -float(jnp.vdot(jv[k], v[k]) / jnp.vdot(v[k], v[k]))
+                err = float(jnp.max(jnp.abs(jv[k] + a * v[k])))
+                if err > 1e-4 * scale:
+                    raise ConfigError(
+                        f"`backend`='blocks': the field of state {system.state_names[k]!r} is "
+                        "not `-alpha u + (terms of other states)` (a lateral or nonlinear "
+                        "self-coupling), so its block minimiser is not closed form. Use "
+                        "backend='fused' or 'diffrax'."
+                    )
+                alphas[beta, k] = a
+    free = [k for k in range(n) if not clamped[k]]
+    alpha0 = tuple(alphas.get((0.0, k), 0.0) for k in range(n))
+    alpha1 = tuple(alphas.get((1.0, k), 0.0) - alpha0[k] for k in range(n))
+    for k in free:
+        if abs(alphas[2.0, k] - (alpha0[k] + 2 * alpha1[k])) > 1e-4 * (1 + abs(alpha0[k])):
+            raise ConfigError(
+                f"`backend`='blocks': the self-coupling of state {system.state_names[k]!r} is "
+                "not affine in beta; use backend='fused' or 'diffrax'."
+            )
+    colour: dict[int, int] = {}
+    for start in free:
+        if start in colour:
+            continue
+        colour[start] = 0
+        stack = [start]
+        while stack:
+            k = stack.pop()
+            for j in free:
+                if coupled[k][j]:
+                    if j not in colour:
+                        colour[j] = 1 - colour[k]
+                        stack.append(j)
+                    elif colour[j] == colour[k]:
+                        raise ConfigError(
+                            "`backend`='blocks' alternates two classes of mutually uncoupled "
+                            f"states, but the coupling graph of {system.state_names} has an odd "
+                            f"cycle (through {system.state_names[k]!r} and "
+                            f"{system.state_names[j]!r}, e.g. a skip connection). Use "
+                            "backend='fused' or 'diffrax'."
+                        )
+    classes = tuple(tuple(k for k in free if colour[k] == c) for c in (0, 1))
+    out = (classes, alpha0, alpha1)
+    _BLOCK_CACHE[key] = out
+    return out
+
+
+def _block_min(u, f, a, bounds):
+    """The exact minimiser of `F` along one state's block, from its field `f = -a u + r`.
+
+    `a > 0`: `u + f / a` (where `f` vanishes). `a <= 0` (e.g. `beta = -1` cancelling the
+    output's leak): `F` is linear or concave along the block, so on the activation's range the
+    minimum is at the bound the force points to (the leaky potential is put on that bound,
+    where the steady-state test ignores an outward force); without bounds there is none (nan).
+    """
+    pos = a > 0
+    inner = u + f / jnp.where(pos, a, 1.0)
+    if bounds is None:
+        return jnp.where(pos, inner, jnp.nan)
+    lo, hi = bounds
+    edge = jnp.where(f > 0, jnp.asarray(hi, u.dtype), jnp.where(f < 0, jnp.asarray(lo, u.dtype), u))
+    return jnp.where(pos, inner, edge)
+
+
+def _relax_blocks(field, args, s0, config: RelaxConfig) -> RelaxResult:
+    """Exact block updates (nonlinear Gauss-Seidel): class A, then class B, per sweep.
+
+    After class B jumps to its minimiser its field is zero (to rounding), so the residual at
+    the end of a sweep is that of class A, whose field is what the next sweep's update of A
+    needs anyway: one field evaluation per class per sweep (XLA drops the other class's
+    components), the same steady-state test as the integrators, and the same fixed points
+    (those of `du/dt = f(u)`). Block coordinate descent on `F` in the observed states, so `F`
+    never increases.
+    """
+    (cls_a, cls_b), alpha0, alpha1 = block_structure(field, args, s0)
+    beta = args[2]
+    dtype = s0[0].dtype
+    alpha = tuple(jnp.asarray(a0, dtype) + beta * jnp.asarray(a1, dtype)
+                  for a0, a1 in zip(alpha0, alpha1))
+    bounds = field.system.activation.bounds
+    n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
+
+    def jump(y, f, cls):
+        return tuple(_block_min(u, fk, alpha[k], bounds) if k in cls else u
+                     for k, (u, fk) in enumerate(zip(y, f)))
+
+    def only(f, cls):
+        return tuple(fk if k in cls else jnp.zeros_like(fk) for k, fk in enumerate(f))
+
+    def cond(carry):
+        _, _, r, k = carry
+        return (r >= config.tol) & (k < n_max)
+
+    def body(carry):
+        y, f_a, _, k = carry
+        y = jump(y, f_a, cls_a)
+        y = jump(y, field(None, y, args), cls_b)
+        f_a = only(field(None, y, args), cls_a)
+        return y, f_a, field.residual(y, f_a), k + 1
+
+    y0 = tuple(s0)
+    f0 = field(None, y0, args)
+    init = (y0, only(f0, cls_a), field.residual(y0, f0), jnp.asarray(0, jnp.int32))
+    y, _, r, k = jax.lax.while_loop(cond, body, init)
+    converged = (r < config.tol) & jnp.isfinite(r)
+    return RelaxResult(y, k, r, converged, k.astype(dtype))
+
+
 def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> RelaxResult:
     """Jittable relaxation of `model` with input `x`, target `d` and nudging `beta` from `s0`.
 
@@ -263,6 +436,13 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
 def _relax_real(field, args, s0, config: RelaxConfig, dtype) -> RelaxResult:
     if config.backend == "fused":
         return _relax_fused(field, args, s0, config)
+    if config.backend == "blocks":
+        if isinstance(field, _PairField):
+            raise ConfigError(
+                "`backend`='blocks' relaxes real states only; holomorphic EP (complex beta) "
+                "needs backend='fused' or 'diffrax'."
+            )
+        return _relax_blocks(field, args, s0, config)
 
     solver, controller = config.solver_and_controller()
     event = diffrax.Event(_Steady(field, config.tol))

@@ -177,18 +177,18 @@ def _real_nudges(model, x, d, free_states, inputs, config: EPConfig, key, k_plus
     nudged = relax_(model, x, free_states, beta, d, config.nudged, k_plus)
     # dF/dtheta at (s^beta, beta): a cost that depends on parameters (a softmax readout's
     # weights) contributes beta dC/dtheta there and nothing at beta = 0
-    g_plus = system.param_grads(nudged.states, params, inputs, beta)
     if config.variant == "symmetric":
         nudged_minus = relax_(model, x, free_states, -beta, d, config.nudged, k_minus)
-        g_ref = system.param_grads(nudged_minus.states, params, inputs, -beta)
+        delta = system.param_grads_delta(nudged.states, nudged_minus.states, params, inputs,
+                                         beta, -beta)
         scale = 1.0 / (2.0 * beta * batch)
         steps = nudged.steps + nudged_minus.steps
         conv = nudged.converged & nudged_minus.converged
     else:
-        g_ref = system.param_grads(free_states, params, inputs, 0.0)
+        delta = system.param_grads_delta(nudged.states, free_states, params, inputs, beta, 0.0)
         scale = 1.0 / (beta * batch)
         steps, conv = nudged.steps, nudged.converged
-    grads = tuple(scale * (a - b) for a, b in zip(g_plus, g_ref))
+    grads = tuple(scale * g for g in delta)
     return grads, steps, conv
 
 

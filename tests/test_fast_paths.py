@@ -1,0 +1,181 @@
+"""Every faster path against the plain one, in float64: same fixed points, same estimates.
+
+`backend="blocks"` (exact layer-by-layer updates) against fixed-step Euler, and the midpoint
+form of EP's parameter-gradient difference against the two evaluations it replaces. Speed is
+measured by `benchmarks/`, never here.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eqdyn._errors import ConfigError
+from eqdyn.dynamics import RelaxConfig, relax_core
+from eqdyn.learning import EPConfig, ep_gradient
+from eqdyn.models import EnergyModel, LayeredHopfield
+from eqdyn.symbolic import layered_hopfield_energy
+
+SIZES = (7, 6, 5, 4, 3)
+
+
+def _model(rng, act="hard_sigmoid", scale=1.5, sizes=SIZES):
+    weights = [jnp.asarray(scale * rng.uniform(-1, 1, (a, b)) / np.sqrt(a))
+               for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [jnp.asarray(0.3 * rng.normal(size=(1, n))) for n in sizes[1:]]
+    return LayeredHopfield(sizes, act, key=None, weights=weights, biases=biases,
+                           dtype=jnp.float64)
+
+
+def _data(rng, batch=5, sizes=SIZES):
+    x = jnp.asarray(rng.uniform(0, 1, (batch, sizes[0])))
+    d = jax.nn.one_hot(jnp.arange(batch) % sizes[-1], sizes[-1], dtype=jnp.float64)
+    return x, d
+
+
+def _cfg(backend, tol=1e-11):
+    return RelaxConfig(backend=backend, dt0=0.5, tol=tol, t1=20000.0, max_steps=100000,
+                       on_failure="ignore")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7, 1.0, -1.0])
+def test_blocks_reach_the_fixed_points_of_the_dynamics(rng, beta):
+    model = _model(rng)
+    x, d = _data(rng)
+    s0 = tuple(jnp.asarray(rng.uniform(-0.5, 1.5, (5, n))) for n in SIZES[1:])
+    euler = relax_core(model, x, s0, beta, d, _cfg("fused"))
+    blocks = relax_core(model, x, s0, beta, d, _cfg("blocks"))
+    assert bool(euler.converged) and bool(blocks.converged)
+    # a sweep evaluates each class once: about one field evaluation, against one per step
+    assert int(blocks.steps) < int(euler.steps) / 2
+    obs = model.system.observe
+    for a, b in zip(obs(euler.states), obs(blocks.states)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-8)
+    if beta == -1.0:  # the output's leak cancels: it sits on the bound its force points to
+        y = obs(blocks.states)[-1]
+        assert np.all((np.asarray(y) == 0.0) | (np.asarray(y) == 1.0))
+
+
+def test_blocks_descend_the_energy_sweep_by_sweep(rng):
+    model = _model(rng, scale=2.5)
+    x, d = _data(rng)
+    s0 = model.init_state(5, jnp.float64)
+    energies = []
+    for k in range(1, 12):  # the horizon t1 / dt0 caps the sweeps
+        cfg = RelaxConfig(backend="blocks", dt0=1.0, t1=float(k), tol=1e-14, on_failure="ignore")
+        res = relax_core(model, x, s0, 0.5, d, cfg)
+        energies.append(float(model.system.energy(res.states, model.params,
+                                                  model.inputs(x, d), 0.5)))
+    assert np.all(np.diff(energies) <= 1e-12 * (1 + abs(energies[0])))
+    assert energies[-1] < energies[0]
+
+
+def test_blocks_hold_a_clamped_output(rng):
+    model = _model(rng)
+    x, d = _data(rng)
+    s0 = model.init_state(5, jnp.float64)[:-1] + (d,)
+    clamped = (False,) * (len(SIZES) - 2) + (True,)
+    a = relax_core(model, x, s0, 0.0, d, _cfg("fused"), clamped=clamped)
+    b = relax_core(model, x, s0, 0.0, d, _cfg("blocks"), clamped=clamped)
+    np.testing.assert_array_equal(b.states[-1], d)
+    for u, v in zip(a.states, b.states):
+        np.testing.assert_allclose(u, v, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("variant", ["one-sided", "symmetric"])
+def test_ep_estimate_is_the_same_with_blocks(rng, variant):
+    model = _model(rng)
+    x, d = _data(rng)
+    s0 = model.init_state(5, jnp.float64)
+    grads = {}
+    for backend in ("fused", "blocks"):
+        cfg = EPConfig(beta=0.3, variant=variant, free=_cfg(backend), nudged=_cfg(backend))
+        grads[backend], aux = ep_gradient(model, x, d, s0, cfg)
+        assert bool(aux.free_converged) and bool(aux.nudged_converged)
+    for a, b in zip(grads["fused"], grads["blocks"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_blocks_refuse_energies_without_closed_form_layers(rng):
+    x, d = _data(rng, sizes=(7, 6, 5, 3))
+    smooth = _model(rng, act="sigmoid", sizes=(7, 6, 5, 3))
+    with pytest.raises(ConfigError, match="leaky formulation"):
+        relax_core(smooth, x, smooth.init_state(5), 0.0, d, _cfg("blocks"))
+    lateral = EnergyModel(layered_hopfield_energy((7, 6, 5, 3), lateral=(1,)), "hard_sigmoid",
+                          key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    with pytest.raises(ConfigError, match="lateral or nonlinear self-coupling"):
+        relax_core(lateral, x, lateral.init_state(5), 0.0, d, _cfg("blocks"))
+    skip = EnergyModel(layered_hopfield_energy((7, 6, 5, 3), skip=((1, 3),)), "hard_sigmoid",
+                       key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    with pytest.raises(ConfigError, match="odd cycle"):
+        relax_core(skip, x, skip.init_state(5), 0.0, d, _cfg("blocks"))
+    with pytest.raises(ConfigError, match="solver='euler'"):
+        RelaxConfig(solver="tsit5", backend="blocks")
+
+
+@pytest.mark.parametrize("act", ["hard_sigmoid", "sigmoid"])
+def test_midpoint_difference_equals_two_evaluations(rng, act):
+    model = _model(rng, act=act)
+    system = model.system
+    x, d = _data(rng)
+    inputs = model.inputs(x, d)
+    a = tuple(jnp.asarray(rng.uniform(-0.3, 1.3, (5, n))) for n in SIZES[1:])
+    b = tuple(jnp.asarray(rng.uniform(-0.3, 1.3, (5, n))) for n in SIZES[1:])
+    # exact for the hard sigmoid's leaky read-out (polynomial in rho(u)), not for the sigmoid
+    assert system.midpoint_is_exact(model.params, inputs) == (act == "hard_sigmoid")
+    delta = system.param_grads_delta(a, b, model.params, inputs, 0.4, -0.4)
+    ga = system.param_grads(a, model.params, inputs, 0.4)
+    gb = system.param_grads(b, model.params, inputs, -0.4)
+    for g, p, q in zip(delta, ga, gb):
+        np.testing.assert_allclose(g, p - q, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["fused", "blocks"])
+def test_relax_compiles_once_per_configuration(rng, backend, monkeypatch):
+    """New values of the input, start, target and beta reuse the compiled relaxation."""
+    import eqdyn.dynamics._relax as relax_mod
+    from eqdyn.dynamics import relax
+
+    traces = []
+    original = relax_mod._relax_real
+    monkeypatch.setattr(relax_mod, "_relax_real",
+                        lambda *a, **k: traces.append(1) or original(*a, **k))
+    relax_mod._relax_jit = relax_mod.eqx.filter_jit(relax_mod.relax_core)
+    model = _model(rng)
+    cfg = RelaxConfig(backend=backend, tol=1e-6, on_failure="ignore")
+    for beta in (0.0, 0.3, -1.0, 0.7):
+        x, d = _data(rng)
+        s0 = tuple(jnp.asarray(rng.uniform(0, 1, (5, n))) for n in SIZES[1:])
+        relax(model, x, s0, beta=beta, d=d, config=cfg)
+    assert len(traces) == 1
+
+
+def test_training_compiles_once_across_runs(tmp_path):
+    """Two `train` calls with equal settings (a compare, a notebook, a resumed run) trace
+    the training step once: the optimiser and the relaxation settings compare equal."""
+    import eqdyn.learning._trainer as trainer_mod
+    from eqdyn.data import load_dataset
+    from eqdyn.learning import resolve_config, train
+
+    traces = []
+    original = trainer_mod.ep_gradient
+    mp = pytest.MonkeyPatch()
+    mp.setattr(trainer_mod, "ep_gradient",
+               lambda *a, **k: traces.append(1) or original(*a, **k))
+    try:
+        data = load_dataset("digits", val_size=200)
+        cfg = resolve_config(arch="64-64-10", epochs=1, batch_size=20, backend="blocks",
+                             chunk=1000, eval_batch=500, seed=3)
+        a = train(cfg, progress=None, dataset=data)
+        b = train(cfg, progress=None, dataset=data)
+    finally:
+        mp.undo()
+    assert len(traces) == 1
+    assert a["test_accuracy"] == b["test_accuracy"] > 0.2  # chance is 0.1
