@@ -87,8 +87,9 @@ def parse_devices(text: str | None):
     try:
         n = int(text)
     except ValueError:
-        raise ConfigError(f"`--devices`={text!r} must be 'all' or a positive integer.") from None
-    check_devices(n)
+        n = 0
+    if n < 1:
+        raise ConfigError(f"`--devices`={text!r} must be 'all' or a positive integer.")
     return n
 
 

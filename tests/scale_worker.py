@@ -4,6 +4,7 @@
     python tests/scale_worker.py devices OUT.json         (XLA_FLAGS forcing 4 host devices)
     python tests/scale_worker.py sweep-devices OUT.json   (the same; a sweep on 4 devices vs 1)
     python tests/scale_worker.py process I P PORT OUT.json (one of P processes on 127.0.0.1)
+    python tests/scale_worker.py single OUT.json          (one process, one device)
 
 Writes the largest differences between sharded and single-device training as JSON.
 """
@@ -81,6 +82,9 @@ def main(argv) -> None:
     data = tiny_dataset()
     result = dict(device_count=jax.device_count(), process_count=jax.process_count(),
                   local_device_count=jax.local_device_count())
+    if mode == "single":  # the reference of the two-process test, in float32 as they are
+        single = train(resolve_config(**SETTINGS), progress=None, dataset=data)
+        result["single_params"] = [np.asarray(p).tolist() for p in single["model"].params]
     if mode in ("devices", "process"):
         dist = train(resolve_config(devices="all", **SETTINGS), progress=None, dataset=data)
         result["sharded_params"] = [np.asarray(p).tolist() for p in dist["model"].params]

@@ -78,12 +78,9 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
     assert r0["process_count"] == 2 and r0["device_count"] == 2
     assert r0["local_device_count"] == 1
     assert r0["sharded_params"] == r1["sharded_params"]  # one replicated model
-    import scale_worker  # noqa: E402  (tests/ is on sys.path under pytest)
-
-    single = train(resolve_config(**scale_worker.SETTINGS), progress=None,
-                   dataset=scale_worker.tiny_dataset())
+    single = _run_worker(["single"], tmp_path)["single_params"]
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-               for a, b in zip(single["model"].params, r0["sharded_params"]))
+               for a, b in zip(single, r0["sharded_params"]))
     assert diff < 1e-6
 
 
@@ -185,3 +182,46 @@ def test_impossible_sweeps_are_refused(kwargs, message, tiny):
     kwargs = dict(seeds=1, arch="64-16-10") | kwargs
     with pytest.raises(ConfigError, match=message):
         sweep(kwargs.pop("seeds"), progress=None, dataset=tiny, **kwargs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--devices", "0"], "`--devices`='0'"),
+    (["train", "--devices", "many"], "'all' or a positive integer"),
+    (["train", "--coordinator", "127.0.0.1:12355"], "`num_processes`, `process_id` missing"),
+    (["sweep", "--beta", "0.1,x"], "`--beta`='0.1,x' must be comma-separated"),
+    (["sweep", "--algo", "chl", "--beta", "0.1,0.5"], "does not nudge"),
+    (["sweep", "--arch", "64-16-10,64-32-10"], "one sweep per value"),
+])
+def test_cli_scale_errors(argv, message, capsys, tmp_path, monkeypatch):
+    from eqdyn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_devices_beyond_the_machine(capsys, tmp_path, monkeypatch):
+    import jax
+
+    from eqdyn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    n = jax.device_count() + 1
+    assert main(["train", "--devices", str(n), "--epochs", "1", "--quiet"]) == 2
+    assert f"`devices`={n} but only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_sweep_writes_table_and_json(capsys, tmp_path):
+    from eqdyn.cli import main
+
+    out = tmp_path / "sweep.json"
+    assert main(["sweep", "--seeds", "2", "--beta", "0.5,1.0", "--arch", "64-16-10",
+                 "--epochs", "1", "--backend", "fused", "--eval-t1", "50", "--quiet",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "±" in text and "4 runs" in text
+    data = json.loads(out.read_text())
+    assert [s["beta"] for s in data["settings"]] == [0.5, 1.0]
+    assert all(s["n_runs"] == 2 for s in data["settings"]) and len(data["runs"]) == 4
+    assert data["command"].startswith("eqdyn ")

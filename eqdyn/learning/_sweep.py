@@ -245,6 +245,7 @@ def _train_group(cfgs: list, dataset, devices, say) -> tuple[list[dict], list]:
                 free_steps=float(np.mean(st["free_steps"][r])),
                 nudged_steps=float(np.mean(st["nudged_steps"][r])),
                 free_converged=float(np.mean(st["free_converged"][r])),
+                group_seconds=time.perf_counter() - t0,
             ))
         say(f"  epoch {epoch + 1:>3}/{cfg0.epochs}  {n_runs} runs  mean loss "
             f"{np.nanmean(st['loss']):.4f}  mean val {100 * np.nanmean(val['accuracy'][:n_runs]):.2f}%"
