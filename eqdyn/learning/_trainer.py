@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._distributed import DataParallel, check_devices, is_writer, resolve_devices, to_host
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
 from ..dynamics._continuous import OnSteady, episode
@@ -100,6 +101,10 @@ class TrainConfig:
     the EP update and accuracy collapses to 10 %; symmetric nudging survives on digits, not on
     MNIST), because a weight change during the nudged phase moves the fixed point it is chasing.
 
+    `devices` (`None`: the default device; `"all"` or `N`): data parallelism, the batch split
+    over a mesh of that many devices, parameters replicated (see `eqdyn._distributed`); the
+    same numbers as one device up to floating-point summation order.
+
     Model: the layered Hopfield network of `arch`, or with `energy` the energy defined in that
     Python file (see `eqdyn.models.load_energy_file`), built for the sizes `arch`;
     `activation=None` then means the file's own activation.
@@ -139,6 +144,7 @@ class TrainConfig:
     plasticity: str = "consolidate"
     temperature: float = 0.0
     preset: str | None = None
+    devices: int | str | None = None
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -149,7 +155,8 @@ class TrainConfig:
 DEFAULT_ARCH = {"digits": "64-256-10", "mnist": "784-500-10", "fashion-mnist": "784-500-10"}
 # fields that may differ between a run and its resumption
 # (`backend`: fused and diffrax Euler agree to rounding, ~1e-7 in float32, not bit for bit)
-_RESUMABLE = {"epochs", "data_dir", "eval_batch", "backend"}
+# (`devices`: data parallelism changes only the order of floating-point sums)
+_RESUMABLE = {"epochs", "data_dir", "eval_batch", "backend", "devices"}
 
 
 def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
@@ -217,6 +224,7 @@ def _validate(cfg: TrainConfig) -> None:
             resolve_formulation(main, spec.formulation)
     if cfg.algo not in ALGOS:
         raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
+    check_devices(cfg.devices)
     if not (math.isfinite(cfg.temperature) and cfg.temperature >= 0):
         raise ConfigError(f"`temperature`={cfg.temperature} must be a finite number >= 0.")
     if cfg.temperature > 0 and cfg.algo != "ep":
@@ -447,7 +455,7 @@ def _continuous_step(model, xb, db, s0, key, labels, variant, cont):
 
 @eqx.filter_jit
 def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent,
-                 algo="ep", cont=None):
+                 algo="ep", cont=None, shard=None):
     n_classes = model.n_outputs
 
     def step(carry, idx):
@@ -460,6 +468,8 @@ def _train_chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, p
             s0 = tuple(p[idx] for p in particles)
         else:
             s0 = model.init_state(xb.shape[0], xb.dtype)
+        if shard is not None:  # data parallel: the batch axis split over the device mesh
+            xb, db, lb, s0 = shard((xb, db, lb, s0))
         if algo == "continuous":
             model, free_states, stats = _continuous_step(model, xb, db, s0, sub, lb,
                                                          ep_cfg.variant, cont)
@@ -497,12 +507,13 @@ def _eval_batch(model, x, y, mask, relax_cfg, feedforward=False):
 
 
 def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000,
-             feedforward: bool = False) -> dict:
+             feedforward: bool = False, *, put=jnp.asarray) -> dict:
     """Accuracy, mean cost and relaxation statistics of `model` on `(x, y)` from zero states.
 
     Every batch has the same shape (the last is padded and masked), so one compilation serves
     all splits and sizes. `feedforward=True` predicts with the feedforward network of the
-    same weights instead (how `algo="backprop"` is trained and evaluated).
+    same weights instead (how `algo="backprop"` is trained and evaluated). `put` moves each
+    batch to the devices (data parallel: split over the mesh).
     """
     n = int(x.shape[0])
     if n == 0:
@@ -518,8 +529,7 @@ def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000,
         if m < batch:
             xb = np.concatenate([xb, np.zeros((batch - m, x.shape[1]), x.dtype)])
             yb = np.concatenate([yb, np.zeros(batch - m, np.int32)])
-        c, l, s, v = _eval_batch(model, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask),
-                                 relax_cfg, feedforward)
+        c, l, s, v = _eval_batch(model, put(xb), put(yb), put(mask), relax_cfg, feedforward)
         correct += float(c)
         cost += float(l)
         steps.append(int(s))
@@ -621,6 +631,7 @@ def train(
                 "(--resume) to continue it, or choose a new directory."
             )
         run_dir.mkdir(parents=True, exist_ok=True)
+    writes = run_dir is not None and is_writer()  # one process of several writes the files
 
     free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
     ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg,
@@ -641,6 +652,11 @@ def train(
         raise ConfigError(
             f"`batch_size`={cfg.batch_size} exceeds the {n_train} training examples."
         )
+    dp, eval_batch, put = None, cfg.eval_batch, jnp.asarray
+    if cfg.devices is not None:
+        dp = DataParallel(resolve_devices(cfg.devices, divides=cfg.batch_size))
+        eval_batch, put = dp.round_up(cfg.eval_batch), dp.split  # padding is masked
+        x_train, y_train = dp.replicate((x_train, y_train))
     # equal chunks (one compilation); when `chunk` does not divide the batch count, up to
     # n_chunks - 1 batches of each epoch's random permutation are left out
     n_chunks = -(-n_batches // cfg.chunk)
@@ -664,7 +680,7 @@ def train(
                     f"copy is {str(copy)!r}); resume with the original file or start a new "
                     "run directory."
                 )
-        elif copy is not None:
+        elif copy is not None and writes:
             write_bytes(copy, Path(cfg.energy).read_bytes())
     start_epoch, history = 0, []
     if resume and run_dir is not None:
@@ -677,11 +693,13 @@ def train(
             f"`epochs`={cfg.epochs} is below the {start_epoch} epochs this run has completed; "
             f"resume with epochs >= {start_epoch}."
         )
-    if run_dir is not None:
+    if writes:
         saved_cfg = cfg.to_json()
         if energy_sha is not None:
             saved_cfg["energy_sha256"] = energy_sha
         write_json(run_dir / "config.json", saved_cfg)
+    if dp is not None:
+        state = dp.replicate(state)
     model = model.with_params(state["params"])
     opt_state, particles, key = state["opt_state"], state["particles"], state["key"]
 
@@ -690,13 +708,15 @@ def train(
         perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n_train)
         perm = perm[: n_chunks * per_chunk * cfg.batch_size]
         perm = perm.reshape(n_chunks, per_chunk, cfg.batch_size)
+        if dp is not None:
+            perm = dp.replicate(perm)
         stats = []
         for c in range(n_chunks):
             model, opt_state, particles, key, st = _train_chunk(
                 model, opt_state, particles, key, x_train, y_train, perm[c], ep_cfg, opt,
-                cfg.persistent, cfg.algo, cont,
+                cfg.persistent, cfg.algo, cont, dp and dp.constraint,
             )
-            stats.append(jax.device_get(st))
+            stats.append(to_host(st))
         if not all(bool(jnp.all(jnp.isfinite(p))) for p in model.params):
             raise ConvergenceError(
                 f"parameters became non-finite in epoch {epoch + 1}; lower `lr` (now {cfg.lr}) "
@@ -705,8 +725,8 @@ def train(
         train_seconds = time.perf_counter() - t0
         st = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
         n_seen = st["correct"].size * cfg.batch_size
-        val = evaluate(model, dataset.x_val, dataset.y_val, eval_cfg, cfg.eval_batch,
-                       feedforward)
+        val = evaluate(model, dataset.x_val, dataset.y_val, eval_cfg, eval_batch, feedforward,
+                       put=put)
         h = dict(
             epoch=epoch + 1,
             loss=float(np.mean(st["loss"])),
@@ -722,14 +742,14 @@ def train(
             seconds=time.perf_counter() - t0,
         )
         history.append(h)
-        if run_dir is not None:
+        if writes:
             save_checkpoint(run_dir, dict(params=model.params, opt_state=opt_state,
                                            particles=particles, key=key), epoch + 1, history)
         say(_format_epoch(h, cfg.epochs))
 
     final = {
         split: evaluate(model, getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}"),
-                        eval_cfg, cfg.eval_batch, feedforward)
+                        eval_cfg, eval_batch, feedforward, put=put)
         for split in ("train", "val", "test")
     }
     metrics = dict(
@@ -750,7 +770,7 @@ def train(
         history=history,
         backend=jax.default_backend(),
     )
-    if run_dir is not None:
+    if writes:
         write_json(run_dir / "metrics.json", metrics)
     say(
         f"done: train {100 * metrics['train_accuracy']:.2f}%  val {100 * metrics['val_accuracy']:.2f}%"
