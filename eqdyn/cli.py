@@ -1,9 +1,10 @@
 """The `eqdyn` command line: parses arguments, calls the public API, writes results.
 
-    eqdyn train [--preset NAME] [--dataset digits|mnist|fashion-mnist] [...]
+    eqdyn train [--preset NAME] [--dataset digits|mnist|fashion-mnist] [--devices all|N] [...]
+    eqdyn sweep --seeds 8 --beta 0.1,0.5,1.0 [--lr 0.1,0.05 --lr 0.2,0.1] [train flags]
     eqdyn derive --arch 784-500-10 --activation hard_sigmoid [--latex] [--check]
     eqdyn compare --algos ep,ep-sym,chl,rbp,bptt
-    eqdyn analyze early-inference|bias|convergence [--arch ...] [--out DIR]
+    eqdyn analyze early-inference|bias|convergence|training|gdu [--arch ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ def _add_train(sub):
         "atomically) and metrics.json to the run directory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _run_flags(p)
+    _scale_flags(p, multihost=True)
+    g = p.add_argument_group("run")
+    g.add_argument("--run-dir", help="output folder (default runs/<time>-<dataset>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=_cmd_train)
+
+
+def _run_flags(p):
+    """The settings of one training run (`train`; `sweep` for all that it does not vary)."""
     from .learning import PRESETS
 
     g = p.add_argument_group("data")
@@ -84,44 +96,48 @@ def _add_train(sub):
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("relaxation")
     g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
-    g.add_argument("--backend", choices=["diffrax", "fused"],
-                   help="diffrax (default), or fused: the same Euler steps in one while loop "
-                   "with one field evaluation per step")
+    g.add_argument("--backend", choices=["diffrax", "fused", "blocks"],
+                   help="diffrax (default); fused: the same Euler steps in one while loop "
+                   "with one field evaluation per step; blocks: exact layer-by-layer updates "
+                   "(odd layers, then even ones) to the same fixed points, hard sigmoid only")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
     g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
     g.add_argument("--free-t1", type=float, help="horizon of the free phase")
     g.add_argument("--nudged-t1", type=float, help="horizon of the nudged phase")
     g.add_argument("--eval-t1", type=float, help="horizon when evaluating from zero states")
     g.add_argument("--max-steps", type=int)
-    g = p.add_argument_group("run")
-    g.add_argument("--run-dir", help="output folder (default runs/<time>-<dataset>)")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
-    g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    p.set_defaults(func=_cmd_train)
+
+
+#: `TrainConfig` fields set by the flags of `_run_flags`
+RUN_FLAGS = (
+    "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
+    "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
+    "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
+    "plasticity", "temperature", "n_points", "schedule", "lr_decay",
+    "nudged_t1", "eval_t1", "max_steps",
+)
 
 
 def _cmd_train(args) -> int:
     import json
 
+    from ._distributed import initialize, parse_devices
+
+    # before anything else touches JAX
+    multi = initialize(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
     from .learning import resolve_config, train
 
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
-            "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
-            "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
-            "plasticity", "temperature", "n_points", "schedule", "lr_decay",
-            "nudged_t1", "eval_t1", "max_steps",
-        )
-    }
+    overrides = {k: getattr(args, k) for k in RUN_FLAGS}
+    overrides["devices"] = parse_devices(args.devices)
     if args.resume:
         for flag, value in (("--run-dir", args.run_dir), ("--preset", args.preset)):
             if value is not None:
                 raise EqdynError(
                     f"`{flag}`={value!r} cannot be combined with `--resume`: a resumed run keeps "
-                    "its directory and settings (only --epochs, --data-dir and --backend may "
-                    "change)."
+                    "its directory and settings (only --epochs, --data-dir, --backend and "
+                    "--devices may change)."
                 )
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.json"
@@ -139,14 +155,18 @@ def _cmd_train(args) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
             time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.dataset}"
         )
-    say = None if args.quiet else (lambda s: print(s, flush=True))
+    lead = jax.process_index() == 0  # of several processes, one reports
+    say = None if args.quiet or not lead else (lambda s: print(s, flush=True))
     rule = (f"{cfg.algo.upper()}/{cfg.variant} beta={cfg.beta}" if cfg.algo in ("ep", "cep")
             else cfg.algo.upper())
     model_desc = f"{cfg.arch} {cfg.activation or 'its activation'}"
     if cfg.energy:
         model_desc = f"energy {cfg.energy} {model_desc}"
+    where = "" if cfg.devices is None else f" devices={cfg.devices}"
+    if multi:
+        where += f" (process {jax.process_index()} of {jax.process_count()})"
     print(f"eqdyn train: {cfg.dataset} {model_desc} {rule}"
-          f" lr={','.join(map(str, cfg.lr))} batch={cfg.batch_size} epochs={cfg.epochs}"
+          f" lr={','.join(map(str, cfg.lr))} batch={cfg.batch_size} epochs={cfg.epochs}{where}"
           f" -> {run_dir}", flush=True)
     try:
         metrics = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=say,
@@ -154,7 +174,84 @@ def _cmd_train(args) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: eqdyn train --resume {run_dir}", file=sys.stderr)
         return 130
-    print(f"test accuracy {metrics['test_accuracy']:.4f}; metrics in {run_dir / 'metrics.json'}")
+    if lead:
+        print(f"test accuracy {metrics['test_accuracy']:.4f}; metrics in "
+              f"{run_dir / 'metrics.json'}")
+    return 0
+
+
+def _scale_flags(p, multihost: bool):
+    g = p.add_argument_group("devices and hosts")
+    g.add_argument("--devices", metavar="all|N",
+                   help="data parallel: split each batch over a mesh of N devices (or all), "
+                   "parameters replicated; the batch size must be a multiple of N. Same "
+                   "numbers as one device up to floating-point summation order"
+                   if multihost else "spread the runs over a mesh of N devices (or all)")
+    if not multihost:
+        return
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-host: address of process 0 (jax.distributed.initialize); with "
+                   "--num-processes and --process-id, and --devices all")
+    g.add_argument("--num-processes", type=int, metavar="P", help="multi-host: processes in all")
+    g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this process, 0..P-1")
+
+
+def _add_sweep(sub):
+    p = sub.add_parser(
+        "sweep",
+        help="train many small runs at once (vmap over runs): seeds x beta x lr, mean and std",
+        description="Train every combination of --beta values and --lr settings with --seeds "
+        "seeds each, as the runs `eqdyn train` would make, but many at once: the runs are "
+        "stacked and the training step is vectorised over them (jax.vmap), on one device or "
+        "split over --devices. Only values that enter as arrays vary inside one vectorised "
+        "group: the seed, beta (ep and cep with one-sided, random-sign or symmetric nudging) and "
+        "lr (rules with an optimiser). Holomorphic EP's beta, continuous EP's beta and the lr of "
+        "cep / continuous are static: their settings run as separate groups, one after the "
+        "other. Settings that change shapes or structure (--arch, --algo, --variant, "
+        "--optimizer, --batch-size, ...) take one value: run one sweep per value. Prints a table "
+        "(mean ± sample std over seeds per setting) and writes it with every run to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        conflict_handler="resolve",
+    )
+    _run_flags(p)
+    g = p.add_argument_group("sweep")
+    g.add_argument("--seeds", type=int, default=4,
+                   help="seeds per setting: --seed, --seed + 1, ... (default seed 0)")
+    g.add_argument("--beta", help="comma-separated nudging strengths, e.g. 0.1,0.5,1.0")
+    g.add_argument("--lr", action="append",
+                   help="a learning-rate setting (one rate, or per-layer rates input side first, "
+                   "e.g. 0.1,0.05); repeat the flag to sweep several")
+    _scale_flags(p, multihost=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="JSON file (default runs/sweep-<time>.json)")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from ._distributed import parse_devices
+    from .learning._checkpoint import write_json
+    from .learning._sweep import format_sweep_table, sweep
+
+    overrides = {k: getattr(args, k) for k in RUN_FLAGS if k not in ("beta", "lr")}
+    betas = None
+    if args.beta is not None:
+        try:
+            betas = [float(b) for b in args.beta.split(",") if b.strip()]
+        except ValueError:
+            raise EqdynError(f"`--beta`={args.beta!r} must be comma-separated numbers, e.g. "
+                             "0.1,0.5,1.0.") from None
+    say = None if args.quiet else (lambda s: print(s, flush=True))
+    result = sweep(args.seeds, betas=betas, lrs=args.lr, preset=args.preset,
+                   devices=parse_devices(args.devices), progress=say, download=args.download,
+                   **overrides)
+    result.pop("models")
+    result["command"] = "eqdyn " + " ".join(sys.argv[1:])
+    out = Path(args.out) if args.out else Path("runs") / (
+        "sweep-" + time.strftime("%Y%m%d-%H%M%S") + ".json")
+    write_json(out, result)
+    print(format_sweep_table(result))
+    print(f"{len(result['runs'])} runs in {result['wall_seconds']:.1f}s; wrote {out}")
     return 0
 
 
@@ -253,7 +350,7 @@ def _add_compare(sub):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=["diffrax", "fused"])
+    p.add_argument("--backend", choices=["diffrax", "fused", "blocks"])
     p.add_argument("--n-points", type=int, help="ep-holo: points on the circle (default 4)")
     p.add_argument("--nudged-t1", type=float,
                    help="horizon of the second phase (cep: its Euler steps are nudged_t1/dt0)")
@@ -293,13 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eqdyn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
+    _add_sweep(sub)
     _add_derive(sub)
     _add_compare(sub)
     _add_analyze(sub)
     return parser
 
 
-STUDIES = ("early-inference", "bias", "convergence", "training")
+STUDIES = ("early-inference", "bias", "convergence", "training", "gdu")
 
 
 def _add_analyze(sub):
@@ -313,14 +411,17 @@ def _add_analyze(sub):
         "convergence (solver steps, settling time vs the slowest Jacobian decay rate, and "
         "energy descent, over architectures), training (EP and recurrent backprop from the "
         "same initialisation on the bundled digits: learning curves and the cosine between "
-        "EP's update and the exact gradient along training). Writes STUDY.json and STUDY.png "
+        "EP's update and the exact gradient along training), gdu (EP's neural and weight "
+        "updates at each nudged step against BPTT's gradients at the matching step, over beta, "
+        "the step dt, a short and a long free phase, and depth). Writes STUDY.json and STUDY.png "
         "to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("study", choices=STUDIES)
     p.add_argument("--arch", help="layer sizes (default: early-inference 20-16-14-12-5, bias "
-                   "5-6-3); for convergence a comma-separated list (default "
-                   "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10)")
+                   "5-6-3); for convergence and gdu a comma-separated list (default "
+                   "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10; gdu "
+                   "10-12-4,10-12-12-4,10-12-12-12-4)")
     p.add_argument("--activation",
                    help="sigmoid (default; steep_sigmoid for training), tanh, steep_sigmoid or "
                    "hard_sigmoid (bias: holomorphic EP is left out for activations with kinks)")
@@ -329,6 +430,13 @@ def _add_analyze(sub):
     p.add_argument("--n-points", type=int, default=4, help="bias: holomorphic EP's N")
     p.add_argument("--steps", type=int, default=200, help="training: SGD steps")
     p.add_argument("--lr", type=float, default=0.5, help="training: learning rate")
+    p.add_argument("--dts", default="1,0.1",
+                   help="gdu: comma-separated steps (1 = discrete time, smaller = Euler)")
+    p.add_argument("--free-times", default="4,100",
+                   help="gdu: comma-separated free-phase durations in units of tau (short: "
+                   "unconverged; long: converged)")
+    p.add_argument("--horizon", type=float, default=10.0,
+                   help="gdu: nudged-phase duration in units of tau")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)
@@ -373,6 +481,27 @@ def _cmd_analyze(args) -> int:
         print(f"  final loss EP {record.loss_ep[-10:].mean():.4f}, RBP "
               f"{record.loss_rbp[-10:].mean():.4f}; cosine EP vs gradient: min "
               f"{record.cosine.min():.6f}, mean {record.cosine.mean():.6f}")
+    elif args.study == "gdu":
+        archs = (args.arch or "10-12-4,10-12-12-4,10-12-12-12-4").split(",")
+        for a in archs:
+            parse_arch(a)
+        try:
+            dts = tuple(float(v) for v in args.dts.split(","))
+            free_times = tuple(float(v) for v in args.free_times.split(","))
+        except ValueError:
+            raise EqdynError(f"`--dts`={args.dts!r} and `--free-times`={args.free_times!r} "
+                             "must be comma-separated numbers, e.g. 1,0.1 and 4,100.") from None
+        print(f"eqdyn analyze gdu: {', '.join(archs)} ({act.name}), dt {dts}, free phase "
+              f"{free_times} tau, nudged {args.horizon:g} tau", flush=True)
+        record = analysis.gdu_study(archs, activation=act.name, dts=dts, free_times=free_times,
+                                    horizon=args.horizon, batch=args.batch, seed=args.seed)
+        fig = plots.plot_gdu_study(record)
+        for r in record.rows:
+            i = int(np.nanargmin(np.asarray(r["error_neurons"]) + r["error_params"]))
+            print(f"  {r['arch']:<16} dt {r['dt']:<4g} T {r['n_free']:<5} residual "
+                  f"{r['free_residual']:.1e}: best beta {record.betas[i]:.0e}, relative error "
+                  f"neurons {r['error_neurons'][i]:.1e} weights {r['error_params'][i]:.1e}, "
+                  f"sign agreement {r['sign_neurons'][i]:.4f} / {r['sign_params'][i]:.4f}")
     elif args.study == "convergence":
         archs = (args.arch or "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10").split(",")
         for a in archs:
