@@ -100,6 +100,9 @@ def _run_flags(p):
                    help="diffrax (default); fused: the same Euler steps in one while loop "
                    "with one field evaluation per step; blocks: exact layer-by-layer updates "
                    "(odd layers, then even ones) to the same fixed points, hard sigmoid only")
+    g.add_argument("--nudged-backend", choices=["diffrax", "fused", "blocks"],
+                   help="the nudged phase's own backend (default: --backend), e.g. the paper's "
+                   "truncated Euler second phase after a free phase relaxed by blocks")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
     g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
     g.add_argument("--free-t1", type=float, help="horizon of the free phase")
@@ -112,8 +115,8 @@ def _run_flags(p):
 RUN_FLAGS = (
     "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
-    "epochs", "persistent", "seed", "solver", "backend", "dt0", "tol", "free_t1",
-    "plasticity", "temperature", "n_points", "schedule", "lr_decay",
+    "epochs", "persistent", "seed", "solver", "backend", "nudged_backend", "dt0", "tol",
+    "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",
     "nudged_t1", "eval_t1", "max_steps",
 )
 

@@ -273,38 +273,46 @@ def block_structure(field, args, s0):
     dtype = _probe_dtype()
     rng = np.random.default_rng(0)
     n = len(s0)
-    with jax.ensure_compile_time_eval():
-        P = tuple(jnp.asarray(rng.normal(size=p.shape) * 0.3, dtype) for p in params)
-        X = tuple(jnp.asarray(rng.uniform(0.2, 0.8, size=sh), dtype) for sh in in_shapes)
-        U = tuple(jnp.asarray(rng.uniform(0.2, 0.8, size=(1, *a.shape[1:])), dtype) for a in s0)
+    P = tuple(np.asarray(rng.normal(size=p.shape) * 0.3, dtype) for p in params)
+    X = tuple(np.asarray(rng.uniform(0.2, 0.8, size=sh), dtype) for sh in in_shapes)
+    U = tuple(np.asarray(rng.uniform(0.2, 0.8, size=(1, *a.shape[1:])), dtype) for a in s0)
+    V = tuple(np.asarray(rng.normal(size=u.shape), dtype) for u in U)
+    betas = (0.0, 1.0, 2.0)
+    probed = [k for k in range(n) if not clamped[k]]
 
+    def jvps(U, V, P, X):  # every free state's tangent, at three values of beta: one program
         def f(u, beta):
             b = jnp.asarray(beta, dtype)
             return field(None, u, (P, X, b, system.constants(u, P, X, b)))
 
-        coupled = [[False] * n for _ in range(n)]
-        alphas = {}
-        for beta in (0.0, 1.0, 2.0):
-            for k in range(n):
-                if clamped[k]:
-                    continue
-                v = tuple(jnp.asarray(rng.normal(size=u.shape), dtype) if j == k
-                          else jnp.zeros_like(u) for j, u in enumerate(U))
-                jv = jax.jvp(lambda u: f(u, beta), (U,), (v,))[1]
-                scale = max(float(jnp.max(jnp.abs(a))) for a in jv) + 1.0
-                for j in range(n):
-                    if j != k and not clamped[j] and float(jnp.max(jnp.abs(jv[j]))) > 1e-6 * scale:
-                        coupled[j][k] = coupled[k][j] = True
-                a = -float(jnp.vdot(jv[k], v[k]) / jnp.vdot(v[k], v[k]))
-                err = float(jnp.max(jnp.abs(jv[k] + a * v[k])))
-                if err > 1e-4 * scale:
-                    raise ConfigError(
-                        f"`backend`='blocks': the field of state {system.state_names[k]!r} is "
-                        "not `-alpha u + (terms of other states)` (a lateral or nonlinear "
-                        "self-coupling), so its block minimiser is not closed form. Use "
-                        "backend='fused' or 'diffrax'."
-                    )
-                alphas[beta, k] = a
+        out = []
+        for beta in betas:
+            for k in probed:
+                v = tuple(V[j] if j == k else jnp.zeros_like(u) for j, u in enumerate(U))
+                out.append(jax.jvp(lambda u: f(u, beta), (U,), (v,))[1])
+        return out
+
+    with jax.ensure_compile_time_eval():
+        results = jax.device_get(jax.jit(jvps)(U, V, P, X))
+    coupled = [[False] * n for _ in range(n)]
+    alphas = {}
+    it = iter(results)
+    for beta in betas:
+        for k in probed:
+            jv = next(it)
+            scale = max(float(np.max(np.abs(a))) for a in jv) + 1.0
+            for j in range(n):
+                if j != k and not clamped[j] and float(np.max(np.abs(jv[j]))) > 1e-6 * scale:
+                    coupled[j][k] = coupled[k][j] = True
+            a = -float(np.vdot(jv[k], V[k]) / np.vdot(V[k], V[k]))
+            if float(np.max(np.abs(jv[k] + a * V[k]))) > 1e-4 * scale:
+                raise ConfigError(
+                    f"`backend`='blocks': the field of state {system.state_names[k]!r} is "
+                    "not `-alpha u + (terms of other states)` (a lateral or nonlinear "
+                    "self-coupling), so its block minimiser is not closed form. Use "
+                    "backend='fused' or 'diffrax'."
+                )
+            alphas[beta, k] = a
     free = [k for k in range(n) if not clamped[k]]
     alpha0 = tuple(alphas.get((0.0, k), 0.0) for k in range(n))
     alpha1 = tuple(alphas.get((1.0, k), 0.0) - alpha0[k] for k in range(n))

@@ -78,6 +78,10 @@ _SB17_COMMON = dict(
     activation="hard_sigmoid", variant="random-sign", beta=1.0, batch_size=20,
     persistent=True, solver="euler", dt0=0.5, optimizer="sgd",
 )
+# sb17-1h relaxes by exact block sweeps: the same fixed points as the paper's Euler iterations
+# (tested), 3-9 free and 1-4 nudged sweeps against 44 and 26 Euler steps; same errors
+# (2.05 % test, 0.18 % train with either). `--backend diffrax` gives the Euler steps.
+PRESETS["sb17-1h"]["backend"] = "blocks"
 for _p in PRESETS.values():
     for _k, _v in _SB17_COMMON.items():
         _p.setdefault(_k, _v)
@@ -91,8 +95,10 @@ PRESETS["fmnist-1h"] = dict(PRESETS["sb17-1h"], dataset="fashion-mnist")
 class TrainConfig:
     """Everything that defines a training run (saved as `config.json` in the run directory).
 
-    Relaxation: `solver`, `dt0`, `tol` (steady-state residual), `free_t1` / `nudged_t1`
-    (horizons of the two phases), `eval_t1` (horizon when evaluating from zero states).
+    Relaxation: `solver`, `backend` (see `RelaxConfig`; `nudged_backend` gives the nudged
+    phase its own, default the same), `dt0`, `tol` (steady-state residual), `free_t1` /
+    `nudged_t1` (horizons of the two phases), `eval_t1` (horizon when evaluating from zero
+    states).
 
     `plasticity` (`algo="continuous"` only): `"consolidate"` integrates each synapse's change
     during the episode (a synaptic tag, the rule's integral) and adds it to the weight when the
@@ -131,6 +137,7 @@ class TrainConfig:
     persistent: bool = True
     solver: str = "euler"
     backend: str = "diffrax"
+    nudged_backend: str | None = None
     dt0: float = 0.5
     tol: float = 1e-3
     free_t1: float = 50.0
@@ -308,9 +315,10 @@ def _validate(cfg: TrainConfig) -> None:
 def _relax_configs(cfg: TrainConfig):
     common = dict(solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
                   on_failure="ignore", backend=cfg.backend)
+    nudged = dict(common, backend=cfg.nudged_backend or cfg.backend)
     return (
         RelaxConfig(t1=cfg.free_t1, **common),
-        RelaxConfig(t1=cfg.nudged_t1, **common),
+        RelaxConfig(t1=cfg.nudged_t1, **nudged),
         RelaxConfig(t1=cfg.eval_t1, **common),
     )
 
