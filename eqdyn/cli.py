@@ -440,6 +440,11 @@ def _add_analyze(sub):
                    "unconverged; long: converged)")
     p.add_argument("--horizon", type=float, default=10.0,
                    help="gdu: nudged-phase duration in units of tau")
+    p.add_argument("--run", action="append", default=[], metavar="DIR",
+                   help="convergence: also study the trained network of this run directory "
+                   "(eqdyn train --run-dir), on its first --batch test images; repeatable")
+    p.add_argument("--solvers", default="euler,tsit5",
+                   help="convergence: comma-separated solvers, or blocks (hard sigmoid)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)
@@ -506,15 +511,25 @@ def _cmd_analyze(args) -> int:
                   f"neurons {r['error_neurons'][i]:.1e} weights {r['error_params'][i]:.1e}, "
                   f"sign agreement {r['sign_neurons'][i]:.4f} / {r['sign_params'][i]:.4f}")
     elif args.study == "convergence":
-        archs = (args.arch or "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10").split(",")
+        default = "" if args.run else "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10"
+        archs = [a for a in (args.arch or default).split(",") if a]
         for a in archs:
             parse_arch(a)
-        print(f"eqdyn analyze convergence: {', '.join(archs)} ({act.name})", flush=True)
+        solvers = tuple(v.strip() for v in args.solvers.split(",") if v.strip())
+        from .dynamics import SOLVERS
+        unknown = [v for v in solvers if v != "blocks" and v not in SOLVERS]
+        if unknown:
+            raise EqdynError(f"`--solvers` {unknown} not known; use {sorted(SOLVERS)} or blocks.")
+        print(f"eqdyn analyze convergence: {', '.join(archs + args.run)} ({act.name})",
+              flush=True)
         record = analysis.convergence_study(archs, activation=act.name, batch=args.batch,
-                                            seed=args.seed)
+                                            seed=args.seed, solvers=solvers,
+                                            run_dirs=tuple(args.run))
         fig = plots.plot_convergence(record)
         for r in record.rows:
             pred = "-" if r["predicted_t"] is None else f"{r['predicted_t']:.1f}"
+            if r["trained"]:
+                print(f"  trained {r['trained']['run_dir']} ({r['trained']['epochs']} epochs):")
             print(f"  {r['arch']:<18} steps {r['steps']}  t* {r['t_settle']:.1f}  slowest rate "
                   f"{r['slowest_rate']:.3f} -> predicted {pred}  energy "
                   f"max increase {r['energy_increase']:.1e}")

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eqdyn import ConfigError, LayeredHopfield
+from eqdyn import CheckpointError, ConfigError, LayeredHopfield
 from eqdyn.analysis import (
     backprop_errors,
     bias_vs_beta,
@@ -275,3 +275,25 @@ def test_cli_analyze_gdu_writes_json_and_png(tmp_path):
     assert [r["free_time"] for r in data["rows"]] == [3.0, 40.0]
     assert data["rows"][1]["free_residual"] < 1e-12
     assert (tmp_path / "gdu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convergence_study_of_a_trained_run(tmp_path):
+    """`run_dirs`: the trained network of a run directory, on its first test images."""
+    from eqdyn.learning import load_trained, resolve_config, train
+
+    run = tmp_path / "run"
+    cfg = resolve_config(arch="64-32-10", epochs=1, batch_size=20, backend="blocks",
+                         chunk=1000, eval_batch=500)
+    metrics = train(cfg, run_dir=run, progress=None)
+    model, saved, epoch = load_trained(run, dtype=jnp.float64)
+    assert epoch == 1 and saved == cfg and model.params[0].dtype == jnp.float64
+    np.testing.assert_allclose(model.params[0], metrics["model"].params[0], rtol=0, atol=0)
+    study = convergence_study([], activation="hard_sigmoid", batch=4,
+                              solvers=("euler", "blocks"), tol=1e-6, run_dirs=[run])
+    (row,) = study.rows
+    assert row["trained"]["epochs"] == 1 and row["arch"] == "64-32-10"
+    # the block sweeps reach the same tolerance in fewer steps than Euler at dt 0.5
+    assert 0 < row["steps"]["blocks"] < row["steps"]["euler"]
+    assert row["energy_increase"] <= 1e-9
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_trained(tmp_path)

@@ -111,7 +111,7 @@ def plot_convergence(c):
     slowest decay rate, and the energy along the Euler trajectory."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    labels = [r["arch"] for r in c.rows]
+    labels = [r["arch"] + (" (trained)" if r.get("trained") else "") for r in c.rows]
     xs = np.arange(len(labels))
     width = 0.8 / max(1, len(c.solvers))
     for i, s in enumerate(c.solvers):
@@ -132,10 +132,10 @@ def plot_convergence(c):
     axes[1].set_ylabel("measured settling time (time units)")
     axes[1].set_title("settling time vs slowest mode")
     axes[1].legend(fontsize=8)
-    for r in c.rows:
+    for r, lab in zip(c.rows, labels):
         e = np.asarray(r["energies"])
         # F(end) is the reference, so the last point (zero) is left off the log axis
-        axes[2].plot(r["energy_times"][:-1], e[:-1] - e[-1], label=r["arch"])
+        axes[2].plot(r["energy_times"][:-1], e[:-1] - e[-1], label=lab)
     axes[2].set_yscale("log")
     axes[2].set_xlabel("time (units of τ)")
     axes[2].set_ylabel("F(t) - F(end)")

@@ -12,6 +12,7 @@ from ._trainer import PRESETS as PRESETS
 from ._trainer import SCHEDULES as SCHEDULES
 from ._trainer import TrainConfig as TrainConfig
 from ._trainer import evaluate as evaluate
+from ._trainer import load_trained as load_trained
 from ._trainer import make_optimizer as make_optimizer
 from ._trainer import resolve_config as resolve_config
 from ._trainer import train as train

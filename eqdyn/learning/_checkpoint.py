@@ -14,7 +14,8 @@ import numpy as np
 
 from .._errors import CheckpointError
 
-__all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint"]
+__all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint",
+           "load_checkpoint_leaves"]
 
 
 def _atomic_write_bytes(path: Path, write: Callable) -> None:
@@ -58,8 +59,9 @@ def save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> No
     write_json(run_dir / "checkpoint.json", meta)
 
 
-def load_checkpoint(run_dir: Path, template: dict):
-    npz_path = run_dir / "checkpoint.npz"
+def load_checkpoint_leaves(run_dir: Path):
+    """`(leaves, meta)` of the checkpoint in `run_dir` (numpy arrays), or None if there is none."""
+    npz_path = Path(run_dir) / "checkpoint.npz"
     if not npz_path.exists():
         return None
     try:
@@ -71,6 +73,14 @@ def load_checkpoint(run_dir: Path, template: dict):
             f"`resume` dir {str(run_dir)!r} has an unreadable checkpoint ({exc}); delete "
             "checkpoint.* there to start over."
         ) from exc
+    return leaves, meta
+
+
+def load_checkpoint(run_dir: Path, template: dict):
+    loaded = load_checkpoint_leaves(run_dir)
+    if loaded is None:
+        return None
+    leaves, meta = loaded
     t_leaves, treedef = jax.tree_util.tree_flatten(template)
     if len(leaves) != len(t_leaves) or any(
         a.shape != b.shape for a, b in zip(leaves, t_leaves)

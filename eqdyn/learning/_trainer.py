@@ -45,6 +45,7 @@ from ._references import (
 
 __all__ = [
     "TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config", "build_model",
+    "load_trained",
 ]
 
 #: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
@@ -214,6 +215,52 @@ def build_model(cfg: TrainConfig, key, dtype=jnp.float32):
         spec.activation if spec.activation is not None else "hard_sigmoid")
     formulation = cfg.formulation if cfg.formulation is not None else spec.formulation
     return EnergyModel(spec.energy, activation, formulation, key=key, init=spec.init, dtype=dtype)
+
+
+def load_trained(run_dir: str | os.PathLike, dtype=None):
+    """The network a training run left in `run_dir` (`config.json` and its last checkpoint).
+
+    Returns `(model, cfg, epoch)`: the model with the trained parameters (cast to `dtype` if
+    given, e.g. `jnp.float64` for analysis), the run's `TrainConfig` and the epochs it has
+    completed. Raises `CheckpointError` naming the problem when the directory is not a run
+    directory or holds no readable checkpoint.
+    """
+    from ._checkpoint import load_checkpoint_leaves
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(
+            f"`run_dir` {str(run_dir)!r} has no config.json; give the directory that "
+            "`eqdyn train --run-dir` wrote."
+        )
+    saved = json.loads(cfg_path.read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
+    cfg = TrainConfig(**saved)
+    _validate(cfg)
+    model = build_model(cfg, jax.random.PRNGKey(0))
+    loaded = load_checkpoint_leaves(run_dir)
+    if loaded is None:
+        raise CheckpointError(
+            f"`run_dir` {str(run_dir)!r} has no checkpoint.npz yet (no epoch has finished)."
+        )
+    leaves, meta = loaded
+    opt = make_optimizer(cfg, model.lr_groups, 1)
+    # the checkpoint's leaves are those of dict(key, opt_state, params, particles), in order
+    offset = len(jax.tree_util.tree_leaves(jax.random.PRNGKey(0))) + len(
+        jax.tree_util.tree_leaves(opt.init(model.params)))
+    params = leaves[offset: offset + len(model.params)]
+    if len(params) != len(model.params) or any(
+            a.shape != b.shape for a, b in zip(params, model.params)):
+        raise CheckpointError(
+            f"the checkpoint in {str(run_dir)!r} does not hold the parameters of "
+            f"{cfg.arch!r}; was it written by another version of eqdyn?"
+        )
+    params = tuple(jnp.asarray(a, dtype or b.dtype) for a, b in zip(params, model.params))
+    if dtype is not None:
+        model = build_model(cfg, jax.random.PRNGKey(0), dtype=dtype)
+    return model.with_params(params), cfg, int(meta["epoch"])
 
 
 def _validate(cfg: TrainConfig) -> None:
