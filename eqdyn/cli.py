@@ -122,8 +122,6 @@ RUN_FLAGS = (
 
 
 def _cmd_train(args) -> int:
-    import json
-
     from ._distributed import initialize, parse_devices
 
     # before anything else touches JAX
@@ -142,14 +140,10 @@ def _cmd_train(args) -> int:
                     "its directory and settings (only --epochs, --data-dir, --backend and "
                     "--devices may change)."
                 )
+        from .learning._trainer import read_run_config
+
         run_dir = Path(args.resume)
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.exists():
-            raise EqdynError(
-                f"`--resume` {str(run_dir)!r} has no config.json; point it at a run directory "
-                "written by `eqdyn train`."
-            )
-        saved = json.loads(cfg_path.read_text())
+        saved = read_run_config(run_dir, "`--resume`")
         preset = saved.pop("preset", None)
         saved.update({k: v for k, v in overrides.items() if v is not None})
         cfg = resolve_config(preset, **saved)

@@ -217,6 +217,17 @@ def build_model(cfg: TrainConfig, key, dtype=jnp.float32):
     return EnergyModel(spec.energy, activation, formulation, key=key, init=spec.init, dtype=dtype)
 
 
+def read_run_config(run_dir: str | os.PathLike, flag: str = "`run_dir`") -> dict:
+    """The settings saved in a run directory's `config.json` (a dict, as written)."""
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(
+            f"{flag} {str(run_dir)!r} has no config.json; point it at a run directory written "
+            "by `eqdyn train --run-dir`."
+        )
+    return json.loads(cfg_path.read_text())
+
+
 def load_trained(run_dir: str | os.PathLike, dtype=None):
     """The network a training run left in `run_dir` (`config.json` and its last checkpoint).
 
@@ -228,13 +239,7 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
     from ._checkpoint import load_checkpoint_leaves
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(
-            f"`run_dir` {str(run_dir)!r} has no config.json; give the directory that "
-            "`eqdyn train --run-dir` wrote."
-        )
-    saved = json.loads(cfg_path.read_text())
+    saved = read_run_config(run_dir)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
     cfg = TrainConfig(**saved)
