@@ -31,7 +31,11 @@ def _rule(cfg: dict) -> str:
     if algo in ("ep", "cep", "continuous"):
         name = {"ep": "EP", "cep": "C-EP", "continuous": "continuous EP"}[algo]
         extra = f", N={cfg.get('n_points', 4)}" if cfg["variant"] == "holomorphic" else ""
-        return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}"
+        relax = ""
+        if algo == "ep":  # how the phases were relaxed (same fixed points, tested)
+            relax = ("; block sweeps" if cfg.get("backend") == "blocks"
+                     else f"; {cfg.get('solver', 'euler')} dt {cfg.get('dt0', 0.5):g}")
+        return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}{relax}"
     return {"backprop": "feedforward backprop", "bptt": "BPTT", "rbp": "recurrent backprop",
             "chl": "CHL"}.get(algo, algo)
 
