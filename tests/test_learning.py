@@ -355,3 +355,55 @@ def test_arch_must_fit_the_dataset(tmp_path):
         train(resolve_config(arch="784-32-10", epochs=1), progress=None)
     with pytest.raises(ConfigError, match="does not fit"):
         train(resolve_config(arch="64-32-9", epochs=1), progress=None)
+
+
+# ------------------------------------------------------------------ the sb17 presets' nudging
+
+
+def test_paper_code_nudging_is_beta_two_and_weak_nudging_has_a_dead_window():
+    """Scellier & Bengio's code nudges with beta_p ||y - d||^2 (no 1/2) on states clipped to
+    [0, 1] after every Euler step; eqdyn's cost is 1/2 ||y - d||^2, so the paper's beta_p = 1
+    is eqdyn's beta = 2 (same nudged fixed point), which the deeper sb17 presets use. And why
+    it matters: an output whose free drive g is below -beta stays at 0 in the nudged state
+    ((g + beta d) / (1 + beta) at rest), so EP sees no error there; at g = -1.5 the target is
+    invisible at beta = 1 and felt at beta = 2."""
+    from eqdyn.dynamics import relax_core
+
+    sizes = (6, 5, 4, 3)
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(0, 0.6, (a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.normal(0, 0.3, (1, b)).astype(np.float32) for b in sizes[1:]]
+    x = rng.uniform(0, 1, (4, sizes[0])).astype(np.float32)
+    d = np.eye(sizes[-1], dtype=np.float32)[[0, 1, 2, 0]]
+    model = LayeredHopfield(sizes, key=jax.random.PRNGKey(0), weights=weights, biases=biases)
+    cfg = RelaxConfig(solver="euler", dt0=0.5, tol=1e-6, t1=2000.0, max_steps=4096,
+                      on_failure="raise")
+    for beta_p in (1.0, -0.25):
+        # the paper's iteration: s <- clip(s - eps dF/ds), F = E + beta_p ||y - d||^2
+        s = [np.zeros((4, n), np.float32) for n in sizes[1:]]
+        for _ in range(3000):
+            r = [x] + s
+            drive = [r[k] @ weights[k] + biases[k] + (r[k + 2] @ weights[k + 1].T
+                                                       if k + 2 < len(r) else 0.0)
+                     for k in range(len(s))]
+            drive[-1] = drive[-1] + 2 * beta_p * (d - s[-1])
+            s = [np.clip(a + 0.5 * (g - a), 0.0, 1.0) for a, g in zip(s, drive)]
+        res = relax_core(model, jnp.asarray(x), model.init_state(4), 2 * beta_p, jnp.asarray(d),
+                         cfg)
+        for a, u in zip(s, model.system.observe(res.states)):
+            np.testing.assert_allclose(np.asarray(u), a, atol=1e-4)
+    for name, beta in (("sb17-1h", 1.0), ("sb17-2h", 2.0), ("sb17-3h", 2.0)):
+        assert resolve_config(name).beta == beta
+
+    # the dead window: one output driven only by its bias, g = -1.5
+    dead = LayeredHopfield((2, 2, 1), key=jax.random.PRNGKey(0),
+                           weights=[np.zeros((2, 2), np.float32), np.zeros((2, 1), np.float32)],
+                           biases=[np.zeros((1, 2), np.float32), np.full((1, 1), -1.5, np.float32)])
+    xd, dd = jnp.ones((1, 2), jnp.float32), jnp.ones((1, 1), jnp.float32)
+    grads = {}
+    for beta in (1.0, 2.0):
+        g, _ = ep_gradient(dead, xd, dd, dead.init_state(1),
+                           EPConfig(beta=beta, variant="one-sided", free=cfg, nudged=cfg))
+        grads[beta] = float(g[-1][0, 0])  # the output bias
+    assert grads[1.0] == 0.0
+    np.testing.assert_allclose(grads[2.0], -(0.5 / 3) / 2.0, rtol=1e-4)  # -(y^beta - y^0)/beta
