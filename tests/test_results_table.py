@@ -32,7 +32,9 @@ def test_table_rows_come_from_the_json():
     )
     row = mod.table([result]).splitlines()[-1]
     assert row == ("| `sb17-1h --set lr=0.1` | mnist, 784-500-10 steep_sigmoid | EP holomorphic, "
-                   "N=6, beta 0.5 | 3 | 1.00 % | 2.50 % | train 0.00 %, test 2-3 % | "
+                   "N=6, beta 0.5; euler dt 0.5 | 3 | 1.00 % | 2.50 % | train 0.00 %, test 2-3 % | "
                    "no (train_error) | 2 min |")
+    blocks = dict(result, config=dict(result["config"], variant="random-sign", backend="blocks"))
+    assert "EP random-sign, beta 0.5; block sweeps |" in mod.table([blocks])
     text = f"a\n{mod.START}\nold\n{mod.END}\nb\n"
     assert mod.render_readme(text, "T") == f"a\n{mod.START}\nT\n{mod.END}\nb\n"

@@ -238,9 +238,6 @@ def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
 
 
-_BLOCK_CACHE: dict = {}
-
-
 def _probe_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
@@ -260,10 +257,11 @@ def block_structure(field, args, s0):
     params, inputs, _, _ = args
     clamped = getattr(field, "clamped", None) or (False,) * len(s0)
     in_shapes = tuple((1, *np.shape(i)[1:]) if np.ndim(i) == 2 else np.shape(i) for i in inputs)
-    key = (id(system), tuple(clamped), tuple(a.shape[1:] for a in s0),
-           tuple(p.shape for p in params), in_shapes)
-    if key in _BLOCK_CACHE:
-        return _BLOCK_CACHE[key]
+    key = (tuple(clamped), tuple(a.shape[1:] for a in s0), tuple(p.shape for p in params),
+           in_shapes)
+    cache = system.__dict__.setdefault("_block_cache", {})  # lives and dies with the system
+    if key in cache:
+        return cache[key]
     if system.formulation != "leaky":
         raise ConfigError(
             "`backend`='blocks' needs the leaky formulation (a projection activation such as "
@@ -345,7 +343,7 @@ def block_structure(field, args, s0):
                         )
     classes = tuple(tuple(k for k in free if colour[k] == c) for c in (0, 1))
     out = (classes, alpha0, alpha1)
-    _BLOCK_CACHE[key] = out
+    cache[key] = out
     return out
 
 
