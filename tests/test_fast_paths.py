@@ -179,3 +179,12 @@ def test_training_compiles_once_across_runs(tmp_path):
         mp.undo()
     assert len(traces) == 1
     assert a["test_accuracy"] == b["test_accuracy"] > 0.2  # chance is 0.1
+
+
+def test_blocks_with_a_smooth_activation_is_refused_before_training():
+    from eqdyn.learning import resolve_config
+
+    for flag in ("backend", "nudged_backend"):
+        with pytest.raises(ConfigError, match=f"`{flag}`='blocks' needs the leaky formulation"):
+            resolve_config(activation="sigmoid", **{flag: "blocks"})
+    assert resolve_config(preset="sb17-1h").backend == "blocks"

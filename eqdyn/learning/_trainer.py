@@ -372,8 +372,21 @@ def _validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"`{name}`={v} must be a finite number >= 0.")
-    resolve_formulation(main, cfg.formulation)
+    formulation = resolve_formulation(main, cfg.formulation)
     _relax_configs(cfg)  # validates solver, dt0, tol, horizons
+    blocks = [n for n in ("backend", "nudged_backend") if getattr(cfg, n) == "blocks"]
+    if blocks and cfg.energy is None and formulation != "leaky":
+        raise ConfigError(
+            f"`{blocks[0]}`='blocks' needs the leaky formulation of a projection activation "
+            f"(hard_sigmoid), where each layer's minimiser is closed form; `activation`="
+            f"{cfg.activation!r} uses formulation={formulation!r}. Use backend 'fused' or "
+            "'diffrax'."
+        )
+    if blocks and cfg.variant == "holomorphic":
+        raise ConfigError(
+            f"`{blocks[0]}`='blocks' relaxes real states; holomorphic EP's complex nudges need "
+            "backend 'fused' or 'diffrax'."
+        )
 
 
 def _relax_configs(cfg: TrainConfig):
