@@ -249,8 +249,11 @@ def test_presets_of_the_papers_resolve():
     assert (fm.dataset, fm.arch, fm.activation, fm.variant) == (
         "fashion-mnist", "784-500-10", "hard_sigmoid", "random-sign")
     holo = resolve_config("sb17-1h", activation="steep_sigmoid", variant="holomorphic",
-                          n_points=6)
+                          n_points=6, backend="fused")
     assert holo.n_points == 6
+    # the preset's block sweeps need the hard sigmoid: the error says so and how to switch
+    with pytest.raises(ConfigError, match="preset 'sb17-1h' relaxes by blocks"):
+        resolve_config("sb17-1h", activation="steep_sigmoid", variant="holomorphic")
 
 
 @pytest.mark.parametrize("algo, kw, floor", [

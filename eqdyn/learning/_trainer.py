@@ -380,7 +380,8 @@ def _validate(cfg: TrainConfig) -> None:
             f"`{blocks[0]}`='blocks' needs the leaky formulation of a projection activation "
             f"(hard_sigmoid), where each layer's minimiser is closed form; `activation`="
             f"{cfg.activation!r} uses formulation={formulation!r}. Use backend 'fused' or "
-            "'diffrax'."
+            "'diffrax'" + (f" (preset {cfg.preset!r} relaxes by blocks for the hard sigmoid)."
+                           if cfg.preset else ".")
         )
     if blocks and cfg.variant == "holomorphic":
         raise ConfigError(
