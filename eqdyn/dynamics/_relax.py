@@ -121,6 +121,12 @@ class RelaxConfig(eqx.Module):
             )
 
     @property
+    def max_iterations(self) -> int:
+        """Steps (or sweeps) of the fixed-step backends: the horizon `t1 / dt0`, at most
+        `max_steps`."""
+        return min(int(np.ceil(self.t1 / self.dt0 - 1e-9)), self.max_steps)
+
+    @property
     def is_adaptive(self) -> bool:
         return SOLVERS[self.solver][1] if self.adaptive is None else bool(self.adaptive)
 
@@ -219,7 +225,7 @@ class _Steady(eqx.Module):
 def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     dtype = s0[0].dtype
     dt = jnp.asarray(config.dt0, dtype)
-    n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
+    n_max = config.max_iterations
 
     def cond(carry):
         _, _, r, k = carry
@@ -236,10 +242,6 @@ def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     y, _, r, k = jax.lax.while_loop(cond, body, init)
     converged = (r < config.tol) & jnp.isfinite(r)
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
-
-
-def _probe_dtype():
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 def block_structure(field, args, s0):
@@ -268,7 +270,7 @@ def block_structure(field, args, s0):
             f"'hard_sigmoid'), where each layer's minimiser is closed form; this system uses "
             f"formulation={system.formulation!r}. Use backend='fused' or 'diffrax'."
         )
-    dtype = _probe_dtype()
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
     rng = np.random.default_rng(0)
     n = len(s0)
     P = tuple(np.asarray(rng.normal(size=p.shape) * 0.3, dtype) for p in params)
@@ -311,7 +313,7 @@ def block_structure(field, args, s0):
                     "backend='fused' or 'diffrax'."
                 )
             alphas[beta, k] = a
-    free = [k for k in range(n) if not clamped[k]]
+    free = probed
     alpha0 = tuple(alphas.get((0.0, k), 0.0) for k in range(n))
     alpha1 = tuple(alphas.get((1.0, k), 0.0) - alpha0[k] for k in range(n))
     for k in free:
@@ -380,7 +382,7 @@ def _relax_blocks(field, args, s0, config: RelaxConfig) -> RelaxResult:
     alpha = tuple(jnp.asarray(a0, dtype) + beta * jnp.asarray(a1, dtype)
                   for a0, a1 in zip(alpha0, alpha1))
     bounds = field.system.activation.bounds
-    n_max = min(int(np.ceil(config.t1 / config.dt0 - 1e-9)), config.max_steps)
+    n_max = config.max_iterations
 
     def jump(y, f, cls):
         return tuple(_block_min(u, fk, alpha[k], bounds) if k in cls else u

@@ -256,7 +256,7 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
     saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
     cfg = TrainConfig(**saved)
     _validate(cfg)
-    model = build_model(cfg, jax.random.PRNGKey(0))
+    model = build_model(cfg, jax.random.PRNGKey(0), dtype=dtype or jnp.float32)
     loaded = load_checkpoint_leaves(run_dir)
     if loaded is None:
         raise CheckpointError(
@@ -274,9 +274,7 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
             f"the checkpoint in {str(run_dir)!r} does not hold the parameters of "
             f"{cfg.arch!r}; was it written by another version of eqdyn?"
         )
-    params = tuple(jnp.asarray(a, dtype or b.dtype) for a, b in zip(params, model.params))
-    if dtype is not None:
-        model = build_model(cfg, jax.random.PRNGKey(0), dtype=dtype)
+    params = tuple(jnp.asarray(a, b.dtype) for a, b in zip(params, model.params))
     return model.with_params(params), cfg, int(meta["epoch"])
 
 

@@ -179,16 +179,13 @@ class CompiledSystem:
                 self.param_grads(states_b, params, inputs, beta_b)))
         obs_a, obs_b = self.observe(states_a), self.observe(states_b)
         fn = self._fns["exact"]["param_grads"]
-        beta_a = jnp.asarray(beta_a, obs_a[0].dtype)
-        beta_b = jnp.asarray(beta_b, obs_a[0].dtype)
+        dtype = obs_a[0].dtype
 
         def g(obs, beta):
             return fn(**self._kw(obs, params, inputs, beta))
 
-        mid = tuple(0.5 * (a + b) for a, b in zip(obs_a, obs_b))
-        diff = tuple(a - b for a, b in zip(obs_a, obs_b))
-        _, delta = jax.jvp(g, (mid, 0.5 * (beta_a + beta_b)), (diff, beta_a - beta_b))
-        return tuple(delta)
+        return _midpoint_difference(g, obs_a, obs_b, jnp.asarray(beta_a, dtype),
+                                    jnp.asarray(beta_b, dtype))
 
     def midpoint_is_exact(self, params, inputs) -> bool:
         """Whether `param_grads_delta` may use the midpoint identity (see there); cached."""
@@ -203,7 +200,7 @@ class CompiledSystem:
     def _probe_midpoint(self, params, in_shapes) -> bool:
         import numpy as np
 
-        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
         rng = np.random.default_rng(1)
         fn = self._fns["exact"]["param_grads"]
         e = self.derivation.energy
@@ -224,11 +221,8 @@ class CompiledSystem:
 
             a, b = self.observe(A), self.observe(B)
             exact = [x - y for x, y in zip(g(a, ba), g(b, bb))]
-            mid = tuple(0.5 * (x + y) for x, y in zip(a, b))
-            diff = tuple(x - y for x, y in zip(a, b))
-            _, lin = jax.jvp(g, (mid, jnp.asarray(0.5 * (ba + bb), dtype)),
-                             (diff, jnp.asarray(ba - bb, dtype)))
-            return exact, list(lin)
+            return exact, list(_midpoint_difference(g, a, b, jnp.asarray(ba, dtype),
+                                                    jnp.asarray(bb, dtype)))
 
         with jax.ensure_compile_time_eval():
             exact, lin = jax.device_get(jax.jit(both)(A, B, P, X))
@@ -277,6 +271,15 @@ class CompiledSystem:
         """`C` summed over the batch, at the observed state."""
         obs = self.observe(states)
         return self._fns["exact"]["cost"](**self._kw(obs, params, inputs, 0.0))
+
+
+def _midpoint_difference(g, a, b, beta_a, beta_b) -> tuple:
+    """`J_g(m) (a - b, beta_a - beta_b)` at the midpoint `m`: `g(a, beta_a) - g(b, beta_b)`
+    exactly when `g` is a polynomial of degree <= 2 (see `param_grads_delta`)."""
+    mid = tuple(0.5 * (x + y) for x, y in zip(a, b))
+    diff = tuple(x - y for x, y in zip(a, b))
+    _, delta = jax.jvp(g, (mid, 0.5 * (beta_a + beta_b)), (diff, beta_a - beta_b))
+    return tuple(delta)
 
 
 def _exec(code: GeneratedCode, activations: dict, leaky: bool) -> dict:
