@@ -1,7 +1,8 @@
 """Reproduce a paper's training setting with `eqdyn train` and record the result as JSON.
 
 Each setting is a named preset of `eqdyn train` (`sb17-1h`, `sb17-2h`, `sb17-3h`: Scellier &
-Bengio 2017 Table 2; `fmnist-1h`: Fashion-MNIST with sb17-1h's settings), plus
+Bengio 2017 Table 2; `fmnist-1h`: Fashion-MNIST with sb17-1h's settings; `lz22-mnist`,
+`lz22-mnist-holo`: Laborieux & Zenke 2022's MNIST network, classic and holomorphic EP), plus
 optional overrides. The training runs in a run directory with the usual per-epoch atomic
 checkpoints, so an interrupted reproduction continues where it stopped when the same command
 is run again; a finished one is only re-evaluated. The JSON holds the final errors, the
@@ -42,6 +43,12 @@ PAPER = {
     "sb17-3h": dict(source="Scellier & Bengio 2017, Table 2", train_error=0.0,
                     test_error="0.02-0.03", target=dict(train_error=0.005, test_error=0.03)),
     "fmnist-1h": dict(source="no published EP number for this network", target={}),
+    # Laborieux & Zenke 2022, Table 1 (their logs, 3 seeds, 50 epochs): classic EP at beta 0.1
+    # 98.00 +- 0.10 % test accuracy; holomorphic EP (N 10, |beta| 0.4) 97.67 +- 0.32 %
+    "lz22-mnist": dict(source="Laborieux & Zenke 2022, Table 1", test_error=0.02,
+                       target=dict(test_error=0.025)),
+    "lz22-mnist-holo": dict(source="Laborieux & Zenke 2022, Table 1", test_error=0.0233,
+                            target=dict(test_error=0.03)),
 }
 
 

@@ -55,7 +55,12 @@ def _run_flags(p):
     g.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh or a registered "
                    "one (with --energy: overrides the file's)")
     g.add_argument("--formulation", choices=["gradient", "leaky"],
-                   help="ds/dt=-dF/ds, or the leaky-integrator form (default for hard_sigmoid)")
+                   help="ds/dt=-dF/ds, or the leaky-integrator form du/dt = -u + W rho(u) + b "
+                   "(default for hard_sigmoid; with a smooth activation the continuous Hopfield "
+                   "network, which needs --cost cross_entropy)")
+    g.add_argument("--cost", choices=["squared_error", "cross_entropy"],
+                   help="cost of the built-in layered energy: squared error on the output layer "
+                   "(default) or a softmax readout of the last hidden layer")
     g = p.add_argument_group("learning")
     g.add_argument("--algo", choices=["ep", "cep", "chl", "rbp", "bptt", "backprop",
                                       "continuous"],
@@ -113,7 +118,8 @@ def _run_flags(p):
 
 #: `TrainConfig` fields set by the flags of `_run_flags`
 RUN_FLAGS = (
-    "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "algo",
+    "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "cost",
+    "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
     "epochs", "persistent", "seed", "solver", "backend", "nudged_backend", "dt0", "tol",
     "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",

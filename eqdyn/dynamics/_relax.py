@@ -244,7 +244,7 @@ def _relax_fused(field, args, s0, config: RelaxConfig) -> RelaxResult:
     return RelaxResult(y, k, r, converged, k.astype(dtype) * dt)
 
 
-def block_structure(field, args, s0):
+def block_structure(field, args, s0, free_phase: bool = False):
     """How `backend="blocks"` splits the states: `(classes, alpha0, alpha1)`.
 
     Measured once per system and shapes on a random probe (batch 1, random parameters, states
@@ -254,20 +254,28 @@ def block_structure(field, args, s0):
     what makes its minimiser given the other states closed form, `u + f / alpha`). The coupling
     graph must be two-colourable (a layered network: odd and even layers); `classes` are the two
     colours. Raises `ConfigError` saying why when the energy does not have this structure.
+    With `free_phase` it is enough that the structure holds at `beta = 0` (then `alpha1 = 0`):
+    e.g. a softmax readout makes the nudged field of the last hidden layer depend nonlinearly
+    on that layer, while the free phase still splits into closed-form block minimisers.
     """
+    if free_phase:
+        try:
+            return block_structure(field, args, s0)
+        except ConfigError:
+            pass
     system = field.system
     params, inputs, _, _ = args
     clamped = getattr(field, "clamped", None) or (False,) * len(s0)
     in_shapes = tuple((1, *np.shape(i)[1:]) if np.ndim(i) == 2 else np.shape(i) for i in inputs)
     key = (tuple(clamped), tuple(a.shape[1:] for a in s0), tuple(p.shape for p in params),
-           in_shapes)
+           in_shapes, free_phase)
     cache = system.__dict__.setdefault("_block_cache", {})  # lives and dies with the system
     if key in cache:
         return cache[key]
     if system.formulation != "leaky":
         raise ConfigError(
-            "`backend`='blocks' needs the leaky formulation (a projection activation such as "
-            f"'hard_sigmoid'), where each layer's minimiser is closed form; this system uses "
+            "`backend`='blocks' needs the leaky formulation (du/dt = -u + ..., e.g. the hard "
+            "sigmoid's default), where each layer's minimiser is closed form; this system uses "
             f"formulation={system.formulation!r}. Use backend='fused' or 'diffrax'."
         )
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
@@ -277,7 +285,7 @@ def block_structure(field, args, s0):
     X = tuple(np.asarray(rng.uniform(0.2, 0.8, size=sh), dtype) for sh in in_shapes)
     U = tuple(np.asarray(rng.uniform(0.2, 0.8, size=(1, *a.shape[1:])), dtype) for a in s0)
     V = tuple(np.asarray(rng.normal(size=u.shape), dtype) for u in U)
-    betas = (0.0, 1.0, 2.0)
+    betas = (0.0,) if free_phase else (0.0, 1.0, 2.0)
     probed = [k for k in range(n) if not clamped[k]]
 
     def jvps(U, V, P, X):  # every free state's tangent, at three values of beta: one program
@@ -315,8 +323,8 @@ def block_structure(field, args, s0):
             alphas[beta, k] = a
     free = probed
     alpha0 = tuple(alphas.get((0.0, k), 0.0) for k in range(n))
-    alpha1 = tuple(alphas.get((1.0, k), 0.0) - alpha0[k] for k in range(n))
-    for k in free:
+    alpha1 = tuple(alphas.get((1.0, k), alpha0[k]) - alpha0[k] for k in range(n))
+    for k in free if not free_phase else ():
         if abs(alphas[2.0, k] - (alpha0[k] + 2 * alpha1[k])) > 1e-4 * (1 + abs(alpha0[k])):
             raise ConfigError(
                 f"`backend`='blocks': the self-coupling of state {system.state_names[k]!r} is "
@@ -366,7 +374,7 @@ def _block_min(u, f, a, bounds):
     return jnp.where(pos, inner, edge)
 
 
-def _relax_blocks(field, args, s0, config: RelaxConfig) -> RelaxResult:
+def _relax_blocks(field, args, s0, config: RelaxConfig, free_phase=False) -> RelaxResult:
     """Exact block updates (nonlinear Gauss-Seidel): class A, then class B, per sweep.
 
     After class B jumps to its minimiser its field is zero (to rounding), so the residual at
@@ -374,9 +382,10 @@ def _relax_blocks(field, args, s0, config: RelaxConfig) -> RelaxResult:
     needs anyway: one field evaluation per class per sweep (XLA drops the other class's
     components), the same steady-state test as the integrators, and the same fixed points
     (those of `du/dt = f(u)`). Block coordinate descent on `F` in the observed states, so `F`
-    never increases.
+    never increases. `free_phase` (`beta` is a Python zero): the structure need only hold at
+    `beta = 0`.
     """
-    (cls_a, cls_b), alpha0, alpha1 = block_structure(field, args, s0)
+    (cls_a, cls_b), alpha0, alpha1 = block_structure(field, args, s0, free_phase)
     beta = args[2]
     dtype = s0[0].dtype
     alpha = tuple(jnp.asarray(a0, dtype) + beta * jnp.asarray(a1, dtype)
@@ -436,12 +445,16 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
         res = _relax_real(pair, args, y0, config, real_dtype)
         return RelaxResult(pair.observe(res.states), res.steps, res.residual, res.converged,
                            res.t)
+    # a Python zero is known at trace time: the free phase, whose block structure may hold
+    # where the nudged one's does not (a softmax readout couples the last layer to itself)
+    free_phase = isinstance(beta, (int, float, np.number)) and float(beta) == 0.0
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
-    return _relax_real(field, (params, inputs, beta, consts), tuple(s0), config, real_dtype)
+    return _relax_real(field, (params, inputs, beta, consts), tuple(s0), config, real_dtype,
+                       free_phase)
 
 
-def _relax_real(field, args, s0, config: RelaxConfig, dtype) -> RelaxResult:
+def _relax_real(field, args, s0, config: RelaxConfig, dtype, free_phase=False) -> RelaxResult:
     if config.backend == "fused":
         return _relax_fused(field, args, s0, config)
     if config.backend == "blocks":
@@ -450,7 +463,7 @@ def _relax_real(field, args, s0, config: RelaxConfig, dtype) -> RelaxResult:
                 "`backend`='blocks' relaxes real states only; holomorphic EP (complex beta) "
                 "needs backend='fused' or 'diffrax'."
             )
-        return _relax_blocks(field, args, s0, config)
+        return _relax_blocks(field, args, s0, config, free_phase)
 
     solver, controller = config.solver_and_controller()
     event = diffrax.Event(_Steady(field, config.tol))

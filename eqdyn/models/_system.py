@@ -17,6 +17,17 @@ Two formulations of the same energy are available:
   `u* = W rho(u*) + b` are exactly those of the paper's clipped iteration
   `s <- clip(s - eps dF/ds, 0, 1)`, i.e. the minima of `F` on the box `[0, 1]^n`, so EP's
   theorem applies to them.
+
+  With a smooth activation (sigmoid, tanh) the leaky form is the continuous Hopfield network
+  (Hopfield 1984): `du/dt = -u + W rho(u) + b`, fixed points `s = rho(W s + b)`, the model of
+  Laborieux & Zenke (2022) whose discrete iteration `s <- rho(dPhi/ds)` is this ODE's Euler
+  step at `dt = 1`. Its Lyapunov energy is `sum_i int^{s_i} rho^{-1} + E|_{rho = id}(s) -
+  1/2 |s|^2`, a function of the rates `s = rho(u)` alone, so the learning rule `dF/dtheta`
+  and the cost are evaluated at the rates with `rho` the identity (which changes nothing for
+  a projection activation, where `rho(s) = s` on the box). This needs `F` to depend on each
+  state only through `rho(s)`, apart from the leak `1/2 |s|^2`; a cost on the raw output
+  potential (`1/2 |y - d|^2` with `y` a state) would make EP follow a different cost than
+  the one reported, so it is refused (use the softmax readout, `cost="cross_entropy"`).
 """
 
 from __future__ import annotations
@@ -339,18 +350,14 @@ def resolve_formulation(activation: str | Activation, formulation: str | None) -
     """Check `formulation` against `activation`; `None` picks the default.
 
     The default is `"leaky"` for projection activations (hard sigmoid) and `"gradient"`
-    otherwise; `"leaky"` with a non-projection activation is refused.
+    otherwise. `"leaky"` with a smooth activation is the continuous Hopfield network (see the
+    module docstring); `compile_system` checks that the energy allows it.
     """
     act = get_activation(activation)
     if formulation is None:
         return "leaky" if act.projection else "gradient"
     if formulation not in FORMULATIONS:
         raise ConfigError(f"`formulation`={formulation!r} is not known; use one of {FORMULATIONS}.")
-    if formulation == "leaky" and not act.projection:
-        raise ConfigError(
-            f"`formulation`='leaky' needs a projection activation (rho' = 1 where unsaturated, "
-            f"like 'hard_sigmoid'); {act.name!r} is not one. Use formulation='gradient'."
-        )
     return formulation
 
 
@@ -366,8 +373,9 @@ def compile_system(
       see `register_activation`) or an `Activation`, bound to every opaque function of the
       energy; or a mapping `{function name: activation}` for energies with several.
     - `formulation`: `"gradient"` or `"leaky"`; default `"leaky"` for projection activations
-      (hard sigmoid) and `"gradient"` otherwise. `"leaky"` needs every bound activation to be
-      a projection.
+      (hard sigmoid) and `"gradient"` otherwise. `"leaky"` with a smooth activation is the
+      continuous Hopfield network; it needs an energy that depends on each state only through
+      `rho(s)` apart from the leak `1/2 |s|^2` (checked numerically here).
 
     **Returns:** a `CompiledSystem`.
     """
@@ -381,14 +389,66 @@ def compile_system(
         )
     act, mapping = resolve_activations(derivation.energy, activation)
     formulation = resolve_formulation(act, formulation)
-    if formulation == "leaky":
-        for n, a in mapping.items():
-            resolve_formulation(a, "leaky")
     code = generate_code(derivation)
-    exact = _exec(code, mapping, leaky=False)
+    smooth = formulation == "leaky" and any(not a.projection for a in mapping.values())
+    if smooth:
+        # the rule and the cost act on the rates s = rho(u): rho is the identity there
+        exact = _exec(code, {n: (a if a.projection else _IDENTITY) for n, a in mapping.items()},
+                      leaky=False)
+    else:
+        exact = _exec(code, mapping, leaky=False)
     field = _exec(code, mapping, leaky=True) if formulation == "leaky" else exact
-    return CompiledSystem(derivation, code, act, formulation,
-                          {"exact": exact, "field": field}, mapping)
+    system = CompiledSystem(derivation, code, act, formulation,
+                            {"exact": exact, "field": field}, mapping)
+    if smooth:
+        _check_leaky_smooth(system)
+    return system
+
+
+_IDENTITY = Activation("identity", lambda u: u, lambda u: jnp.ones_like(u),
+                       lambda u: jnp.zeros_like(u))
+
+
+def _check_leaky_smooth(system: CompiledSystem) -> None:
+    """Refuse a leaky formulation with a smooth activation unless `tau du/dt + u` equals
+    `-(dF/ds - s)` at the rates `s = rho(u)` with `rho` the identity, at `beta` 0 and 0.6: the
+    energy then depends on each state only through `rho(s)` (apart from the leak `1/2 |s|^2`)
+    and the relaxation settles where EP's rule and the reported cost assume."""
+    import numpy as np
+
+    e = system.derivation.energy
+    try:
+        def rows(m):  # the batch dimension (a symbol) is probed with 3 examples
+            return int(m.rows) if m.rows.is_number else 3
+
+        st_shapes = [(rows(s), int(s.cols)) for s in e.states]
+        p_shapes = [(int(p.rows), int(p.cols)) for p in e.params]
+        in_shapes = [(rows(i), int(i.cols)) for i in e.inputs]
+    except TypeError:  # symbolic sizes: nothing to probe with
+        return
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    rng = np.random.default_rng(2)
+    U = tuple(np.asarray(rng.normal(size=sh), dtype) for sh in st_shapes)
+    P = tuple(np.asarray(0.5 * rng.normal(size=sh), dtype) for sh in p_shapes)
+    X = tuple(np.asarray(rng.uniform(0, 1, size=sh), dtype) for sh in in_shapes)
+    tol = 1e-9 if dtype == jnp.float64 else 1e-4
+    for beta in (0.0, 0.6):
+        b = jnp.asarray(beta, dtype)
+        f = system.field(U, P, X, b)
+        s = system.observe(U)
+        g = system.state_grads(s, P, X, b)
+        for name, u, fk, sk, gk, t in zip(system.state_names, U, f, s, g, system.tau):
+            lhs, rhs = np.asarray(t * fk + u), np.asarray(sk - gk)
+            if np.max(np.abs(lhs - rhs)) > tol * (1.0 + np.max(np.abs(rhs))):
+                where = "with the cost switched on (beta != 0)" if beta else "at beta = 0"
+                raise ConfigError(
+                    f"`formulation`='leaky' with the smooth activation {system.activation.name!r} "
+                    f"needs an energy that depends on each state only through rho(state), apart "
+                    f"from the leak 1/2 |s|^2; `{e.name}` does not for state `{name}` {where} "
+                    "(e.g. a squared-error cost on the output potential). Use "
+                    "cost='cross_entropy' (a softmax readout), formulation='gradient', or a "
+                    "projection activation such as 'hard_sigmoid'."
+                )
 
 
 @functools.lru_cache(maxsize=64)
