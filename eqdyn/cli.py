@@ -84,7 +84,9 @@ def _run_flags(p):
     g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
     g.add_argument("--temperature", type=float,
                    help="neuron noise T (default 0): each phase is a Langevin SDE over its "
-                   "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW")
+                   "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW (holomorphic: the "
+                   "--n-points points in turn, each from where the last ended, the noise on "
+                   "the real parts)")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"],
                    help="optax optimiser, one per layer group with its --lr (default sgd)")

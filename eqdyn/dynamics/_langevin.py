@@ -9,6 +9,11 @@ recovers the deterministic relaxation. It is solved with diffrax (an `ODETerm` d
 Euler-Maruyama by default). The
 statement needs the gradient formulation: the leaky-integrator form of a hard sigmoid is not a
 gradient flow of `F` in the integrated variables, so its noise has no Gibbs distribution.
+
+A complex `beta` (holomorphic EP, Laborieux & Zenke 2022) integrates the holomorphic extension
+of the dynamics as `relax_core` does, as the real pair `(Re s, Im s)`, with the noise on the real
+parts only (real neuron noise added to complex states): the same Brownian increments, at the
+same scale, as the real SDE, whose paths it reproduces when `beta` and `s0` are real.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConfigError
+from ._relax import _Field, _PairField
 
 __all__ = ["LangevinResult", "langevin", "SDE_SOLVERS"]
 
@@ -47,10 +53,24 @@ class _Drift(eqx.Module):
 
 
 class _Diffusion(eqx.Module):
+    """`sqrt(2 T / tau_k)` on every state; with `control` (the shapes of a Brownian motion over
+    the real halves of a complex state split as `(Re s_1, ..., Re s_n, Im s_1, ..., Im s_n)`,
+    see `_PairField`) it drives the real halves only: the imaginary halves get no noise."""
+
     scales: tuple = eqx.field(static=True)
+    control: tuple | None = eqx.field(static=True, default=None)
 
     def __call__(self, t, y, args):
-        return lx.DiagonalLinearOperator(tuple(jnp.full_like(a, s) for a, s in zip(y, self.scales)))
+        if self.control is None:
+            return lx.DiagonalLinearOperator(
+                tuple(jnp.full_like(a, s) for a, s in zip(y, self.scales)))
+        real = y[: len(y) // 2]
+
+        def mv(w):  # in the state's dtype (diffrax may solve in the times' wider one)
+            return (tuple((s * a).astype(r.dtype) for s, a, r in zip(self.scales, w, real))
+                    + tuple(jnp.zeros_like(r) for r in real))
+
+        return lx.FunctionLinearOperator(mv, self.control)
 
 
 def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: float,
@@ -66,14 +86,18 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
     - `temperature`: `T >= 0`.
     - `key`: PRNG key of the Brownian motion.
     - `t1`, `dt`: horizon and (fixed) step.
-    - `beta`, `d`: nudging and target, as for `relax`.
+    - `beta`, `d`: nudging and target, as for `relax`. A complex `beta` (or complex `s0`)
+      integrates the holomorphic extension of the dynamics (complex states, as `relax_core`)
+      with the noise on the real parts only; it needs a holomorphic activation, and the
+      complex chain has no Gibbs law (neuron noise of holomorphic EP).
     - `ts`: optional times to save the states at.
     - `solver`: `"euler"` (Euler-Maruyama) or `"heun"`.
     - `require_gibbs`: refuse the leaky formulation (default). With `False` the noise acts on
       the potentials of the leaky form too (neuron noise as in Laborieux & Zenke 2022), whose
       stationary law is then not `exp(-F/T)`.
 
-    **Returns:** a `LangevinResult`.
+    **Returns:** a `LangevinResult`, its states in the dtype of `x` (its complex counterpart
+    with a complex `beta` or `s0`).
     """
     system = model.system
     if require_gibbs and system.formulation != "gradient":
@@ -94,26 +118,47 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
     dtype = x.dtype
     if s0 is None:
         s0 = model.init_state(x.shape[0], dtype)
-    s0 = tuple(jnp.asarray(s, dtype) for s in s0)
+    is_complex = jnp.iscomplexobj(beta) or any(jnp.iscomplexobj(s) for s in s0)
     inputs = model.inputs(x, d)
     scales = tuple(float(np.sqrt(2.0 * temperature / t)) for t in system.tau)
+    if is_complex:  # the real pair (Re s, Im s) of `relax_core`, noise on the real halves
+        cdtype = jnp.result_type(dtype, jnp.complex64)
+        beta = jnp.asarray(beta, cdtype)
+        s0 = tuple(jnp.asarray(s, cdtype) for s in s0)
+        drift = _PairField(_Field(system))
+        args = _PairField.pair_args((tuple(model.params), inputs, beta,
+                                     system.constants(s0, model.params, inputs, beta)))
+        y0 = tuple(jnp.real(s) for s in s0) + tuple(jnp.imag(s) for s in s0)
+        out_dtype, pair = cdtype, drift.observe
+    else:
+        s0 = tuple(jnp.asarray(s, dtype) for s in s0)
+        drift = _Drift(system)
+        args = (tuple(model.params), inputs, jnp.asarray(beta, dtype))
+        y0 = s0
+        out_dtype, pair = dtype, tuple
+    # the Brownian motion has the states' shapes (complex states: their real parts')
     shape = tuple(jax.ShapeDtypeStruct(s.shape, dtype) for s in s0)
     # fixed steps: the unsafe (non-adaptive, draw-per-step) path is exact here and much cheaper
     # than a VirtualBrownianTree
     bm = diffrax.UnsafeBrownianPath(shape=shape, key=key)
-    terms = diffrax.MultiTerm(diffrax.ODETerm(_Drift(system)),
-                              diffrax.ControlTerm(_Diffusion(scales), bm))
+    terms = diffrax.MultiTerm(diffrax.ODETerm(drift),
+                              diffrax.ControlTerm(_Diffusion(scales, shape if is_complex
+                                                             else None), bm))
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype))])
     n_steps = int(np.ceil(t1 / dt - 1e-9))
     sol = diffrax.diffeqsolve(
-        terms, SDE_SOLVERS[solver](), t0=0.0, t1=float(t1), dt0=float(dt), y0=s0,
-        args=(tuple(model.params), inputs, jnp.asarray(beta, dtype)), saveat=saveat,
+        terms, SDE_SOLVERS[solver](), t0=0.0, t1=float(t1), dt0=float(dt), y0=y0,
+        args=args, saveat=saveat,
         max_steps=n_steps + 2, adjoint=diffrax.ForwardMode(),  # sampling, no backprop
     )
     final = sol.ys if ts is None else sol.ys[0]
+
+    def observe(y):  # the states in the dtype of x (diffrax may solve in the times' wider one)
+        return tuple(a.astype(out_dtype) for a in pair(y))
+
     return LangevinResult(
-        states=tuple(a[-1] for a in final),
-        ys=None if ts is None else tuple(sol.ys[1]),
+        states=observe(tuple(a[-1] for a in final)),
+        ys=None if ts is None else observe(tuple(sol.ys[1])),
         steps=sol.stats["num_steps"],
     )

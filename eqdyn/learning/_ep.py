@@ -13,7 +13,14 @@ on a circle: by Cauchy's formula it is `dJ/dtheta` up to the aliased coefficient
 `beta^(N+1)`, so its error is O(|beta|^N) (N = 2 is the symmetric estimate). The nudged
 phases at non-real `beta_k` relax the holomorphic extension of the dynamics (complex states);
 for real parameters `dF/dtheta` at `conj(beta)` is the conjugate of that at `beta`, so only
-the points with `0 <= k <= N/2` are relaxed.
+the points with `0 <= k <= N/2` are relaxed. With neuron noise (`temperature > 0`) the states
+are no longer conjugate, and all N points are run in turn as in Laborieux & Zenke's noisy
+estimate: point k is a Langevin phase at `beta_k` that starts where point k-1 ended (point 0
+from the free state), the teaching signal rotating once around the circle, with real noise on
+the real parts of the complex states. Averaging the N noisy terms with their phases makes the
+estimate far less sensitive to the noise than one-sided EP's difference quotient (on a 5-6-3
+sigmoid network at T = 8e-4, N = 10 on |beta| = 0.4 scatters 24 times less across noise draws
+than one-sided EP at beta = 0.1; tests/test_algorithms.py).
 
 and `g -> dJ/dtheta` (J = C(s^0), the loss at the free fixed point) as beta -> 0. The
 `dF/dtheta` are the SymPy-derived, compiled functions of the model's system; estimates are
@@ -41,7 +48,8 @@ class EPConfig(eqx.Module):
     **Fields:** `beta` (> 0), `variant` (one of `VARIANTS`), `free` and `nudged` (`RelaxConfig`s
     for the two phases; the nudged phase starts from the free fixed point), `temperature`
     (neuron noise: with `T > 0` each phase is a Langevin SDE integrated with fixed steps `dt0`
-    for its whole horizon `t1`, and the estimate uses its final, noisy states), `n_points`
+    for its whole horizon `t1`, and the estimate uses its final, noisy states; holomorphic EP
+    then runs its N points in turn, each continuing from the last), `n_points`
     (holomorphic EP: the number N of points on the circle `|beta|`, N >= 2).
     """
 
@@ -64,11 +72,6 @@ class EPConfig(eqx.Module):
         if not (isinstance(self.n_points, int) and self.n_points >= 2):
             raise ConfigError(f"`n_points`={self.n_points!r} must be an integer >= 2 (points on "
                               "the circle of holomorphic EP; 2 is the symmetric estimate).")
-        if self.variant == "holomorphic" and t > 0:
-            raise ConfigError(
-                f"`variant`='holomorphic' with `temperature`={t} is not implemented (a complex "
-                "Langevin phase); use variant='symmetric' for noisy EP."
-            )
 
 
 def require_holomorphic(activations) -> None:
@@ -156,7 +159,7 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
         check_holomorphic(model)
     free = relax_(model, x, s0, 0.0, d, config.free, k_free)
     if config.variant == "holomorphic":
-        grads, steps, conv = _holomorphic(model, x, d, free.states, inputs, config)
+        grads, steps, conv = _holomorphic(model, x, d, free.states, inputs, config, k_plus)
     else:
         grads, steps, conv = _real_nudges(model, x, d, free.states, inputs, config, key,
                                           k_plus, k_minus)
@@ -192,10 +195,13 @@ def _real_nudges(model, x, d, free_states, inputs, config: EPConfig, key, k_plus
     return grads, steps, conv
 
 
-def _holomorphic(model, x, d, free_states, inputs, config: EPConfig):
-    """The first Fourier coefficient of `dF/dtheta(s^beta, beta)` on `|beta| = config.beta`."""
+def _holomorphic(model, x, d, free_states, inputs, config: EPConfig, key=None):
+    """The first Fourier coefficient of `dF/dtheta(s^beta, beta)` on `|beta| = config.beta`
+    (with `temperature > 0`: `_holomorphic_noisy`, the PRNG key `key`)."""
     import numpy as np
 
+    if config.temperature > 0:
+        return _holomorphic_noisy(model, x, d, free_states, inputs, config, key)
     system, params = model.system, model.params
     n, r = config.n_points, float(config.beta)
     acc = None
@@ -220,3 +226,42 @@ def _holomorphic(model, x, d, free_states, inputs, config: EPConfig):
         conv = conv & res.converged
     scale = 1.0 / (n * r * x.shape[0])
     return tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params)), steps, conv
+
+
+def _holomorphic_noisy(model, x, d, free_states, inputs, config: EPConfig, key):
+    """Holomorphic EP with neuron noise (Laborieux & Zenke 2022, their `noisy_ep_gradN`).
+
+    For `k = 0 .. N-1` in turn, a Langevin phase of the complex dynamics at `beta_k` for the
+    nudged horizon (fixed steps `config.nudged.dt0`), starting from the state where point `k-1`
+    ended (point 0 from the free state), with real noise on the real parts; `dF/dtheta` is read
+    at the end of each point, and the estimate is the real part of `(1/(N |beta|)) sum_k
+    exp(-2 pi i k/N) dF/dtheta(s_k, beta_k)`. At `T -> 0` with horizons long enough for every
+    point to settle it is the deterministic estimate. One `lax.scan` over the points (one
+    compiled phase), the sum carried along.
+    """
+    import numpy as np
+
+    from ..dynamics import langevin
+
+    system, params = model.system, model.params
+    n, r, cfg = config.n_points, float(config.beta), config.nudged
+    cdtype = jnp.result_type(x.dtype, jnp.complex64)
+    angles = 2.0 * np.pi * np.arange(n) / n
+    betas = jnp.asarray(r * np.exp(1j * angles), cdtype)
+    phases = jnp.asarray(np.exp(-1j * angles), cdtype)
+
+    def point(carry, xs):
+        s, acc = carry
+        beta_k, phase_k, key_k = xs
+        res = langevin(model, x, s, temperature=config.temperature, key=key_k, t1=cfg.t1,
+                       dt=cfg.dt0, beta=beta_k, d=d, require_gibbs=False)
+        g = system.param_grads(res.states, params, inputs, beta_k)
+        acc = tuple(a + jnp.real(phase_k * gi).astype(a.dtype) for a, gi in zip(acc, g))
+        return (res.states, acc), res.steps
+
+    s0 = tuple(jnp.asarray(a, cdtype) for a in free_states)
+    acc0 = tuple(jnp.zeros(p.shape, x.dtype) for p in params)
+    (_, acc), steps = jax.lax.scan(point, (s0, acc0), (betas, phases, jax.random.split(key, n)))
+    scale = 1.0 / (n * r * x.shape[0])
+    grads = tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params))
+    return grads, jnp.sum(steps), jnp.asarray(True)
