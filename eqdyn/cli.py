@@ -4,7 +4,7 @@
     eqdyn sweep --seeds 8 --beta 0.1,0.5,1.0 [--lr 0.1,0.05 --lr 0.2,0.1] [train flags]
     eqdyn derive --arch 784-500-10 --activation hard_sigmoid [--latex] [--check]
     eqdyn compare --algos ep,ep-sym,chl,rbp,bptt
-    eqdyn analyze early-inference|bias|convergence|training|gdu [--arch ...] [--out DIR]
+    eqdyn analyze early-inference|bias|convergence|training|gdu|noise [--arch ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STUDIES = ("early-inference", "bias", "convergence", "training", "gdu")
+STUDIES = ("early-inference", "bias", "convergence", "training", "gdu", "noise")
 
 
 def _add_analyze(sub):
@@ -418,8 +418,11 @@ def _add_analyze(sub):
         "same initialisation on the bundled digits: learning curves and the cosine between "
         "EP's update and the exact gradient along training), gdu (EP's neural and weight "
         "updates at each nudged step against BPTT's gradients at the matching step, over beta, "
-        "the step dt, a short and a long free phase, and depth). Writes STUDY.json and STUDY.png "
-        "to --out.",
+        "the step dt, a short and a long free phase, and depth), noise (EP one-sided, "
+        "symmetric and holomorphic under neuron noise on the potentials of the continuous "
+        "Hopfield network, against recurrent backprop: Laborieux & Zenke 2022; on a random "
+        "20-16-16-5 network with a softmax readout, or the trained network of --run). Writes "
+        "STUDY.json and STUDY.png to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("study", choices=STUDIES)
@@ -444,7 +447,15 @@ def _add_analyze(sub):
                    help="gdu: nudged-phase duration in units of tau")
     p.add_argument("--run", action="append", default=[], metavar="DIR",
                    help="convergence: also study the trained network of this run directory "
-                   "(eqdyn train --run-dir), on its first --batch test images; repeatable")
+                   "(eqdyn train --run-dir), on its first --batch test images; repeatable. "
+                   "noise: study that network (one run) instead of a random one")
+    p.add_argument("--temperature", type=float, default=8e-4,
+                   help="noise: T of every phase (8e-4 = std 0.04 per step of dt 1, Laborieux "
+                   "& Zenke's noise)")
+    p.add_argument("--n-keys", type=int, default=16, help="noise: independent noise draws")
+    p.add_argument("--estimators", default="one-sided:0.1,one-sided:0.4,symmetric:0.4,"
+                   "holomorphic:0.4:10",
+                   help="noise: comma-separated VARIANT:BETA[:N] (N for holomorphic)")
     p.add_argument("--solvers", default="euler,tsit5",
                    help="convergence: comma-separated solvers, or blocks (hard sigmoid)")
     p.add_argument("--seed", type=int, default=0)
@@ -512,6 +523,51 @@ def _cmd_analyze(args) -> int:
                   f"{r['free_residual']:.1e}: best beta {record.betas[i]:.0e}, relative error "
                   f"neurons {r['error_neurons'][i]:.1e} weights {r['error_params'][i]:.1e}, "
                   f"sign agreement {r['sign_neurons'][i]:.4f} / {r['sign_params'][i]:.4f}")
+    elif args.study == "noise":
+        from .models import EnergyModel
+        from .symbolic import layered_hopfield_energy
+
+        estimators = []
+        for item in args.estimators.split(","):
+            parts = item.strip().split(":")
+            try:
+                variant, beta = parts[0], float(parts[1])
+                n = int(parts[2]) if len(parts) > 2 else 2
+            except (IndexError, ValueError):
+                raise EqdynError(f"`--estimators` item {item!r}: write VARIANT:BETA[:N], e.g. "
+                                 "one-sided:0.1 or holomorphic:0.4:10.") from None
+            estimators.append((variant, beta, n))
+        if len(args.run) > 1:
+            raise EqdynError(f"`--run` given {len(args.run)} times; the noise study takes one "
+                             "trained network.")
+        if args.run:
+            from .data import load_dataset
+            from .learning import load_trained
+
+            model, cfg, epoch = load_trained(args.run[0], dtype=jnp.float64)
+            data = load_dataset(cfg.dataset, cfg.data_dir)
+            x = jnp.asarray(data.x_test[:args.batch], jnp.float64)
+            d = jax.nn.one_hot(jnp.asarray(data.y_test[:args.batch]), model.n_outputs,
+                               dtype=jnp.float64)
+            what = f"{args.run[0]} ({cfg.arch}, {epoch} epochs), {args.batch} test images"
+        else:
+            sizes = parse_arch(args.arch or "20-16-16-5")
+            act = get_activation(args.activation or "steep_sigmoid")
+            model = EnergyModel(layered_hopfield_energy(sizes, cost="cross_entropy"), act.name,
+                                "leaky", key=jax.random.PRNGKey(args.seed), dtype=jnp.float64)
+            x = jnp.asarray(rng.uniform(size=(args.batch, sizes[0])))
+            d = jax.nn.one_hot(jnp.asarray(rng.integers(0, sizes[-1], args.batch)), sizes[-1],
+                               dtype=jnp.float64)
+            what = f"{'-'.join(map(str, sizes))} ({act.name}, softmax readout), batch {args.batch}"
+        print(f"eqdyn analyze noise: {what}, T = {args.temperature:g}, {args.n_keys} draws",
+              flush=True)
+        record = analysis.noise_study(model, x, d, temperature=args.temperature,
+                                      estimators=estimators, n_keys=args.n_keys, seed=args.seed)
+        fig = plots.plot_noise(record)
+        for lab in record.labels:
+            print(f"  {lab:<30} error per draw {np.mean(record.errors[lab]):.3f} (cos "
+                  f"{np.mean(record.cosines[lab]):.4f}); of the average "
+                  f"{record.mean_error[lab]:.3f}; noiseless {record.noiseless_error[lab]:.4f}")
     elif args.study == "convergence":
         default = "" if args.run else "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10"
         archs = [a for a in (args.arch or default).split(",") if a]

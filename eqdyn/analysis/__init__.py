@@ -1,5 +1,6 @@
 """Analyses: early inference against its references, GDU (EP's step-by-step updates against
-BPTT's gradients), EP's bias against beta, convergence of the relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
+BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
+relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
 
 from ._bias import BiasStudy as BiasStudy
 from ._bias import bias_vs_beta as bias_vs_beta
@@ -17,5 +18,7 @@ from ._gdu import GDUStudy as GDUStudy
 from ._gdu import gdu as gdu
 from ._gdu import gdu_study as gdu_study
 from ._gdu import relative_mse as relative_mse
+from ._noise import NoiseStudy as NoiseStudy
+from ._noise import noise_study as noise_study
 from ._training import TrainingDynamics as TrainingDynamics
 from ._training import training_dynamics as training_dynamics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "plot_training",
-           "plot_gdu", "plot_gdu_study", "save_figure"]
+           "plot_gdu", "plot_gdu_study", "plot_noise", "save_figure"]
 
 
 def _plt():
@@ -278,5 +278,37 @@ def plot_gdu_study(s, beta=None):
     axes[3].legend(fontsize=7)
     fig.suptitle(f"GDU: EP's updates vs BPTT's gradients ({s.activation}, nudged horizon "
                  f"{s.horizon:g} τ; solid: neurons, dashed: weights)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_noise(r):
+    """Relative error of each estimator against recurrent backprop under neuron noise: one dot
+    per noise draw, a bar for the noiseless estimate (its bias), a diamond for the draws'
+    average; and the cosines the same way (log scale of 1 - cosine)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(r.labels) + 2.2))
+    rows = np.arange(len(r.labels))[::-1]
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, r.n_keys)
+    for y, lab in zip(rows, r.labels):
+        for ax, vals, quiet, mean in (
+                (axes[0], r.errors[lab], r.noiseless_error[lab], r.mean_error[lab]),
+                (axes[1], 1 - np.asarray(r.cosines[lab]), 1 - r.noiseless_cosine[lab],
+                 1 - r.mean_cosine[lab])):
+            ax.scatter(np.maximum(vals, 1e-8), y + jitter, s=10, color="C0", alpha=0.6,
+                       label="one noise draw" if y == rows[0] else None)
+            ax.scatter([max(mean, 1e-8)], [y], marker="D", color="C1", zorder=3,
+                       label="average of the draws" if y == rows[0] else None)
+            ax.plot([max(quiet, 1e-8)] * 2, [y - 0.3, y + 0.3], color="k", lw=2,
+                    label="noiseless estimate" if y == rows[0] else None)
+    for ax, name in ((axes[0], "||g - g_RBP|| / ||g_RBP||"), (axes[1], "1 - cos(g, g_RBP)")):
+        ax.set_xscale("log")
+        ax.set_yticks(rows)
+        ax.set_yticklabels(r.labels if ax is axes[0] else [])
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3, which="both", axis="x")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"EP under neuron noise: std {r.noise_std:g} per step of dt {r.dt:g} "
+                 f"(T = {r.temperature:g}), {r.n_keys} draws")
     fig.tight_layout()
     return fig
