@@ -148,6 +148,7 @@ def numpy_worker(spec_path: str, out_path: str) -> None:
     except Exception:  # threadpoolctl is optional
         pass
     peak = numpy_matmul_peak()
+    floor = numpy_input_layer_floor(meta["sizes"][0], meta["sizes"][1], meta["batch_size"])
     best = None
     for _ in range(2):  # the same batches twice from the same start; keep the faster run
         net = NumpyEP(
@@ -167,6 +168,7 @@ def numpy_worker(spec_path: str, out_path: str) -> None:
         env={v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
         blas=blas,
         matmul_gflops=peak,
+        input_layer_floor_s_per_batch=floor,
         n_batches=int(st["n_batches"]),
         total_seconds=float(st["total_seconds"]),
         seconds=st["seconds"].tolist(),
@@ -194,6 +196,48 @@ def jax_matmul_peak(sizes=(1024, 2048), repeats=7) -> dict:
         best = min(_timed(lambda: dot(a, b).block_until_ready()) for _ in range(repeats))
         out[str(n)] = 2 * n**3 / best / 1e9
     return out
+
+
+def input_layer_floor(n_in, n_hidden, batch, n_batches=500, repeats=3) -> float:
+    """Seconds per batch of the two input-layer products alone, in JAX: `x W_1` and the rank-B
+    update `W_1 -= lr x^T g(x W_1)`, in sequence over `n_batches` batches (each batch needs the
+    previous update, as in SGD), best of `repeats`. Every implementation of the algorithm at
+    this batch size runs these two products per batch, so the epoch cannot take less than this
+    times the batch count in JAX; the rest of the batch (relaxation sweeps, the other layers,
+    the optimiser) comes on top."""
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    xs = jax.random.uniform(key, (n_batches, batch, n_in), jnp.float32)
+    w0 = 0.01 * jax.random.normal(key, (n_in, n_hidden), jnp.float32)
+
+    @jax.jit
+    def run(w, xs):
+        def step(w, x):
+            h = x @ w
+            return w - 1e-3 * (x.T @ jnp.tanh(h)), None
+        return jax.lax.scan(step, w, xs)[0]
+
+    run(w0, xs).block_until_ready()
+    best = min(_timed(lambda: run(w0, xs).block_until_ready()) for _ in range(repeats))
+    return best / n_batches
+
+
+def numpy_input_layer_floor(n_in, n_hidden, batch, n_batches=300, repeats=3) -> float:
+    """`input_layer_floor` in NumPy (called in the one-thread worker)."""
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(size=(n_batches, batch, n_in)).astype(np.float32)
+    w0 = (0.01 * rng.standard_normal((n_in, n_hidden))).astype(np.float32)
+
+    def run():
+        w = w0.copy()
+        for x in xs:
+            w -= np.float32(1e-3) * (x.T @ np.tanh(x @ w))
+        return w
+
+    run()
+    return min(_timed(run) for _ in range(repeats)) / n_batches
 
 
 def start_run(**versions) -> tuple:
@@ -325,6 +369,9 @@ def run(args) -> dict:
     # 1. matmul peaks (JAX here; NumPy in the worker, on one thread)
     jax_peak = jax_matmul_peak()
     print(f"JAX matmul peak: {max(jax_peak.values()):.1f} GFLOP/s")
+    sizes_cfg = [int(n) for n in cfg.arch.split("-")]
+    jax_floor = input_layer_floor(sizes_cfg[0], sizes_cfg[1], cfg.batch_size)
+    print(f"JAX input-layer floor: {1e3 * jax_floor:.3f} ms per batch")
 
     # 2. NumPy on the first N batches of epoch 1 (subprocess, OPENBLAS_NUM_THREADS=1)
     model0, sizes, batches, signs, n_batches_epoch = _epoch_one_setup(
@@ -485,6 +532,20 @@ def run(args) -> dict:
                   "differ by float32 noise amplified by training, not by algorithm (in float64 "
                   "they agree to 1e-10, tests/test_numpy_reference.py)"),
         ),
+        floor=dict(
+            jax_input_layer_s_per_batch=jax_floor,
+            numpy_input_layer_s_per_batch=np_res["input_layer_floor_s_per_batch"],
+            jax_input_layer_s_per_epoch=jax_floor * n_batches_epoch,
+            eqdyn_share_of_epoch=jax_floor * n_batches_epoch / eq_train_s,
+            numpy_share_of_epoch=(np_res["input_layer_floor_s_per_batch"] * n_batches_epoch
+                                  / np_epoch_s),
+            max_ratio_numpy_over_jax=np_epoch_s / (jax_floor * n_batches_epoch),
+            note=("the two input-layer products per batch (x W_1 and the rank-B update x^T g), "
+                  "timed alone in sequence over batches (input_layer_floor). No implementation "
+                  "of this algorithm in JAX on this machine can run an epoch faster than "
+                  "jax_input_layer_s_per_epoch, so NumPy's epoch over it bounds the attainable "
+                  "NumPy / eqdyn ratio (max_ratio_numpy_over_jax)"),
+        ),
         ratios=dict(
             numpy_epoch_over_eqdyn_epoch=np_epoch_s / eq_epoch_s,
             numpy_epoch_over_eqdyn_train_only=np_epoch_s / eq_train_s,
@@ -531,6 +592,11 @@ def print_table(r: dict) -> None:
           f"{rt['same_n_batches_numpy_over_eqdyn']:.1f}x")
     print(f"identical step counts in {q['batches_with_identical_steps']}/{q['n_batches']} batches; "
           f"max |param diff| after them {q['max_abs_param_diff_after_n_batches']:.2e}")
+    f = r["floor"]
+    print(f"input-layer products alone: JAX {1e3 * f['jax_input_layer_s_per_batch']:.3f} ms, "
+          f"NumPy {1e3 * f['numpy_input_layer_s_per_batch']:.3f} ms per batch "
+          f"({100 * f['eqdyn_share_of_epoch']:.0f}% / {100 * f['numpy_share_of_epoch']:.0f}% of "
+          f"the epochs); attainable NumPy / eqdyn ratio <= {f['max_ratio_numpy_over_jax']:.1f}x")
     if r["contention_note"]:
         print(f"note: {r['contention_note']}")
 
