@@ -33,11 +33,22 @@ def _rule(cfg: dict) -> str:
         extra = f", N={cfg.get('n_points', 4)}" if cfg["variant"] == "holomorphic" else ""
         relax = ""
         if algo == "ep":  # how the phases were relaxed (same fixed points, tested)
-            relax = ("; block sweeps" if cfg.get("backend") == "blocks"
-                     else f"; {cfg.get('solver', 'euler')} dt {cfg.get('dt0', 0.5):g}")
+            euler = f"{cfg.get('solver', 'euler')} dt {cfg.get('dt0', 0.5):g}"
+            nudged = cfg.get("nudged_backend") or cfg.get("backend")
+            if cfg.get("backend") == "blocks":
+                relax = ("; block sweeps" if nudged == "blocks"
+                         else f"; block sweeps, nudged {euler}")
+            else:
+                relax = f"; {euler}"
+        if cfg.get("temperature"):
+            relax += f"; noise T {cfg['temperature']:g}"
         return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}{relax}"
     return {"backprop": "feedforward backprop", "bptt": "BPTT", "rbp": "recurrent backprop",
             "chl": "CHL"}.get(algo, algo)
+
+
+def _readout(cfg: dict) -> str:
+    return ", softmax readout" if cfg.get("cost") == "cross_entropy" else ""
 
 
 def _paper(r: dict) -> str:
@@ -71,7 +82,8 @@ def table(results: list[dict]) -> str:
         cmd = r["command"].replace("python benchmarks/bench_reproduce.py ", "")
         cmd = re.sub(r"\s--run-dir\s+\S+", "", cmd)  # where this machine kept the run
         lines.append(
-            f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']} | {_rule(cfg)} | "
+            f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']}{_readout(cfg)} | "
+            f"{_rule(cfg)} | "
             f"{r['epochs']} | {100 * r['train_error']:.2f} % | {100 * r['test_error']:.2f} % | "
             f"{_paper(r)} | {_targets(r)} | {r['epoch_wall_s'] / 60:.0f} min |"
         )

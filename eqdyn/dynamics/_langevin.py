@@ -14,6 +14,13 @@ A complex `beta` (holomorphic EP, Laborieux & Zenke 2022) integrates the holomor
 of the dynamics as `relax_core` does, as the real pair `(Re s, Im s)`, with the noise on the real
 parts only (real neuron noise added to complex states): the same Brownian increments, at the
 same scale, as the real SDE, whose paths it reproduces when `beta` and `s0` are real.
+
+`backend="fused"` integrates the same Euler-Maruyama scheme without diffrax: one
+`lax.fori_loop` over the `ceil(t1 / dt)` steps, one field evaluation and one normal draw per
+step (`y <- y + dt f(y) + sqrt(dt) sqrt(2 T / tau) z`, `z ~ N(0, 1)` from `fold_in(key, step)`),
+several times cheaper per step than diffrax's solver loop. Same law and, at `T = 0`, the same
+states as `relax_core` with `backend="fused"` (bit for bit); its noise draws are not diffrax's,
+so noisy paths differ from the diffrax backend's for the same key.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from jaxtyping import Array, PRNGKeyArray
 from .._errors import ConfigError
 from ._relax import _Field, _PairField
 
-__all__ = ["LangevinResult", "langevin", "SDE_SOLVERS"]
+__all__ = ["LangevinResult", "langevin", "SDE_SOLVERS", "LANGEVIN_BACKENDS"]
 
 #: SDE solvers by name (additive noise, so Ito and Stratonovich coincide).
 SDE_SOLVERS = {"euler": diffrax.Euler, "heun": diffrax.Heun}
+#: "diffrax": `diffrax.diffeqsolve` (any of `SDE_SOLVERS`); "fused": Euler-Maruyama in one
+#: `lax.fori_loop` (solver "euler" only), see `_langevin_fused`.
+LANGEVIN_BACKENDS = ("diffrax", "fused")
 
 
 class LangevinResult(eqx.Module):
@@ -42,14 +52,6 @@ class LangevinResult(eqx.Module):
     states: tuple
     ys: tuple | None
     steps: Array
-
-
-class _Drift(eqx.Module):
-    system: object = eqx.field(static=True)
-
-    def __call__(self, t, y, args):
-        params, inputs, beta = args
-        return self.system.field(y, params, inputs, beta)
 
 
 class _Diffusion(eqx.Module):
@@ -73,9 +75,69 @@ class _Diffusion(eqx.Module):
         return lx.FunctionLinearOperator(mv, self.control)
 
 
+def _langevin_fused(drift, args, y0, scales, key, t1: float, dt: float, ts=None):
+    """Euler-Maruyama in one `lax.fori_loop`: `y <- y + dt f(y) + sqrt(dt) scale z`.
+
+    `y0` is the (real) state, `scales` the noise scales `sqrt(2 T / tau_k)` of its first
+    `len(scales)` leaves (all of a real state; the real halves of a pair state split by
+    `_PairField`, whose imaginary halves get no noise). `ceil(t1 / dt)` steps of `dt`, as
+    `relax_core`'s fused backend (ending at `t1` when it is a multiple of `dt`, else at the next
+    multiple); `z` is drawn afresh per step from `fold_in(key, step)`, one normal array per
+    noisy leaf. With every scale zero nothing is drawn and the steps are exactly those of
+    `relax_core`'s fused backend. `ts` (sorted, in `[0, t1]`) saves the states there,
+    interpolated linearly between steps as diffrax's Euler does (exactly the step's state at a
+    time on the grid). Returns `(y, ys or None, steps)`.
+    """
+    dtype = y0[0].dtype
+    n = int(np.ceil(t1 / dt - 1e-9))
+    dt_ = jnp.asarray(dt, dtype)
+    noisy = any(s != 0.0 for s in scales)
+    amp = tuple(jnp.asarray(s * np.sqrt(dt), dtype) for s in scales)
+
+    def step(k, y):
+        f = drift(None, y, args)
+        y1 = tuple(u + dt_ * g for u, g in zip(y, f))
+        if not noisy:
+            return y1
+        keys = jax.random.split(jax.random.fold_in(key, k), len(scales))
+        z = tuple(jax.random.normal(kk, u.shape, dtype) for kk, u in zip(keys, y1))
+        return tuple(u + a * w for u, a, w in zip(y1, amp, z)) + y1[len(scales):]
+
+    steps = jnp.asarray(n, jnp.int32)
+    if ts is None:
+        return jax.lax.fori_loop(0, n, step, tuple(y0)), None, steps
+
+    ts = jnp.asarray(ts, dtype)
+    m = ts.shape[0]
+
+    def body(k, carry):
+        y, buf, j = carry
+        y1 = step(k, y)
+        t_a = k.astype(dtype) * dt_
+
+        def pending(c):  # save times inside this step (after the last one: all that remain)
+            _, j = c
+            t_j = ts[jnp.minimum(j, m - 1)]
+            return (j < m) & ((t_j <= t_a + dt_) | (k == n - 1))
+
+        def save(c):
+            buf, j = c
+            w = jnp.clip((ts[j] - t_a) / dt_, 0.0, 1.0)
+            buf = tuple(b.at[j].set(jnp.where(w >= 1.0, v1, v + w * (v1 - v)))
+                        for b, v, v1 in zip(buf, y, y1))
+            return buf, j + 1
+
+        buf, j = jax.lax.while_loop(pending, save, (buf, j))
+        return y1, buf, j
+
+    buf0 = tuple(jnp.zeros((m, *a.shape), a.dtype) for a in y0)
+    y, ys, _ = jax.lax.fori_loop(0, n, body, (tuple(y0), buf0, jnp.asarray(0, jnp.int32)))
+    return y, ys, steps
+
+
 def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: float,
              dt: float = 0.01, beta=0.0, d=None, ts=None, solver: str = "euler",
-             require_gibbs: bool = True):
+             require_gibbs: bool = True, backend: str = "diffrax"):
     """Sample the network's neurons at `temperature` by integrating the Langevin SDE.
 
     **Arguments:**
@@ -90,8 +152,16 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
       integrates the holomorphic extension of the dynamics (complex states, as `relax_core`)
       with the noise on the real parts only; it needs a holomorphic activation, and the
       complex chain has no Gibbs law (neuron noise of holomorphic EP).
-    - `ts`: optional times to save the states at.
+    - `ts`: optional times to save the states at (sorted, within `[0, t1]`).
     - `solver`: `"euler"` (Euler-Maruyama) or `"heun"`.
+    - `backend`: `"diffrax"` (default: `diffrax.diffeqsolve`, either solver) or `"fused"`
+      (Euler-Maruyama in one `lax.fori_loop`, solver `"euler"` only: `ceil(t1 / dt)` steps of
+      `dt`, one field evaluation and one normal draw per step, the state-independent constants
+      once; same law, but the noise is drawn from `key` differently from diffrax's, so not
+      the same paths; `ts` saved the same way, by linear interpolation between steps). When
+      `t1` is not a multiple of `dt` it ends at the next multiple, as `relax_core`'s fused
+      backend (diffrax ends at `t1`, its steps after the first spread evenly). EP's noisy
+      phases use it for `RelaxConfig`s with `backend="fused"` or `"blocks"`.
     - `require_gibbs`: refuse the leaky formulation (default). With `False` the noise acts on
       the potentials of the leaky form too (neuron noise as in Laborieux & Zenke 2022), whose
       stationary law is then not `exp(-F/T)`.
@@ -114,6 +184,17 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
             raise ConfigError(f"`{name}`={v!r} must be a positive number.")
     if solver not in SDE_SOLVERS:
         raise ConfigError(f"`solver`={solver!r} is not known; use one of {sorted(SDE_SOLVERS)}.")
+    if backend not in LANGEVIN_BACKENDS:
+        raise ConfigError(
+            f"`backend`={backend!r} is not known; use one of {LANGEVIN_BACKENDS}.")
+    if backend == "fused" and solver != "euler":
+        raise ConfigError(
+            f"`backend`='fused' is Euler-Maruyama; `solver`={solver!r} needs backend='diffrax'.")
+    if backend == "fused" and ts is not None and not isinstance(ts, jax.core.Tracer):
+        tv = np.asarray(ts, dtype=float)
+        if tv.ndim != 1 or np.any(np.diff(tv) < 0) or np.any(tv < 0) or np.any(
+                tv > t1 * (1 + 1e-9)):
+            raise ConfigError(f"`ts` must be a sorted 1-d array of times in [0, t1={t1}].")
     x = jnp.asarray(x)
     dtype = x.dtype
     if s0 is None:
@@ -132,10 +213,21 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
         out_dtype, pair = cdtype, drift.observe
     else:
         s0 = tuple(jnp.asarray(s, dtype) for s in s0)
-        drift = _Drift(system)
-        args = (tuple(model.params), inputs, jnp.asarray(beta, dtype))
+        drift = _Field(system)
+        beta = jnp.asarray(beta, dtype)
+        # the state-independent products (x W_1) once per phase, not once per step
+        args = (tuple(model.params), inputs, beta,
+                system.constants(s0, model.params, inputs, beta))
         y0 = s0
         out_dtype, pair = dtype, tuple
+    if backend == "fused":
+        y, ys, steps = _langevin_fused(drift, args, y0, scales, key, float(t1), float(dt), ts)
+
+        def observe(y):
+            return tuple(a.astype(out_dtype) for a in pair(y))
+
+        return LangevinResult(states=observe(y), ys=None if ys is None else observe(ys),
+                              steps=steps)
     # the Brownian motion has the states' shapes (complex states: their real parts')
     shape = tuple(jax.ShapeDtypeStruct(s.shape, dtype) for s in s0)
     # fixed steps: the unsafe (non-adaptive, draw-per-step) path is exact here and much cheaper
