@@ -111,15 +111,19 @@ FIXED_20 = RelaxConfig(solver="euler", dt0=0.5, tol=1e-12, t1=20.0, max_steps=10
                        on_failure="ignore")
 
 
-def test_noisy_holomorphic_ep_tends_to_the_exact_estimate(sigmoid_problem):
+@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+def test_noisy_holomorphic_ep_tends_to_the_exact_estimate(sigmoid_problem, backend):
     """All N points in turn, each continuing from the last: as T -> 0 the deterministic
     (exact) estimate, the noise's contribution shrinking as sqrt(T) (measured 4.6e-10 from the
-    deterministic estimate at T = 1e-20, 4.6e-6 at T = 1e-12)."""
+    deterministic estimate at T = 1e-20, 4.6e-6 at T = 1e-12). With the phases' backend
+    "fused" the noisy phases are the fused Euler-Maruyama loop."""
     model, x, d, s0, ref = sigmoid_problem
     det = _holo(sigmoid_problem, 0.1, 8)
+    fixed = RelaxConfig(solver="euler", dt0=0.5, tol=1e-12, t1=40.0, max_steps=1000,
+                        on_failure="ignore", backend=backend)
     grads = []
     for temp in (1e-20, 1e-12):
-        cfg = EPConfig(beta=0.1, variant="holomorphic", n_points=8, free=FIXED, nudged=FIXED,
+        cfg = EPConfig(beta=0.1, variant="holomorphic", n_points=8, free=fixed, nudged=fixed,
                        temperature=temp)
         g, aux = _ep(model, x, d, s0, cfg, key=jax.random.PRNGKey(0))
         assert int(aux.free_steps) == 80 and int(aux.nudged_steps) == 8 * 80  # every point
@@ -161,10 +165,11 @@ def test_noisy_holomorphic_ep_is_robust_to_neuron_noise(sigmoid_problem):
     assert spread(holo) > 1e-2  # the noise is really there
 
 
-def test_complex_langevin_puts_the_noise_on_the_real_parts_only():
+@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+def test_complex_langevin_puts_the_noise_on_the_real_parts_only(backend):
     """The complex SDE at real beta from a real state is the real SDE (same Brownian
     increments); at complex beta one Euler-Maruyama step adds noise of std sqrt(2 T dt / tau)
-    to the real parts and nothing to the imaginary ones."""
+    to the real parts and nothing to the imaginary ones. Both backends."""
     from eqdyn.dynamics import langevin
 
     model, _, _, s0 = _problem("sigmoid")
@@ -174,7 +179,8 @@ def test_complex_langevin_puts_the_noise_on_the_real_parts_only():
     s0 = model.init_state(500)
     k, temp = jax.random.PRNGKey(0), 0.01
     run = eqx.filter_jit(lambda beta, temp, t1: langevin(
-        model, x, s0, temperature=temp, key=k, t1=t1, dt=0.5, beta=beta, d=d).states)
+        model, x, s0, temperature=temp, key=k, t1=t1, dt=0.5, beta=beta, d=d,
+        backend=backend).states)
     real = run(jnp.asarray(0.3), temp, 5.0)  # arrays: 0.3 == 0.3 + 0j as static arguments
     pair = run(jnp.asarray(0.3 + 0j), temp, 5.0)
     for a, b in zip(real, pair):

@@ -163,14 +163,16 @@ def _quadratic_model(tau=2):
     return EnergyModel(e, ident, "gradient", params=(jnp.asarray(w), jnp.asarray(lat))), w, lat
 
 
-def test_langevin_samples_the_gibbs_distribution_of_a_quadratic_energy():
+@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+def test_langevin_samples_the_gibbs_distribution_of_a_quadratic_energy(backend):
     """F = 1/2 s A s^T - x W s^T: Gibbs is N(x W A^-1, T A^-1), whatever tau."""
     from eqdyn.dynamics import langevin
 
     model, w, lat = _quadratic_model()
     temp, n = 0.3, 4000
     res = jax.jit(lambda m, k: langevin(m, jnp.ones((n, 1)), temperature=temp, key=k, t1=30.0,
-                                        dt=0.01))(model, jax.random.PRNGKey(0))
+                                        dt=0.01, backend=backend))(model, jax.random.PRNGKey(0))
+    assert int(res.steps) == 3000
     smp = np.asarray(res.states[0])
     a = np.eye(2) - lat
     mean, cov = (w @ np.linalg.inv(a))[0], temp * np.linalg.inv(a)
@@ -179,7 +181,101 @@ def test_langevin_samples_the_gibbs_distribution_of_a_quadratic_energy():
     np.testing.assert_allclose(np.cov(smp.T), cov, rtol=0.06, atol=0.01)
 
 
-def test_langevin_matches_quadrature_for_a_nonlinear_unit():
+def test_fused_langevin_has_the_stationary_law_of_the_diffrax_path():
+    """The linear (Ornstein-Uhlenbeck) system above, tau = 2, lateral coupling: the fused and
+    diffrax Euler-Maruyama chains (different noise draws) have the same stationary covariance
+    within sampling error (standard error of an entry sqrt((C_ii C_jj + C_ij^2) / n)), that of
+    the Euler-Maruyama recursion (C = M C M^T + 2 T h I, M = I - h A, h = dt / tau: the Gibbs
+    law T A^-1 up to O(h), 1 % here), and T A^-1 within that bias."""
+    from eqdyn.dynamics import langevin
+
+    model, _, lat = _quadratic_model(tau=2)
+    temp, n, dt = 0.3, 8000, 0.02
+    covs = {}
+    for backend in ("diffrax", "fused"):
+        res = jax.jit(lambda m, k, b=backend: langevin(m, jnp.ones((n, 1)), temperature=temp,
+                                                       key=k, t1=40.0, dt=dt, backend=b))(
+            model, jax.random.PRNGKey(3))
+        covs[backend] = np.cov(np.asarray(res.states[0]).T)
+    a, h = np.eye(2) - lat, dt / 2
+    gibbs = temp * np.linalg.inv(a)
+    euler = scipy.linalg.solve_discrete_lyapunov(np.eye(2) - h * a, 2 * temp * h * np.eye(2))
+    assert np.max(np.abs(euler - gibbs) / np.abs(gibbs)) < 0.02
+    se = np.sqrt((np.outer(np.diag(euler), np.diag(euler)) + euler**2) / n)
+    assert np.all(np.abs(covs["fused"] - covs["diffrax"]) < 4 * np.sqrt(2) * se), covs
+    for c in covs.values():
+        assert np.all(np.abs(c - euler) < 4 * se), (c, euler)
+        assert np.all(np.abs(c - gibbs) < 4 * se + np.abs(euler - gibbs)), (c, gibbs)
+
+
+def test_fused_langevin_step_has_the_noise_of_the_sde():
+    """One Euler-Maruyama step of the fused path from the fixed point of the linear system
+    (tau = 2), over many chains and keys, minus the same step at T = 0: N(0, 2 T dt / tau) per
+    unit, independent across units."""
+    from eqdyn.dynamics import langevin
+
+    model, w, lat = _quadratic_model(tau=2)
+    temp, dt, n = 0.3, 0.05, 100
+    x = jnp.ones((n, 1))
+    fixed = (jnp.tile(jnp.asarray(w @ np.linalg.inv(np.eye(2) - lat)), (n, 1)),)
+
+    def step(k, temperature):
+        return langevin(model, x, fixed, temperature=temperature, key=k, t1=dt, dt=dt,
+                        backend="fused").states[0]
+
+    quiet = step(jax.random.PRNGKey(0), 0.0)
+    np.testing.assert_allclose(quiet, fixed[0], atol=1e-12)  # a fixed point indeed
+    noise = jax.jit(jax.vmap(lambda k: step(k, temp) - quiet))(
+        jax.random.split(jax.random.PRNGKey(1), 100))
+    z = np.asarray(noise).reshape(-1, 2) / np.sqrt(2 * temp * dt / 2)
+    assert np.all(np.abs(z.mean(0)) < 4 / np.sqrt(len(z))), z.mean(0)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.03)  # 1e4 samples: se 0.007
+    assert abs(np.corrcoef(z.T)[0, 1]) < 0.04
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.3 * np.exp(0.7j)])
+def test_fused_langevin_at_zero_temperature_is_fused_euler(beta):
+    """At T = 0 the fused path is relax_core's fused Euler loop step for step (a horizon that is
+    not a multiple of dt included: both take ceil(t1 / dt) steps), real or complex beta; its
+    saved states are diffrax's (linear interpolation between Euler steps)."""
+    from eqdyn.dynamics import RelaxConfig, langevin, relax_core
+
+    m, x, d, s0 = _setup("sigmoid")  # the gradient formulation
+    k = jax.random.PRNGKey(0)
+    for t1, steps in ((5.0, 10), (5.2, 11)):
+        res = langevin(m, x, s0, temperature=0.0, key=k, t1=t1, dt=0.5, beta=beta, d=d,
+                       backend="fused")
+        ref = relax_core(m, x, s0, beta, d, RelaxConfig(backend="fused", tol=1e-300, dt0=0.5,
+                                                        t1=t1))
+        assert int(res.steps) == int(ref.steps) == steps
+        for a, b in zip(res.states, ref.states):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    ts = jnp.asarray([0.0, 0.25, 0.5, 1.3, 4.9, 5.0])
+    fused = langevin(m, x, s0, temperature=0.0, key=k, t1=5.0, dt=0.5, beta=beta, d=d, ts=ts,
+                     backend="fused")
+    dfx = langevin(m, x, s0, temperature=0.0, key=k, t1=5.0, dt=0.5, beta=beta, d=d, ts=ts)
+    for a, b, c in zip(fused.ys, dfx.ys, fused.states):
+        assert a.shape == (len(ts), *c.shape)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+        np.testing.assert_array_equal(a[-1], c)
+
+
+def test_langevin_refuses_unknown_backends():
+    from eqdyn.dynamics import langevin
+
+    model, *_ = _quadratic_model()
+    x, k = jnp.ones((2, 1)), jax.random.PRNGKey(0)
+    with pytest.raises(ConfigError, match=r"`backend`='rk4' is not known.*'diffrax', 'fused'"):
+        langevin(model, x, temperature=0.1, key=k, t1=1.0, backend="rk4")
+    with pytest.raises(ConfigError, match="`backend`='fused' is Euler-Maruyama"):
+        langevin(model, x, temperature=0.1, key=k, t1=1.0, solver="heun", backend="fused")
+    with pytest.raises(ConfigError, match="`ts` must be a sorted"):
+        langevin(model, x, temperature=0.1, key=k, t1=1.0, ts=[0.5, 2.0], backend="fused")
+
+
+@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+def test_langevin_matches_quadrature_for_a_nonlinear_unit(backend):
     """One sigmoid unit, F(s) = s^2/2 - x w rho(s) - b rho(s): moments of exp(-F/T) by quadrature."""
     from eqdyn.dynamics import langevin
 
@@ -192,7 +288,7 @@ def test_langevin_matches_quadrature_for_a_nonlinear_unit():
     model = EnergyModel(e, "sigmoid", "gradient", params=(jnp.full((1, 1), w),
                                                           jnp.full((1, 1), bias)))
     res = langevin(model, jnp.ones((n, 1)), temperature=temp, key=jax.random.PRNGKey(1),
-                   t1=20.0, dt=0.01)
+                   t1=20.0, dt=0.01, backend=backend)
     smp = np.asarray(res.states[0])[:, 0]
     grid = np.linspace(-4.0, 6.0, 20001)
     f = 0.5 * grid**2 - (w + bias) / (1.0 + np.exp(-grid))
@@ -215,10 +311,11 @@ def test_langevin_refuses_the_leaky_formulation_and_bad_temperatures():
         langevin(model, jnp.ones((2, 1)), temperature=-1, key=jax.random.PRNGKey(0), t1=1.0)
 
 
-def test_noisy_ep_tends_to_the_deterministic_estimate_and_checks_its_inputs():
+@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+def test_noisy_ep_tends_to_the_deterministic_estimate_and_checks_its_inputs(backend):
     m, x, d, s0 = _setup("sigmoid")
     fixed = eqdyn.RelaxConfig(solver="euler", dt0=0.1, tol=1e-12, t1=60.0, max_steps=1000,
-                              on_failure="ignore")
+                              on_failure="ignore", backend=backend)
     det, _ = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=fixed,
                                                nudged=fixed))
     noisy, aux = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=fixed,
@@ -238,3 +335,35 @@ def test_noisy_ep_tends_to_the_deterministic_estimate_and_checks_its_inputs():
 
     with pytest.raises(ConfigError, match="implemented for `algo`='ep'"):
         resolve_config(algo="rbp", temperature=0.1)
+
+
+def test_noisy_ep_phases_use_the_fused_langevin_for_fused_and_blocks_configs():
+    """A noisy phase whose RelaxConfig has backend "fused" or "blocks" is the fused
+    Euler-Maruyama loop (blocks has no noisy counterpart), "diffrax" diffrax's: on a leaky
+    hard-sigmoid network (lz22's setting: blocks free phase, fused nudged phase) the blocks and
+    fused configurations give the same estimate bit for bit, diffrax another (its own noise
+    draws), and the phases run their whole horizons."""
+    from eqdyn.learning._ep import _noisy_backend
+
+    assert [_noisy_backend(eqdyn.RelaxConfig(backend=b)) for b in ("diffrax", "fused", "blocks")
+            ] == ["diffrax", "fused", "fused"]
+    m, x, d, s0 = _setup("hard_sigmoid")
+    assert m.system.formulation == "leaky"
+
+    def estimate(free_backend, nudged_backend):
+        cfg = {"solver": "euler", "dt0": 0.5, "tol": 1e-6, "max_steps": 1000,
+               "on_failure": "ignore"}
+        ep = EPConfig(beta=0.5, variant="one-sided", temperature=1e-3,
+                      free=eqdyn.RelaxConfig(t1=10.0, backend=free_backend, **cfg),
+                      nudged=eqdyn.RelaxConfig(t1=5.0, backend=nudged_backend, **cfg))
+        g, aux = ep_gradient(m, x, d, s0, ep, key=jax.random.PRNGKey(0))
+        assert int(aux.free_steps) == 20 and int(aux.nudged_steps) == 10
+        return g
+
+    blocks, fused, dfx = (estimate("blocks", "fused"), estimate("fused", "fused"),
+                          estimate("diffrax", "diffrax"))
+    for a, b in zip(blocks, fused):
+        np.testing.assert_array_equal(a, b)
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in fused)
+    assert _rel(tuple(-g for g in fused), dfx) > 1e-3  # other draws, same law
+

@@ -15,12 +15,12 @@ of the dynamics as `relax_core` does, as the real pair `(Re s, Im s)`, with the 
 parts only (real neuron noise added to complex states): the same Brownian increments, at the
 same scale, as the real SDE, whose paths it reproduces when `beta` and `s0` are real.
 
-`backend="fused"` integrates the same Euler-Maruyama scheme without diffrax: one
-`lax.fori_loop` over the `ceil(t1 / dt)` steps, one field evaluation and one normal draw per
-step (`y <- y + dt f(y) + sqrt(dt) sqrt(2 T / tau) z`, `z ~ N(0, 1)` from `fold_in(key, step)`),
-several times cheaper per step than diffrax's solver loop. Same law and, at `T = 0`, the same
-states as `relax_core` with `backend="fused"` (bit for bit); its noise draws are not diffrax's,
-so noisy paths differ from the diffrax backend's for the same key.
+`backend="fused"` integrates the same Euler-Maruyama scheme without diffrax: `lax.fori_loop`s
+over the `ceil(t1 / dt)` steps, one field evaluation per step (`y <- y + dt f(y) + sqrt(dt)
+sqrt(2 T / tau) z`, `z ~ N(0, 1)` fresh per step and unit, drawn for chunks of steps at once).
+Same law and, at `T = 0`, the same states as `relax_core` with `backend="fused"` (bit for bit);
+its noise draws are not diffrax's, so noisy paths differ from the diffrax backend's for the
+same key.
 """
 
 from __future__ import annotations
@@ -75,64 +75,92 @@ class _Diffusion(eqx.Module):
         return lx.FunctionLinearOperator(mv, self.control)
 
 
+#: bytes of normal draws made at once by the fused backend (a chunk of steps' noise)
+_NOISE_CHUNK_BYTES = 2 ** 21
+_NOISE_CHUNK_STEPS = 32
+
+
 def _langevin_fused(drift, args, y0, scales, key, t1: float, dt: float, ts=None):
-    """Euler-Maruyama in one `lax.fori_loop`: `y <- y + dt f(y) + sqrt(dt) scale z`.
+    """Euler-Maruyama in `lax.fori_loop`s: `y <- y + dt f(y) + sqrt(dt) scale z`.
 
     `y0` is the (real) state, `scales` the noise scales `sqrt(2 T / tau_k)` of its first
     `len(scales)` leaves (all of a real state; the real halves of a pair state split by
     `_PairField`, whose imaginary halves get no noise). `ceil(t1 / dt)` steps of `dt`, as
     `relax_core`'s fused backend (ending at `t1` when it is a multiple of `dt`, else at the next
-    multiple); `z` is drawn afresh per step from `fold_in(key, step)`, one normal array per
-    noisy leaf. With every scale zero nothing is drawn and the steps are exactly those of
-    `relax_core`'s fused backend. `ts` (sorted, in `[0, t1]`) saves the states there,
-    interpolated linearly between steps as diffrax's Euler does (exactly the step's state at a
-    time on the grid). Returns `(y, ys or None, steps)`.
+    multiple). `z ~ N(0, 1)` is fresh for every step and unit: the draws are made for a chunk of
+    up to `_NOISE_CHUNK_STEPS` steps at once (chunk `i` from `fold_in(key, i)`), which on a CPU
+    costs about half as much as one draw per step (threefry is then most of a step's time). With
+    every scale zero nothing is drawn and the steps are exactly those of `relax_core`'s fused
+    backend. `ts` (sorted, in `[0, t1]`) saves the states there, interpolated linearly between
+    steps as diffrax's Euler does (exactly the step's state at a time on the grid). Returns
+    `(y, ys or None, steps)`.
     """
     dtype = y0[0].dtype
     n = int(np.ceil(t1 / dt - 1e-9))
     dt_ = jnp.asarray(dt, dtype)
-    noisy = any(s != 0.0 for s in scales)
+    n_noisy = len(scales) if any(s != 0.0 for s in scales) else 0
     amp = tuple(jnp.asarray(s * np.sqrt(dt), dtype) for s in scales)
+    sizes = [int(np.prod(a.shape)) for a in y0[:n_noisy]]
+    offsets = np.cumsum([0] + sizes)
 
-    def step(k, y):
+    def step(y, z):  # z: this step's normals, flat over the noisy leaves (None: no noise)
         f = drift(None, y, args)
         y1 = tuple(u + dt_ * g for u, g in zip(y, f))
-        if not noisy:
+        if z is None:
             return y1
-        keys = jax.random.split(jax.random.fold_in(key, k), len(scales))
-        z = tuple(jax.random.normal(kk, u.shape, dtype) for kk, u in zip(keys, y1))
-        return tuple(u + a * w for u, a, w in zip(y1, amp, z)) + y1[len(scales):]
+        noise = tuple(z[o:o + m].reshape(u.shape) for o, m, u in zip(offsets, sizes, y1))
+        return tuple(u + a * w for u, a, w in zip(y1, amp, noise)) + y1[n_noisy:]
 
-    steps = jnp.asarray(n, jnp.int32)
     if ts is None:
-        return jax.lax.fori_loop(0, n, step, tuple(y0)), None, steps
+        def body(k, y, z):
+            return step(y, z)
 
-    ts = jnp.asarray(ts, dtype)
-    m = ts.shape[0]
+        carry = tuple(y0)
+    else:
+        ts = jnp.asarray(ts, dtype)
+        m_ts = ts.shape[0]
 
-    def body(k, carry):
-        y, buf, j = carry
-        y1 = step(k, y)
-        t_a = k.astype(dtype) * dt_
+        def body(k, carry, z):
+            y, buf, j = carry
+            y1 = step(y, z)
+            t_a = k.astype(dtype) * dt_
 
-        def pending(c):  # save times inside this step (after the last one: all that remain)
-            _, j = c
-            t_j = ts[jnp.minimum(j, m - 1)]
-            return (j < m) & ((t_j <= t_a + dt_) | (k == n - 1))
+            def pending(c):  # save times inside this step (after the last one: all that remain)
+                _, j = c
+                t_j = ts[jnp.minimum(j, m_ts - 1)]
+                return (j < m_ts) & ((t_j <= t_a + dt_) | (k == n - 1))
 
-        def save(c):
-            buf, j = c
-            w = jnp.clip((ts[j] - t_a) / dt_, 0.0, 1.0)
-            buf = tuple(b.at[j].set(jnp.where(w >= 1.0, v1, v + w * (v1 - v)))
-                        for b, v, v1 in zip(buf, y, y1))
-            return buf, j + 1
+            def save(c):
+                buf, j = c
+                w = jnp.clip((ts[j] - t_a) / dt_, 0.0, 1.0)
+                buf = tuple(b.at[j].set(jnp.where(w >= 1.0, v1, v + w * (v1 - v)))
+                            for b, v, v1 in zip(buf, y, y1))
+                return buf, j + 1
 
-        buf, j = jax.lax.while_loop(pending, save, (buf, j))
-        return y1, buf, j
+            buf, j = jax.lax.while_loop(pending, save, (buf, j))
+            return y1, buf, j
 
-    buf0 = tuple(jnp.zeros((m, *a.shape), a.dtype) for a in y0)
-    y, ys, _ = jax.lax.fori_loop(0, n, body, (tuple(y0), buf0, jnp.asarray(0, jnp.int32)))
-    return y, ys, steps
+        carry = (tuple(y0), tuple(jnp.zeros((m_ts, *a.shape), a.dtype) for a in y0),
+                 jnp.asarray(0, jnp.int32))
+
+    if n_noisy == 0:
+        carry = jax.lax.fori_loop(0, n, lambda k, c: body(k, c, None), carry)
+    else:
+        per_step = int(offsets[-1]) * jnp.dtype(dtype).itemsize
+        chunk = max(1, min(n, _NOISE_CHUNK_STEPS, _NOISE_CHUNK_BYTES // max(per_step, 1)))
+        n_chunks, rest = divmod(n, chunk)
+
+        def steps_from(k0, count, chunk_index, carry):
+            z = jax.random.normal(jax.random.fold_in(key, chunk_index),
+                                  (count, int(offsets[-1])), dtype)
+            return jax.lax.fori_loop(0, count, lambda j, c: body(k0 + j, c, z[j]), carry)
+
+        carry = jax.lax.fori_loop(
+            0, n_chunks, lambda i, c: steps_from(i * chunk, chunk, i, c), carry)
+        if rest:
+            carry = steps_from(n_chunks * chunk, rest, n_chunks, carry)
+    y, ys = (carry, None) if ts is None else carry[:2]
+    return y, ys, jnp.asarray(n, jnp.int32)
 
 
 def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: float,
