@@ -457,7 +457,7 @@ def _add_analyze(sub):
                    "holomorphic:0.4:10",
                    help="noise: comma-separated VARIANT:BETA[:N] (N for holomorphic)")
     p.add_argument("--solvers", default="euler,tsit5",
-                   help="convergence: comma-separated solvers, or blocks (hard sigmoid)")
+                   help="convergence: comma-separated solvers, or blocks (leaky formulation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)

@@ -329,8 +329,9 @@ def test_holomorphic_ep_holds_under_noise_where_classic_ep_does_not(noise_record
     assert r.noiseless_error[classic] < 0.3 and r.noiseless_error[holo] < 1e-3
     assert np.mean(r.errors[holo]) < np.mean(r.errors[classic]) / 3, (r.errors, r.labels)
     assert np.min(r.cosines[holo]) > np.max(r.cosines[classic])
-    # averaging the draws removes most of the noise: it is unbiased around the noiseless one
-    assert r.mean_error[classic] < np.mean(r.errors[classic])
+    # averaging the 6 draws removes much of the noise (measured: 0.41 against 0.85 per draw;
+    # the noiseless bias 0.18 stays); identical draws would not
+    assert r.mean_error[classic] < 0.7 * np.mean(r.errors[classic])
     assert r.nudged_time[holo] == 10 * 20.0 and r.nudged_time[classic] == 20.0
     js = json.loads(json.dumps(r.to_json()))
     assert js["labels"] == r.labels and len(js["cosines"][holo]) == 6

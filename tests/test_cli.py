@@ -121,5 +121,5 @@ def test_invalid_formulation_writes_nothing(tmp_path, capsys):
     run = tmp_path / "bad"
     argv = ["train", "--formulation", "leaky", "--activation", "sigmoid", "--run-dir", str(run)]
     assert main(argv) == 2
-    assert "projection activation" in capsys.readouterr().err
+    assert "needs a cost that acts on the rates" in capsys.readouterr().err
     assert not run.exists()

@@ -151,6 +151,45 @@ def test_block_sweeps_reach_the_free_fixed_point_in_fewer_sweeps(problem):
         relax_core(model, x, s0, 0.3, d, RelaxConfig(tol=1e-9, backend="blocks"))
 
 
+def test_the_lyapunov_energy_never_increases(problem):
+    """`system.energy` of the continuous Hopfield network adds `sum int rho^{-1} - 1/2 |s|^2`:
+    along the Euler trajectory and the block sweeps it never increases (the energy at the
+    rates with rho the identity alone rises by ~1e-2 early on)."""
+    from eqdyn.dynamics import trajectory
+
+    model, x, d, s0 = problem
+    sys_, inputs = model.system, model.inputs(x, d)
+    tr = trajectory(model, x, s0, jnp.linspace(0.0, 30.0, 120))
+    e = jax.vmap(lambda st: sys_.energy(st, model.params, inputs, 0.0))(tr.states)
+    assert float(jnp.max(jnp.diff(e))) < 1e-10
+    assert float(e[-1]) < float(e[0]) - 1.0
+    u = s0
+    prev = float(sys_.energy(u, model.params, inputs, 0.0))
+    for _ in range(6):  # one block sweep at a time from where the last ended
+        u = relax_core(model, x, u, 0.0, d, RelaxConfig(tol=1e-300, t1=1.0, backend="blocks")).states
+        cur = float(sys_.energy(u, model.params, inputs, 0.0))
+        assert cur <= prev + 1e-10
+        prev = cur
+
+
+def test_relax_and_jit_first_use(problem):
+    """`eqdyn.relax` at beta 0 takes the free-phase blocks; a model first compiled inside a
+    trace passes the formulation check (it runs at compile time)."""
+    from eqdyn.dynamics import relax
+
+    model, x, d, s0 = problem
+    res = relax(model, x, config=RelaxConfig(tol=1e-10, t1=2000.0, backend="blocks"))
+    ref = relax_core(model, x, s0, 0.0, d, TIGHT)
+    for a, b in zip(res.states, ref.states):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+    fresh = EnergyModel(layered_hopfield_energy((5, 4, 4, 2), cost="cross_entropy"),
+                        "steep_sigmoid", "leaky", key=jax.random.PRNGKey(3), dtype=jnp.float64)
+    xs = jnp.ones((2, 5))
+    out = eqx.filter_jit(relax_core)(fresh, xs, fresh.init_state(2, jnp.float64), 0.0, None,
+                                     RelaxConfig(backend="fused", t1=5.0))
+    assert out.states[0].shape == (2, 4)
+
+
 def test_a_cost_on_the_raw_output_potential_is_refused():
     energy = layered_hopfield_energy((4, 3, 2))  # squared error on the output state y
     with pytest.raises(ConfigError, match="state `y` with the cost switched on.*cross_entropy"):
@@ -166,6 +205,12 @@ def test_a_cost_on_the_raw_output_potential_is_refused():
         resolve_config(cost="cross_entropy", arch="64-10")
     with pytest.raises(ConfigError, match="`algo`='chl' needs the output layer to be a state"):
         resolve_config(cost="cross_entropy", algo="chl", arch="64-32-10")
+    with pytest.raises(ConfigError, match="only the free phase has closed-form blocks"):
+        resolve_config("lz22-mnist", nudged_backend="blocks")
+    from eqdyn.models import LayeredHopfield
+
+    with pytest.raises(ConfigError, match="EnergyModel\\(layered_hopfield_energy"):
+        LayeredHopfield((4, 3, 2), "sigmoid", "leaky", key=jax.random.PRNGKey(0))
 
 
 def test_lz22_presets_resolve():

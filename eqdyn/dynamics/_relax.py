@@ -261,7 +261,7 @@ def block_structure(field, args, s0, free_phase: bool = False):
     if free_phase:
         try:
             return block_structure(field, args, s0)
-        except ConfigError:
+        except ConfigError:  # remembered: see the cache below
             pass
     system = field.system
     params, inputs, _, _ = args
@@ -271,7 +271,20 @@ def block_structure(field, args, s0, free_phase: bool = False):
            in_shapes, free_phase)
     cache = system.__dict__.setdefault("_block_cache", {})  # lives and dies with the system
     if key in cache:
+        if isinstance(cache[key], ConfigError):  # a refusal, probed once
+            raise cache[key]
         return cache[key]
+    try:
+        out = _probe_blocks(field, system, params, inputs, s0, clamped, in_shapes, free_phase)
+    except ConfigError as e:
+        cache[key] = e
+        raise
+    cache[key] = out
+    return out
+
+
+def _probe_blocks(field, system, params, inputs, s0, clamped, in_shapes, free_phase):
+    """The probe behind `block_structure` (uncached)."""
     if system.formulation != "leaky":
         raise ConfigError(
             "`backend`='blocks' needs the leaky formulation (du/dt = -u + ..., e.g. the hard "
@@ -317,8 +330,9 @@ def block_structure(field, args, s0, free_phase: bool = False):
                 raise ConfigError(
                     f"`backend`='blocks': the field of state {system.state_names[k]!r} is "
                     "not `-alpha u + (terms of other states)` (a lateral or nonlinear "
-                    "self-coupling), so its block minimiser is not closed form. Use "
-                    "backend='fused' or 'diffrax'."
+                    "self-coupling, e.g. a softmax readout nudging the last hidden layer), so "
+                    "its block minimiser is not closed form. Use backend='fused' or 'diffrax' "
+                    "(in training, for the nudged phase alone: nudged_backend)."
                 )
             alphas[beta, k] = a
     free = probed
@@ -352,9 +366,7 @@ def block_structure(field, args, s0, free_phase: bool = False):
                             "backend='fused' or 'diffrax'."
                         )
     classes = tuple(tuple(k for k in free if colour[k] == c) for c in (0, 1))
-    out = (classes, alpha0, alpha1)
-    cache[key] = out
-    return out
+    return classes, alpha0, alpha1
 
 
 def _block_min(u, f, a, bounds):
@@ -588,8 +600,10 @@ def relax(
         got = tuple(s.shape for s in s0)
         if got != want:
             raise ConfigError(f"`s0` has shapes {got}; expected {want} (one array per layer).")
-    # beta as an array: a Python float would be a static argument and recompile per value
-    res = _relax_jit(model, x, s0, jnp.asarray(beta, x.dtype), d, config)
+    # beta as an array: a Python float would be a static argument and recompile per value;
+    # except zero, which tells the block sweeps they relax a free phase
+    free = isinstance(beta, (int, float, np.number)) and not isinstance(beta, bool) and beta == 0
+    res = _relax_jit(model, x, s0, 0.0 if free else jnp.asarray(beta, x.dtype), d, config)
     if not np.isfinite(float(res.residual)):
         raise ConvergenceError(
             f"the relaxation produced non-finite states (residual {float(res.residual)}) with "

@@ -41,9 +41,20 @@ def write_bytes(path: Path, data: bytes) -> None:
     _atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 
+def _finite(obj):
+    """`obj` with non-finite floats as `None` (JSON has no NaN: an empty split's accuracy)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    data = json.dumps(obj, indent=2, sort_keys=True).encode()
+    """Write standard JSON atomically (temp file + rename); NaN and infinities become null."""
+    data = json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False).encode()
     _atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 

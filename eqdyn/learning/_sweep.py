@@ -130,6 +130,10 @@ def _evaluate_runs(models, x, y, relax_cfg, batch, feedforward, put) -> dict:
     """`evaluate` for stacked models: the same batches (the last padded and masked), each
     relaxed for all runs at once; every statistic is an array over runs."""
     n = int(x.shape[0])
+    if n == 0:  # an empty split (val_size=0): no numbers, as `evaluate` returns
+        k = len(jax.tree_util.tree_leaves(models)[0])
+        nan = np.full(k, np.nan)
+        return dict(accuracy=nan, loss=nan, steps=np.zeros(k), converged=np.ones(k))
     n_batches = -(-n // batch)
     xp = np.zeros((n_batches * batch, x.shape[1]), np.asarray(x).dtype)
     yp = np.zeros(n_batches * batch, np.int32)

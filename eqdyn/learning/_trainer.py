@@ -417,13 +417,21 @@ def _validate(cfg: TrainConfig) -> None:
             "formulation='gradient', or activation='hard_sigmoid'."
         )
     blocks = [n for n in ("backend", "nudged_backend") if getattr(cfg, n) == "blocks"]
+    if (cfg.cost == "cross_entropy" and cfg.algo in ("ep", "cep", "continuous")
+            and (cfg.nudged_backend or cfg.backend) == "blocks"):
+        raise ConfigError(
+            "`nudged_backend`='blocks' (or `backend`='blocks' without a nudged_backend) with "
+            "`cost`='cross_entropy': the softmax readout couples the last hidden layer to itself "
+            "once nudged, so only the free phase has closed-form blocks. Set nudged_backend "
+            "'fused' or 'diffrax'."
+        )
     if blocks and cfg.energy is None and formulation != "leaky":
         raise ConfigError(
             f"`{blocks[0]}`='blocks' needs the leaky formulation, where each layer's minimiser "
             f"is closed form; `activation`={cfg.activation!r} uses formulation={formulation!r}. "
             "Use formulation 'leaky' (with a smooth activation: cost 'cross_entropy'), or "
             "backend 'fused' or 'diffrax'"
-            + (f" (preset {cfg.preset!r} relaxes by blocks for the hard sigmoid)."
+            + (f" (preset {cfg.preset!r} relaxes by blocks in its own formulation)."
                if cfg.preset else ".")
         )
     if (cfg.nudged_backend or cfg.backend) == "blocks" and cfg.variant == "holomorphic":

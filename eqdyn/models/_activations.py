@@ -3,7 +3,9 @@
 The symbolic layer keeps the activation an opaque function `rho` whose derivative is another
 opaque function `rho'`; here each name is bound to JAX code. An activation is a *projection*
 when `rho' = 1` wherever `rho` is not saturated and `rho(rho(u)) = rho(u)` (the hard sigmoid):
-only those may use the leaky-integrator formulation (see `eqdyn.models.Formulation`).
+its leaky-integrator formulation relaxes to the minima of `F` on the box. With a smooth
+activation the leaky formulation is the continuous Hopfield network (see
+`eqdyn.models.compile_system`), whose energy needs `integral`, an antiderivative of `rho`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Activation:
     - `d1`: `rho'(u)`.
     - `d2`: `rho''(u)` or `None` (needed only by second-order analyses).
     - `projection`: `True` when `rho` is the projection onto its range with `rho' = 1` inside
-      (the hard sigmoid); allows the leaky-integrator formulation.
+      (the hard sigmoid); the leaky-integrator formulation is then its default.
     - `latex`: how `rho` is written in equations.
     - `bounds`: the range `(lo, hi)` a projection clips to (used by the steady-state test of the
       leaky formulation: a potential past a bound that keeps moving outwards no longer changes
@@ -37,6 +39,9 @@ class Activation:
     - `holomorphic`: `rho` extends to a complex-analytic function that `fn`/`d1` compute on
       complex arrays (sigmoid, tanh, softplus; not the hard sigmoid). Holomorphic EP relaxes
       the network at complex `beta` and needs it.
+    - `integral`: an antiderivative `P` of `rho` (`P' = rho`) or `None`: the Lyapunov energy
+      of the continuous Hopfield network (leaky formulation, smooth `rho`) holds
+      `int^s rho^{-1} = u rho(u) - P(u)`.
     """
 
     name: str
@@ -48,6 +53,7 @@ class Activation:
     bounds: tuple[float, float] | None = None
     expr: object = None
     holomorphic: bool = False
+    integral: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -91,7 +97,14 @@ class Activation:
         real = sp.Symbol(str(var), real=True)  # so that |u|' = sign(u), not re/im parts
         expr, var = expr.subs(var, real), real
         fns = {}
-        for order, e in enumerate((expr, sp.diff(expr, var), sp.diff(expr, var, 2))):
+        try:  # an antiderivative, when SymPy finds one in closed form
+            prim = sp.integrate(expr, var)
+            prim = None if prim.has(sp.Integral) else prim
+        except Exception:  # noqa: BLE001 - SymPy may fail in many ways; then there is none
+            prim = None
+        exprs = [expr, sp.diff(expr, var), sp.diff(expr, var, 2)] + ([prim] if prim is not None
+                                                                       else [])
+        for order, e in enumerate(exprs):
             fname = f"{name}_d{order}"
             ns = {"jnp": jnp}
             exec(scalar_function_source(e, var, fname), ns)  # noqa: S102
@@ -103,6 +116,7 @@ class Activation:
         kinks = (sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside, sp.sign, sp.re, sp.im,
                  sp.conjugate, sp.floor, sp.ceiling)
         kwargs.setdefault("holomorphic", not expr.has(*kinks))
+        kwargs.setdefault("integral", fns.get(3))
         return cls(name, fns[0], fns[1], fns[2], expr=expr, **kwargs)
 
 
@@ -156,12 +170,15 @@ ACTIVATIONS: dict[str, Activation] = {
         "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True,
         bounds=(0.0, 1.0),
     ),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, holomorphic=True),
-    "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2, holomorphic=True),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, holomorphic=True,
+                          integral=lambda u: jnp.logaddexp(0.0, u)),
+    "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2, holomorphic=True,
+                       integral=lambda u: jnp.logaddexp(u, -u)),
     # 1 / (1 + exp(-4 (u - 1/2))): the smooth, holomorphic stand-in for the hard sigmoid with
     # the same slope 1 and value 1/2 at u = 1/2 (the sigmoid of Laborieux et al.'s MLPs)
     "steep_sigmoid": Activation("steep_sigmoid", _steep_sigmoid, _steep_sigmoid_d1,
-                                _steep_sigmoid_d2, holomorphic=True),
+                                _steep_sigmoid_d2, holomorphic=True,
+                                integral=lambda u: 0.25 * jnp.logaddexp(0.0, 4.0 * u - 2.0)),
 }
 
 

@@ -83,6 +83,14 @@ class LayeredHopfield(AbstractEnergyModel):
         act = get_activation(activation)
         self.activation = act.name
         self.formulation = resolve_formulation(act, formulation)
+        if self.formulation == "leaky" and not act.projection:
+            raise ConfigError(
+                f"`LayeredHopfield` with `formulation`='leaky' needs a projection activation "
+                f"(hard_sigmoid): its squared-error cost acts on the output potential, which the "
+                f"continuous Hopfield network of {act.name!r} cannot nudge consistently. Use "
+                f"EnergyModel(layered_hopfield_energy(sizes, cost='cross_entropy'), "
+                f"{act.name!r}, 'leaky') (a softmax readout), or formulation='gradient'."
+            )
         if weights is None:
             keys = jax.random.split(key, len(self.sizes) - 1)
             weights = []

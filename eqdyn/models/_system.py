@@ -274,9 +274,25 @@ class CompiledSystem:
         return jax.vmap(one, in_axes=(0, batched))(obs, tuple(inputs))
 
     def energy(self, states, params, inputs, beta):
-        """`F = E + beta C` summed over the batch, at the observed state."""
+        """`F = E + beta C` summed over the batch, at the observed state.
+
+        In the leaky formulation of a smooth activation (the continuous Hopfield network) this
+        is its Lyapunov energy, `F|_{rho = id}(s) - 1/2 |s|^2 + sum_i int^{s_i} rho^{-1}` with
+        `s = rho(u)` and `int^s rho^{-1} = u rho(u) - P(u)` (`P` the activation's `integral`),
+        which never increases along the dynamics (up to a constant).
+        """
         obs = self.observe(states)
-        return self._fns["exact"]["energy"](**self._kw(obs, params, inputs, beta))
+        f = self._fns["exact"]["energy"](**self._kw(obs, params, inputs, beta))
+        if self.formulation == "leaky" and not self.activation.projection:
+            prim = self.activation.integral
+            if prim is None:
+                raise ConfigError(
+                    f"the energy of the continuous Hopfield network (leaky formulation) of "
+                    f"{self.activation.name!r} needs an antiderivative of the activation; build "
+                    "it with Activation(..., integral=P) (P' = rho) or Activation.from_sympy."
+                )
+            f = f + sum(jnp.sum(u * s - prim(u) - 0.5 * s * s) for u, s in zip(states, obs))
+        return f
 
     def cost(self, states, params, inputs):
         """`C` summed over the batch, at the observed state."""
@@ -426,6 +442,14 @@ def _check_leaky_smooth(system: CompiledSystem) -> None:
         in_shapes = [(rows(i), int(i.cols)) for i in e.inputs]
     except TypeError:  # symbolic sizes: nothing to probe with
         return
+    with jax.ensure_compile_time_eval():  # the system may first be compiled inside a trace
+        _probe_leaky_smooth(system, st_shapes, p_shapes, in_shapes)
+
+
+def _probe_leaky_smooth(system, st_shapes, p_shapes, in_shapes) -> None:
+    import numpy as np
+
+    e = system.derivation.energy
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     rng = np.random.default_rng(2)
     U = tuple(np.asarray(rng.normal(size=sh), dtype) for sh in st_shapes)
@@ -441,12 +465,14 @@ def _check_leaky_smooth(system: CompiledSystem) -> None:
             lhs, rhs = np.asarray(t * fk + u), np.asarray(sk - gk)
             if np.max(np.abs(lhs - rhs)) > tol * (1.0 + np.max(np.abs(rhs))):
                 where = "with the cost switched on (beta != 0)" if beta else "at beta = 0"
+                smooth = sorted(a.name for a in system.activations.values()
+                                if not a.projection) or [system.activation.name]
                 raise ConfigError(
-                    f"`formulation`='leaky' with the smooth activation {system.activation.name!r} "
-                    f"needs an energy that depends on each state only through rho(state), apart "
-                    f"from the leak 1/2 |s|^2; `{e.name}` does not for state `{name}` {where} "
-                    "(e.g. a squared-error cost on the output potential). Use "
-                    "cost='cross_entropy' (a softmax readout), formulation='gradient', or a "
+                    f"`formulation`='leaky' with the smooth activation {smooth[0]!r} needs an "
+                    f"energy that depends on each state only through rho(state), apart from the "
+                    f"leak 1/2 |s|^2; `{e.name}` does not for state `{name}` {where} (e.g. a "
+                    "squared-error cost on the output potential). Use a softmax readout (the "
+                    "built-in energy's cost='cross_entropy'), formulation='gradient', or a "
                     "projection activation such as 'hard_sigmoid'."
                 )
 
