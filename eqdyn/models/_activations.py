@@ -96,21 +96,22 @@ class Activation:
             var = free[0]
         real = sp.Symbol(str(var), real=True)  # so that |u|' = sign(u), not re/im parts
         expr, var = expr.subs(var, real), real
-        fns = {}
-        try:  # an antiderivative, when SymPy finds one in closed form
-            prim = sp.integrate(expr, var)
-            prim = None if prim.has(sp.Integral) else prim
-        except Exception:  # noqa: BLE001 - SymPy may fail in many ways; then there is none
-            prim = None
-        exprs = [expr, sp.diff(expr, var), sp.diff(expr, var, 2)] + ([prim] if prim is not None
-                                                                       else [])
-        for order, e in enumerate(exprs):
-            fname = f"{name}_d{order}"
+        from ..symbolic._codegen import python_name
+
+        def compile_(e, fname):
             ns = {"jnp": jnp}
             exec(scalar_function_source(e, var, fname), ns)  # noqa: S102
-            from ..symbolic._codegen import python_name
+            return ns[python_name(fname)]
 
-            fns[order] = ns[python_name(fname)]
+        fns = {}
+        for order, e in enumerate((expr, sp.diff(expr, var), sp.diff(expr, var, 2))):
+            fns[order] = compile_(e, f"{name}_d{order}")
+        try:  # an antiderivative, when SymPy finds a real closed form that compiles
+            prim = sp.integrate(expr, var)
+            if not prim.has(sp.Integral, sp.I):
+                fns[3] = compile_(prim, f"{name}_integral")
+        except Exception:  # noqa: BLE001 - SymPy or the printer may fail; then there is none
+            pass
         kwargs.setdefault("latex", r"\rho")
         # analytic unless built from pieces (|u|, max, min, piecewise, step, sign, re/im)
         kinks = (sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside, sp.sign, sp.re, sp.im,
