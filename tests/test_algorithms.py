@@ -136,6 +136,7 @@ def test_noisy_holomorphic_ep_tends_to_the_exact_estimate(sigmoid_problem, backe
         ep_gradient(model, x, d, s0, cfg)
 
 
+@pytest.mark.slow  # 35 s; tests/test_analysis.py's noise study checks the same mechanism fast
 def test_noisy_holomorphic_ep_is_robust_to_neuron_noise(sigmoid_problem):
     """Laborieux & Zenke 2022's setting in small: neuron noise T = 8e-4 (std 0.04 per unit
     time), one-sided EP at beta 0.1 against holomorphic EP with N = 10 points on |beta| = 0.4.

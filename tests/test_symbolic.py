@@ -419,9 +419,9 @@ def test_unknown_activation_lists_known_ones():
         hopfield_system((3, 2, 2), "relu", "gradient")
 
 
-def test_leaky_formulation_needs_a_projection():
-    dv = _derivation((3, 2, 2))
-    with pytest.raises(ConfigError, match="leaky.*projection.*'sigmoid'"):
+def test_leaky_formulation_of_a_smooth_activation_needs_a_cost_on_the_rates():
+    dv = _derivation((3, 2, 2))  # squared error on the output potential
+    with pytest.raises(ConfigError, match="leaky.*smooth activation 'sigmoid'.*rho\\(state\\)"):
         compile_system(dv, "sigmoid", "leaky")
     with pytest.raises(ConfigError, match="formulation"):
         compile_system(dv, "sigmoid", "semi-implicit")
