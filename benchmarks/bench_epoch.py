@@ -68,19 +68,10 @@ FLOP_NOTE = (
 # helpers shared by both processes
 
 
-def _finite(obj):
-    """`obj` with non-finite floats as `None`: standard JSON has no NaN."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_json_atomic(path: Path, obj) -> None:
     """Write standard JSON (NaN as null) through a temporary file, atomically."""
+    from eqdyn.learning._checkpoint import _finite
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
