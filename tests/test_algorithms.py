@@ -111,7 +111,12 @@ FIXED_20 = RelaxConfig(solver="euler", dt0=0.5, tol=1e-12, t1=20.0, max_steps=10
                        on_failure="ignore")
 
 
-@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+# the diffrax variants take ~20 s each: slow (the fused ones run by default; the two backends
+# are compared directly in tests/test_continuous.py)
+_BACKENDS = [pytest.param("diffrax", marks=pytest.mark.slow), "fused"]
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
 def test_noisy_holomorphic_ep_tends_to_the_exact_estimate(sigmoid_problem, backend):
     """All N points in turn, each continuing from the last: as T -> 0 the deterministic
     (exact) estimate, the noise's contribution shrinking as sqrt(T) (measured 4.6e-10 from the
@@ -166,7 +171,7 @@ def test_noisy_holomorphic_ep_is_robust_to_neuron_noise(sigmoid_problem):
     assert spread(holo) > 1e-2  # the noise is really there
 
 
-@pytest.mark.parametrize("backend", ["diffrax", "fused"])
+@pytest.mark.parametrize("backend", _BACKENDS)
 def test_complex_langevin_puts_the_noise_on_the_real_parts_only(backend):
     """The complex SDE at real beta from a real state is the real SDE (same Brownian
     increments); at complex beta one Euler-Maruyama step adds noise of std sqrt(2 T dt / tau)
