@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -91,6 +92,11 @@ def compare(
     return rows
 
 
+def _pct(v) -> str:
+    """A percentage, or "-" for an empty split (no validation set)."""
+    return f"{100 * v:.2f}%" if v is not None and math.isfinite(v) else "-"
+
+
 def format_table(rows: Sequence[dict], header: bool = True) -> str:
     """A plain-text table of `compare` records."""
     lines = []
@@ -99,7 +105,7 @@ def format_table(rows: Sequence[dict], header: bool = True) -> str:
                      f"{'free steps':>11} {'2nd-phase steps':>16}")
     for r in rows:
         lines.append(
-            f"{r['algo']:<10} {100 * r['train_accuracy']:>7.2f}% {100 * r['val_accuracy']:>7.2f}% "
+            f"{r['algo']:<10} {100 * r['train_accuracy']:>7.2f}% {_pct(r['val_accuracy']):>8} "
             f"{100 * r['test_accuracy']:>7.2f}% {r['wall_seconds']:>8.1f} "
             f"{r['mean_free_steps']:>11.1f} {r['mean_nudged_steps']:>16.1f}"
         )
