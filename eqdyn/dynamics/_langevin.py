@@ -184,11 +184,11 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
     - `solver`: `"euler"` (Euler-Maruyama) or `"heun"`.
     - `backend`: `"diffrax"` (default: `diffrax.diffeqsolve`, either solver) or `"fused"`
       (Euler-Maruyama in one `lax.fori_loop`, solver `"euler"` only: `ceil(t1 / dt)` steps of
-      `dt`, one field evaluation and one normal draw per step, the state-independent constants
-      once; same law, but the noise is drawn from `key` differently from diffrax's, so not
-      the same paths; `ts` saved the same way, by linear interpolation between steps). When
-      `t1` is not a multiple of `dt` it ends at the next multiple, as `relax_core`'s fused
-      backend (diffrax ends at `t1`, its steps after the first spread evenly). EP's noisy
+      `dt`, one field evaluation and fresh normals per step (drawn for chunks of steps), the
+      state-independent constants once; same law, but the noise is drawn from `key`
+      differently from diffrax's, so not the same paths; `ts` saved the same way, by linear
+      interpolation between steps). When `t1` is not a multiple of `dt` it ends at the next
+      multiple, as `relax_core`'s fused backend (diffrax ends at `t1`, its steps after the first spread evenly). EP's noisy
       phases use it for `RelaxConfig`s with `backend="fused"` or `"blocks"`.
     - `require_gibbs`: refuse the leaky formulation (default). With `False` the noise acts on
       the potentials of the leaky form too (neuron noise as in Laborieux & Zenke 2022), whose
@@ -248,12 +248,11 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
                 system.constants(s0, model.params, inputs, beta))
         y0 = s0
         out_dtype, pair = dtype, tuple
+    def observe(y):  # the states in the dtype of x (diffrax may solve in the times' wider one)
+        return tuple(a.astype(out_dtype) for a in pair(y))
+
     if backend == "fused":
         y, ys, steps = _langevin_fused(drift, args, y0, scales, key, float(t1), float(dt), ts)
-
-        def observe(y):
-            return tuple(a.astype(out_dtype) for a in pair(y))
-
         return LangevinResult(states=observe(y), ys=None if ys is None else observe(ys),
                               steps=steps)
     # the Brownian motion has the states' shapes (complex states: their real parts')
@@ -273,9 +272,6 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
         max_steps=n_steps + 2, adjoint=diffrax.ForwardMode(),  # sampling, no backprop
     )
     final = sol.ys if ts is None else sol.ys[0]
-
-    def observe(y):  # the states in the dtype of x (diffrax may solve in the times' wider one)
-        return tuple(a.astype(out_dtype) for a in pair(y))
 
     return LangevinResult(
         states=observe(tuple(a[-1] for a in final)),

@@ -457,13 +457,19 @@ def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> Rela
         res = _relax_real(pair, args, y0, config, real_dtype)
         return RelaxResult(pair.observe(res.states), res.steps, res.residual, res.converged,
                            res.t)
-    # a Python zero is known at trace time: the free phase, whose block structure may hold
-    # where the nudged one's does not (a softmax readout couples the last layer to itself)
-    free_phase = isinstance(beta, (int, float, np.number)) and float(beta) == 0.0
+    free_phase = _python_zero(beta)
     beta = jnp.asarray(beta, dtype=s0[0].dtype)
     consts = system.constants(s0, params, inputs, beta)
     return _relax_real(field, (params, inputs, beta, consts), tuple(s0), config, real_dtype,
                        free_phase)
+
+
+def _python_zero(beta) -> bool:
+    """Whether `beta` is a zero known at trace time (a Python or NumPy number, not a traced
+    array): a free phase, whose block structure may hold where a nudged one's does not (a
+    softmax readout couples the last layer to itself)."""
+    return (isinstance(beta, (int, float, np.number)) and not isinstance(beta, bool)
+            and beta == 0)
 
 
 def _relax_real(field, args, s0, config: RelaxConfig, dtype, free_phase=False) -> RelaxResult:
@@ -602,8 +608,8 @@ def relax(
             raise ConfigError(f"`s0` has shapes {got}; expected {want} (one array per layer).")
     # beta as an array: a Python float would be a static argument and recompile per value;
     # except zero, which tells the block sweeps they relax a free phase
-    free = isinstance(beta, (int, float, np.number)) and not isinstance(beta, bool) and beta == 0
-    res = _relax_jit(model, x, s0, 0.0 if free else jnp.asarray(beta, x.dtype), d, config)
+    res = _relax_jit(model, x, s0, 0.0 if _python_zero(beta) else jnp.asarray(beta, x.dtype),
+                     d, config)
     if not np.isfinite(float(res.residual)):
         raise ConvergenceError(
             f"the relaxation produced non-finite states (residual {float(res.residual)}) with "

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 
 from .._errors import ConfigError
-from ._trainer import resolve_config, train
+from ._trainer import _pct, resolve_config, train
 
 __all__ = ["COMPARE_ALGOS", "compare", "format_table"]
 
@@ -90,11 +89,6 @@ def compare(
         if progress:
             progress(format_table([row], header=False))
     return rows
-
-
-def _pct(v) -> str:
-    """A percentage, or "-" for an empty split (no validation set)."""
-    return f"{100 * v:.2f}%" if v is not None and math.isfinite(v) else "-"
 
 
 def format_table(rows: Sequence[dict], header: bool = True) -> str:

@@ -417,8 +417,9 @@ def _validate(cfg: TrainConfig) -> None:
             "formulation='gradient', or activation='hard_sigmoid'."
         )
     blocks = [n for n in ("backend", "nudged_backend") if getattr(cfg, n) == "blocks"]
+    nudged_blocks = (cfg.nudged_backend or cfg.backend) == "blocks"
     if (cfg.cost == "cross_entropy" and cfg.algo in ("ep", "cep", "continuous")
-            and (cfg.nudged_backend or cfg.backend) == "blocks"):
+            and nudged_blocks):
         raise ConfigError(
             "`nudged_backend`='blocks' (or `backend`='blocks' without a nudged_backend) with "
             "`cost`='cross_entropy': the softmax readout couples the last hidden layer to itself "
@@ -434,7 +435,7 @@ def _validate(cfg: TrainConfig) -> None:
             + (f" (preset {cfg.preset!r} relaxes by blocks in its own formulation)."
                if cfg.preset else ".")
         )
-    if (cfg.nudged_backend or cfg.backend) == "blocks" and cfg.variant == "holomorphic":
+    if nudged_blocks and cfg.variant == "holomorphic":
         raise ConfigError(
             "`nudged_backend`='blocks' relaxes real states; holomorphic EP's complex nudges "
             "need nudged_backend 'fused' or 'diffrax' (the free phase may keep blocks)."

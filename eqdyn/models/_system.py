@@ -430,8 +430,6 @@ def _check_leaky_smooth(system: CompiledSystem) -> None:
     `-(dF/ds - s)` at the rates `s = rho(u)` with `rho` the identity, at `beta` 0 and 0.6: the
     energy then depends on each state only through `rho(s)` (apart from the leak `1/2 |s|^2`)
     and the relaxation settles where EP's rule and the reported cost assume."""
-    import numpy as np
-
     e = system.derivation.energy
     try:
         def rows(m):  # the batch dimension (a symbol) is probed with 3 examples
