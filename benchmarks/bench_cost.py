@@ -3,7 +3,8 @@
 For every network of the grid (MNIST inputs, hard sigmoid, the sb17 settings: beta 1 with a
 random sign, batch 20, persistent particles, tol 1e-3) and both fast relaxations — fixed-step
 Euler at dt 0.5 in one while loop (`backend="fused"`) and exact block sweeps
-(`backend="blocks"`) — one run measures, from the same weights (a fresh network trained for `--warmup` batches):
+(`backend="blocks"`), and with `--anderson M` the block sweeps with Anderson acceleration
+of memory M (`method` "anderson") — one run measures, from the same weights (a fresh network trained for `--warmup` batches):
 
 - the free and nudged steps (Euler steps or sweeps; one field evaluation each) of a chunk of
   batches from zero states (`cold`, an example's first visit) and of the same batches again
@@ -17,6 +18,8 @@ Usage (from the repository root):
 
     python benchmarks/bench_cost.py            # writes benchmarks/results/cost_curves.{json,png}
     python benchmarks/bench_cost.py --quick    # a smaller grid, a few batches (smoke run)
+    python benchmarks/bench_cost.py --quick --batches 20 --warmup 200 --anderson 5 \
+        --out benchmarks/results/cost_anderson.json   # plain vs accelerated sweeps
 
 The horizons are long (`--t1`, default 250 time units = 500 Euler steps or sweeps), so that the
 step counts are those needed to reach `tol` rather than a cap; where a phase did not reach it,
@@ -51,8 +54,9 @@ def _grid(quick: bool):
     return depth, width
 
 
-def measure(arch, x, y, n_batches, t1, warmup, seed=0) -> list[dict]:
-    """Both backends on `arch`, from the same weights after `warmup` training batches."""
+def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]:
+    """Both backends (and Anderson-accelerated sweeps with memory `anderson` > 0) on `arch`,
+    from the same weights after `warmup` training batches."""
     import jax
     import jax.numpy as jnp
 
@@ -62,9 +66,9 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0) -> list[dict]:
     n_layers = arch.count("-")
     lr = tuple(0.1 * 0.25 ** k for k in range(n_layers))  # sb17's per-layer ratios
 
-    def setup(backend):
+    def setup(backend, m=0):
         cfg = resolve_config(preset="sb17-1h", arch=arch, backend=backend, lr=lr, free_t1=t1,
-                             nudged_t1=t1, max_steps=100_000, seed=seed)
+                             nudged_t1=t1, max_steps=100_000, seed=seed, anderson=m)
         free_cfg, nudged_cfg, _ = _relax_configs(cfg)
         ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
         return cfg, ep_cfg, make_optimizer(cfg, tuple(range(n_layers)) * 2)
@@ -85,8 +89,10 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0) -> list[dict]:
         model, opt_state, particles, key, _ = _train_chunk(
             model, opt_state, particles, key, x, y, jnp.asarray(warm_rows), ep_cfg, opt, True)
     out = []
-    for backend in BACKENDS:
-        _, ep_cfg, opt = setup(backend)
+    methods = [(b, b, 0) for b in BACKENDS] + ([("anderson", "blocks", anderson)]
+                                                 if anderson else [])
+    for method, backend, m in methods:
+        _, ep_cfg, opt = setup(backend, m)
 
         def chunk(m, o, p, k):
             res = _train_chunk(m, o, p, k, x, y, jnp.asarray(rows), ep_cfg, opt, True)
@@ -104,7 +110,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0) -> list[dict]:
         per_batch = best / n_batches
         out.append(dict(
             arch=arch, hidden_layers=n_layers - 1, width=int(arch.split("-")[1]),
-            backend=backend, n_batches=n_batches, warmup_batches=warmup,
+            backend=method, anderson=m, n_batches=n_batches, warmup_batches=warmup,
             cold=_steps(st_cold), warm=_steps(warm[-1]), seconds_per_batch=per_batch,
             epoch_s_estimate=per_batch * 50_000 / B, compile_and_cold_s=compile_and_cold_s,
             paper_iterations=PAPER_ITERATIONS.get(n_layers - 1)))
@@ -132,7 +138,7 @@ def run(args) -> dict:
     results = []
     for hidden, w in dict.fromkeys(depth + width):
         arch = "-".join(["784"] + [str(w)] * hidden + ["10"])
-        for r in measure(arch, x, y, args.batches, args.t1, args.warmup):
+        for r in measure(arch, x, y, args.batches, args.t1, args.warmup, anderson=args.anderson):
             results.append(r)
             print(f"{arch:>28} {r['backend']:>6}: cold {r['cold']['free']:6.1f} / "
                   f"{r['cold']['nudged']:5.1f}, warm {r['warm']['free']:6.1f} / "
@@ -140,7 +146,8 @@ def run(args) -> dict:
                   f" (epoch ~{r['epoch_s_estimate']:.0f} s)", flush=True)
     out = dict(
         **load_report(info, load_start, busy),
-        settings=dict(batches=args.batches, warmup=args.warmup, t1=args.t1, tol=1e-3, dt0=0.5, batch_size=20,
+        settings=dict(batches=args.batches, warmup=args.warmup, t1=args.t1, tol=1e-3, dt0=0.5,
+                      batch_size=20, anderson=args.anderson,
                       depth_grid=[list(g) for g in depth], width_grid=[list(g) for g in width]),
         results=results,
         note=("steps: Euler steps (fused) or sweeps (blocks), one field evaluation each; both "
@@ -163,11 +170,13 @@ def plot(r: dict, path: Path) -> None:
     depth = {tuple(g) for g in r["settings"]["depth_grid"]}
     width = {tuple(g) for g in r["settings"]["width_grid"]}
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
-    styles = {"fused": dict(color="C0", marker="o"), "blocks": dict(color="C3", marker="s")}
-    labels = {"fused": "Euler dt 0.5 (fused)", "blocks": "block sweeps"}
+    styles = {"fused": dict(color="C0", marker="o"), "blocks": dict(color="C3", marker="s"),
+              "anderson": dict(color="C2", marker="^")}
+    labels = {"fused": "Euler dt 0.5 (fused)", "blocks": "block sweeps",
+              "anderson": f"block sweeps + Anderson ({r['settings'].get('anderson')})"}
     for col, (grid, key, xlabel) in enumerate(((depth, "hidden_layers", "hidden layers (width 500)"),
                                                (width, "width", "units per hidden layer (2 hidden layers)"))):
-        for b in BACKENDS:
+        for b in dict.fromkeys(q["backend"] for q in res):
             pts = sorted((q[key], q) for q in res if q["backend"] == b
                          and (q["hidden_layers"], q["width"]) in grid)
             xs = [p for p, _ in pts]
@@ -220,11 +229,15 @@ def main(argv=None) -> int:
                     help="JSON output (default benchmarks/results/cost_curves.json; the figure "
                          "goes next to it as .png)")
     ap.add_argument("--quick", action="store_true", help="a smaller grid, a few batches")
+    ap.add_argument("--anderson", type=int, default=0, metavar="M",
+                    help="also measure block sweeps with Anderson acceleration of memory M")
     args = ap.parse_args(argv)
     if args.batches is None:
         args.batches = 4 if args.quick else 20
     if args.warmup is None:
         args.warmup = 20 if args.quick else 200
+    if args.anderson < 0:
+        ap.error(f"--anderson {args.anderson} must be >= 0 (0: off)")
     if args.batches < 1 or args.warmup < 0:
         ap.error(f"--batches {args.batches} must be positive and --warmup {args.warmup} >= 0")
     if not args.t1 > 0:

@@ -110,6 +110,9 @@ def _run_flags(p):
     g.add_argument("--nudged-backend", choices=["diffrax", "fused", "blocks"],
                    help="the nudged phase's own backend (default: --backend), e.g. the paper's "
                    "truncated Euler second phase after a free phase relaxed by blocks")
+    g.add_argument("--anderson", type=int, metavar="M",
+                   help="Anderson acceleration of the block sweeps with memory M (0: off, "
+                   "the default): fewer sweeps to the same steady-state test (see RelaxConfig)")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
     g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
     g.add_argument("--free-t1", type=float, help="horizon of the free phase")
@@ -123,7 +126,8 @@ RUN_FLAGS = (
     "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "cost",
     "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
-    "epochs", "persistent", "seed", "solver", "backend", "nudged_backend", "dt0", "tol",
+    "epochs", "persistent", "seed", "solver", "backend", "nudged_backend", "anderson", "dt0",
+    "tol",
     "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",
     "nudged_t1", "eval_t1", "max_steps",
 )

@@ -130,7 +130,8 @@ class TrainConfig:
     """Everything that defines a training run (saved as `config.json` in the run directory).
 
     Relaxation: `solver`, `backend` (see `RelaxConfig`; `nudged_backend` gives the nudged
-    phase its own, default the same), `dt0`, `tol` (steady-state residual), `free_t1` /
+    phase its own, default the same), `anderson` (memory of the Anderson acceleration of block
+    sweeps, 0 = off; see `RelaxConfig`), `dt0`, `tol` (steady-state residual), `free_t1` /
     `nudged_t1` (horizons of the two phases), `eval_t1` (horizon when evaluating from zero
     states).
 
@@ -175,6 +176,7 @@ class TrainConfig:
     solver: str = "euler"
     backend: str = "diffrax"
     nudged_backend: str | None = None
+    anderson: int = 0
     dt0: float = 0.5
     tol: float = 1e-3
     free_t1: float = 50.0
@@ -443,9 +445,15 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def _relax_configs(cfg: TrainConfig):
+    if cfg.anderson and "blocks" not in (cfg.backend, cfg.nudged_backend):
+        raise ConfigError(
+            f"`anderson`={cfg.anderson} accelerates block sweeps: it needs backend 'blocks' "
+            "(or nudged_backend 'blocks'); set anderson 0 for other backends.")
+    blocks = lambda b: cfg.anderson if b == "blocks" else 0  # noqa: E731
     common = dict(solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
-                  on_failure="ignore", backend=cfg.backend)
-    nudged = dict(common, backend=cfg.nudged_backend or cfg.backend)
+                  on_failure="ignore", backend=cfg.backend, anderson=blocks(cfg.backend))
+    nb = cfg.nudged_backend or cfg.backend
+    nudged = dict(common, backend=nb, anderson=blocks(nb))
     return (
         RelaxConfig(t1=cfg.free_t1, **common),
         RelaxConfig(t1=cfg.nudged_t1, **nudged),
