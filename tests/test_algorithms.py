@@ -219,6 +219,107 @@ def test_complex_relaxation_keeps_precision_and_reaches_the_fixed_point():
     assert float(jnp.max(jnp.abs(jnp.imag(res.states[-1])))) > 1e-3  # really complex
 
 
+def test_complex_by_real_matmul_is_the_complex_product():
+    """The generated code's product: complex by real (either order, matrices and vectors)
+    equals `a @ b` to rounding and differentiates like it (complex tangents and cotangents);
+    real by real and complex by complex are `a @ b` itself."""
+    from eqdyn.models._system import matmul
+
+    rng = np.random.default_rng(0)
+
+    def arr(*shape, cplx=False):
+        a = rng.normal(size=shape)
+        return jnp.asarray(a + 1j * rng.normal(size=shape) if cplx else a)
+
+    cases = [(arr(6, 5, cplx=True), arr(5, 4)), (arr(7, 6), arr(6, 5, cplx=True)),
+             (arr(5, cplx=True), arr(5, 4)), (arr(5, cplx=True), arr(4, 5).T),
+             (arr(7, 6), arr(6, cplx=True)), (arr(6), arr(6, 5, cplx=True)),
+             (arr(6, 5, cplx=True), arr(5, cplx=False))]
+    for a, b in cases:
+        np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-14, atol=1e-14)
+        ta, tb = (jnp.asarray(rng.normal(size=v.shape) + 1j * rng.normal(size=v.shape)
+                              if jnp.iscomplexobj(v) else rng.normal(size=v.shape))
+                  for v in (a, b))
+        np.testing.assert_allclose(jax.jvp(matmul, (a, b), (ta, tb))[1],
+                                   jax.jvp(jnp.matmul, (a, b), (ta, tb))[1], rtol=1e-14,
+                                   atol=1e-14)
+        out, vjp = jax.vjp(matmul, a, b)
+        ct = jnp.asarray(rng.normal(size=out.shape) + 1j * rng.normal(size=out.shape))
+        for g, h in zip(vjp(ct), jax.vjp(jnp.matmul, a, b)[1](ct)):
+            np.testing.assert_allclose(g, h, rtol=1e-14, atol=1e-14)
+    for a, b in [(arr(6, 5), arr(5, 4)), (arr(6, 5, cplx=True), arr(5, 4, cplx=True))]:
+        assert str(jax.make_jaxpr(matmul)(a, b)) == str(jax.make_jaxpr(jnp.matmul)(a, b))
+
+
+def _complex_weight_products(closed, shapes) -> list:
+    """Equations of a jaxpr (and its sub-jaxprs) that convert an array of one of `shapes` to
+    complex, or take a product with a complex operand and an operand of one of `shapes`."""
+    shapes = {tuple(s) for s in shapes} | {tuple(s)[::-1] for s in shapes}
+    found = []
+
+    def subs(v):
+        if hasattr(v, "eqns"):
+            yield v
+        elif hasattr(v, "jaxpr") and hasattr(v.jaxpr, "eqns"):
+            yield v.jaxpr
+        elif isinstance(v, (list, tuple)):
+            for w in v:
+                yield from subs(w)
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            avals = [getattr(v, "aval", None) for v in eqn.invars]
+            ins = [(tuple(a.shape), jnp.issubdtype(a.dtype, jnp.complexfloating))
+                   for a in avals if hasattr(a, "shape")]
+            out_complex = any(jnp.issubdtype(v.aval.dtype, jnp.complexfloating)
+                              for v in eqn.outvars if hasattr(v.aval, "dtype"))
+            name = eqn.primitive.name
+            if name == "convert_element_type" and out_complex and ins[0][0] in shapes:
+                found.append(eqn)
+            if name == "dot_general" and any(c for _, c in ins) and any(
+                    s in shapes for s, _ in ins):
+                found.append(eqn)
+            for v in eqn.params.values():
+                for sub in subs(v):
+                    visit(sub)
+
+    visit(closed.jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["fused", "diffrax"])
+def test_complex_states_never_make_complex_copies_of_the_weights(backend):
+    """Holomorphic EP's complex states times the real weights (and inputs) are real products:
+    no equation of a holomorphic EP estimate (free phase, complex nudged phases, `dF/dtheta` at
+    complex states; noiseless and noisy) converts a weight or the input to complex or feeds
+    it to a complex product, so this speed path cannot silently regress. The detector does
+    find the promoted product `a @ W`."""
+    from eqdyn.models import EnergyModel
+    from eqdyn.symbolic import layered_hopfield_energy
+
+    sizes, batch = (7, 5, 4, 3), 6  # no weight shape is a state's, input's or transpose's
+    model = EnergyModel(layered_hopfield_energy(sizes, cost="cross_entropy"), "steep_sigmoid",
+                        "leaky", key=jax.random.PRNGKey(0), dtype=jnp.float32)
+    x = jnp.ones((batch, sizes[0]), jnp.float32)
+    d = jnp.ones((batch, sizes[-1]), jnp.float32) / sizes[-1]
+    s0 = model.init_state(batch, jnp.float32)
+    shapes = [p.shape for p in model.params if min(p.shape) > 1] + [x.shape]
+    assert len(shapes) == 4
+    w = model.params[[p.shape for p in model.params].index(shapes[0])]
+    promoted = jax.make_jaxpr(lambda a: a @ w)(jnp.ones((batch, w.shape[0]), jnp.complex64))
+    assert len(_complex_weight_products(promoted, shapes)) == 1
+
+    cfg = RelaxConfig(solver="euler", dt0=1.0, t1=5.0, max_steps=16, backend=backend)
+    for temperature in (0.0, 1e-3):
+        ep = EPConfig(beta=0.4, variant="holomorphic", n_points=4, free=cfg, nudged=cfg,
+                      temperature=temperature)
+        closed = eqx.filter_make_jaxpr(
+            lambda m, k: ep_gradient(m, x, d, s0, ep, key=k)[0])(model, jax.random.PRNGKey(0))
+        assert "complex64" in str(closed), "the estimate should have complex states"
+        bad = _complex_weight_products(closed[0], shapes)
+        assert not bad, bad
+
+
 def test_holomorphic_needs_a_holomorphic_activation():
     model, x, d, s0 = _problem("hard_sigmoid")
     with pytest.raises(ConfigError, match="holomorphic activation.*'hard_sigmoid'.*sigmoid"):

@@ -58,12 +58,13 @@ class EPConfig(eqx.Module):
     `"diffrax"` runs diffrax's SDE solve (so trainer configs with backend diffrax keep their
     behaviour; the lz22-mnist presets, blocks free and fused nudged phases, take the fused
     path). Measured on the lz22-mnist network (784-256-256-10, batch 20, float32, CPU, T 8e-4,
-    dt 1, busy machine, three runs): one-sided EP with 100 + 50 steps 37-39 ms per batch fused
-    against 52-66 ms with diffrax (1.4-1.7x); holomorphic EP with N = 10 points of 50 steps
-    1.0-1.15x (274-336 ms against 282-375 ms), its steps dominated by the complex field itself
-    (complex products with the real weights). On a CPU the normal draws (threefry) are most of
-    a real noisy step's remaining time. The two draw their noise differently, so the
-    same key gives different (equally distributed) noisy estimates.
+    dt 1, busy machine, three runs of benchmarks/bench_noisy_ep.py): one-sided EP with 100 + 50
+    steps 26-30 ms per batch fused against 49-62 ms with diffrax (1.9-2.1x); holomorphic EP
+    with N = 10 points of 50 steps 221-364 ms against 317-559 ms (1.4-1.55x; 1.0-1.15x before
+    the complex states' products with the real weights became real products, see
+    `eqdyn.models._system.matmul` and benchmarks/bench_complex_matmul.py). On a CPU the normal
+    draws (threefry) are most of a real noisy step's remaining time. The two draw their noise
+    differently, so the same key gives different (equally distributed) noisy estimates.
     """
 
     beta: float = eqx.field(static=True, default=1.0)

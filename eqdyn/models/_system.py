@@ -309,8 +309,36 @@ def _midpoint_difference(g, a, b, beta_a, beta_b) -> tuple:
     return tuple(delta)
 
 
+def matmul(a, b):
+    """`a @ b` for the generated code (bound there as `_matmul`), decided at trace time.
+
+    A complex array times a real one (either order; holomorphic EP's complex states times the
+    real weights) is one real product of the stacked real and imaginary parts, `[Re a; Im a] @
+    b` split back (`a @ [Re b, Im b]` for real `a`), instead of `a @ b`, which converts the real
+    operand to complex at every evaluation and takes a complex product (about 4x the real
+    one's work). Equal to `a @ b` up to rounding (`(x + iy) w = xw + i yw`: the complex
+    product only adds zero terms), and differentiates like it. Measured on CPU, float32, in one
+    process: a `(20, 256) @ (256, 256)` product 50 us against 230 us, `(20, 784) @ (784, 256)`
+    180 us against 720 us; a whole lz22-mnist-holo EP estimate 2.05x faster, noisy holomorphic
+    EP 1.75x (fused) and 1.3x (diffrax) (benchmarks/bench_complex_matmul.py). Real operands
+    (and complex by complex) are `a @ b`, unchanged, so real-only code pays nothing.
+    """
+    ac, bc = jnp.iscomplexobj(a), jnp.iscomplexobj(b)
+    if ac == bc or jnp.ndim(a) not in (1, 2) or jnp.ndim(b) not in (1, 2):
+        return a @ b
+    if ac:  # complex @ real: the real and imaginary rows as one batch
+        r = jnp.stack([jnp.real(a), jnp.imag(a)]) @ b
+        return jax.lax.complex(r[0], r[1])
+    if jnp.ndim(b) == 1:  # real @ complex vector
+        r = a @ jnp.stack([jnp.real(b), jnp.imag(b)], axis=-1)
+        return jax.lax.complex(r[..., 0], r[..., 1])
+    m = b.shape[1]  # real @ complex matrix: the real and imaginary columns side by side
+    r = a @ jnp.concatenate([jnp.real(b), jnp.imag(b)], axis=1)
+    return jax.lax.complex(r[..., :m], r[..., m:])
+
+
 def _exec(code: GeneratedCode, activations: dict, leaky: bool) -> dict:
-    ns: dict = {"jnp": jnp, "jax": jax}
+    ns: dict = {"jnp": jnp, "jax": jax, "_matmul": matmul}
     bind = {}
     for fname, act in activations.items():
         py = python_name(fname)

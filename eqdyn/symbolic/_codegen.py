@@ -1,10 +1,13 @@
 """SymPy matrix expressions to vectorised JAX source code.
 
-The generator walks a matrix expression and emits one line of Python that uses `jnp` matrix
-products (`@`), elementwise products and elementwise activations. It never expands an expression
-into per-neuron scalars: a node it does not know how to emit at the matrix level is refused with a
-`DerivationError`. This module produces *source text* only and imports no JAX; the numeric layer
-(`eqdyn.models`) executes it once, outside `jit`.
+The generator walks a matrix expression and emits one line of Python that uses matrix products
+(`_matmul(a, b)`), elementwise products and elementwise activations. It never expands an
+expression into per-neuron scalars: a node it does not know how to emit at the matrix level is
+refused with a `DerivationError`. This module produces *source text* only and imports no JAX; the
+numeric layer (`eqdyn.models`) executes it once, outside `jit`, with `_matmul` bound to
+`eqdyn.models._system.matmul`: `a @ b`, except that a complex array times a real one (the
+complex states of holomorphic EP times the real weights) is taken as one real product of the
+stacked real and imaginary parts instead of promoting the real operand to complex.
 
 Two patterns are rewritten for speed and memory:
 
@@ -207,7 +210,7 @@ class _Emitter:
                     part = f"jnp.sum({rest}, axis=0, keepdims=True)"
                     if m.rows != 1:
                         part = f"jnp.broadcast_to({part}, ({self.dim(m.rows)}, {self.dim(nxt.cols)}))"
-                code = part if code is None else f"({code} @ {part})"
+                code = part if code is None else f"_matmul({code}, {part})"
                 i += 2
                 continue
             if isinstance(m, sp.OneMatrix) and code is not None and m.rows != 1:
@@ -219,7 +222,7 @@ class _Emitter:
                 i += 1
                 continue
             part = self.matrix(m)
-            code = part if code is None else f"({code} @ {part})"
+            code = part if code is None else f"_matmul({code}, {part})"
             i += 1
         if code is None:
             self.fail(e, "a matrix product without matrices")
@@ -272,8 +275,9 @@ class GeneratedCode:
     **Fields:**
 
     - `source`: the module text; it defines `state_grads`, `param_grads`, `energy` and `cost`
-      (each taking the keyword arguments in `arguments`) and expects `jnp` and the activation
-      functions named in `functions` (e.g. `rho`, `rho_d1`) in its namespace.
+      (each taking the keyword arguments in `arguments`) and expects `jnp`, `jax`, `_matmul`
+      (the matrix product, see the module docstring) and the activation functions named in
+      `functions` (e.g. `rho`, `rho_d1`) in its namespace.
     - `arguments`: argument names, in order: states, parameters, inputs, scalars.
     - `functions`: names of the elementwise functions the code calls.
     - `constants`: names of the hoisted state-independent products (`_c0`, ...).
