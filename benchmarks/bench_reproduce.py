@@ -114,6 +114,9 @@ def run(args) -> dict:
         train_error=m["train_error"],
         test_error=m["test_error"],
         val_accuracy=m["val_accuracy"],
+        # with eval_persistent the errors above are from each example's own particle (the
+        # paper's protocol); these are the same network's from zero states
+        **({"from_zero": m["from_zero"]} if "from_zero" in m else {}),
         epoch_wall_s=float(sum(h["seconds"] for h in history)),
         mean_epoch_s=float(sum(h["seconds"] for h in history) / max(1, len(history))),
         mean_free_steps=m["mean_free_steps"],

@@ -73,6 +73,15 @@ def _targets(r: dict) -> str:
                                                                if not v) + ")"
 
 
+def _err(r: dict, key: str) -> str:
+    """An error; with `eval_persistent` (each example scored from its own persistent
+    particle, the paper's protocol) the same network's error from zero states beside it."""
+    out = f"{100 * r[key]:.2f} %"
+    if "from_zero" in r:
+        out += f" ({100 * r['from_zero'][key]:.2f} % from zero states)"
+    return out
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| result | data, network | rule | epochs | train error | test error | paper | "
@@ -86,7 +95,7 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']}{_readout(cfg)} | "
             f"{_rule(cfg)} | "
-            f"{r['epochs']} | {100 * r['train_error']:.2f} % | {100 * r['test_error']:.2f} % | "
+            f"{r['epochs']} | {_err(r, 'train_error')} | {_err(r, 'test_error')} | "
             f"{_paper(r)} | {_targets(r)} | {r['epoch_wall_s'] / 60:.0f} min |"
         )
     return "\n".join(lines)

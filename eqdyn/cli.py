@@ -100,6 +100,10 @@ def _run_flags(p):
     g.add_argument("--epochs", type=int)
     g.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=None,
                    help="warm-start each example's free phase from its last fixed point")
+    g.add_argument("--eval-persistent", action=argparse.BooleanOptionalAction, default=None,
+                   help="give the validation and test examples persistent particles too and "
+                   "score every example from its own (Scellier & Bengio's protocol); the "
+                   "from-zero errors are reported beside")
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("relaxation")
     g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
@@ -126,8 +130,8 @@ RUN_FLAGS = (
     "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "cost",
     "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
-    "epochs", "persistent", "seed", "solver", "backend", "nudged_backend", "anderson", "dt0",
-    "tol",
+    "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
+    "anderson", "dt0", "tol",
     "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",
     "nudged_t1", "eval_t1", "max_steps",
 )

@@ -302,6 +302,49 @@ def test_resume_is_bit_exact(run_a, tmp_path):
     assert resumed["test_accuracy"] == metrics_a["test_accuracy"]
 
 
+def test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly(run_a, tmp_path):
+    """`eval_persistent`: the same training (the weights do not depend on it), validation and
+    test particles tracked across epochs and checkpointed (a resumed run ends bit for bit
+    where an uninterrupted one does), the from-zero numbers beside; the top-level numbers
+    equal an evaluation from the saved particles."""
+    from eqdyn.data import load_dataset
+    from eqdyn.learning._trainer import _relax_configs, evaluate
+
+    _, metrics_a, _ = run_a
+    whole = train(_cfg(eval_persistent=True), run_dir=tmp_path / "W", progress=None)
+    for a, b in zip(metrics_a["model"].params, whole["model"].params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert whole["from_zero"]["test_accuracy"] == metrics_a["test_accuracy"]
+    assert whole["from_zero"]["train_accuracy"] == metrics_a["train_accuracy"]
+    part = train(_cfg(eval_persistent=True, epochs=1), run_dir=tmp_path / "R", progress=None)
+    assert "from_zero" in part
+    resumed = train(_cfg(eval_persistent=True), run_dir=tmp_path / "R", resume=True,
+                    progress=None)
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        assert resumed[key] == whole[key], key
+    # evaluate: zero starting states are the from-zero evaluation; a fixed point stays put
+    cfg = _cfg()
+    data = load_dataset("digits")
+    model = whole["model"]
+    ev = _relax_configs(cfg)[2]
+    x, y = data.x_test[:50], data.y_test[:50]
+    plain = evaluate(model, x, y, ev, batch=32)
+    zero = evaluate(model, x, y, ev, batch=32, s0=model.init_state(50))
+    assert plain["accuracy"] == zero["accuracy"]
+    assert [a.shape for a in zero["states"]] == [(50, n) for n in model.state_sizes]
+    again = evaluate(model, x, y, ev, batch=25, s0=zero["states"])  # no padded rows
+    assert again["steps"] <= 1 and again["accuracy"] == zero["accuracy"]
+    for a, b in zip(again["states"], zero["states"]):
+        np.testing.assert_allclose(a, b, atol=1e-2)
+
+
+def test_eval_persistent_needs_persistent_relaxing_runs():
+    with pytest.raises(ConfigError, match="eval_persistent"):
+        _cfg(eval_persistent=True, persistent=False)
+    with pytest.raises(ConfigError, match="feed-forward"):
+        _cfg(eval_persistent=True, algo="backprop")
+
+
 def test_resume_errors(run_a, tmp_path):
     run_dir, _, _ = run_a
     with pytest.raises(CheckpointError, match="different configuration.*beta"):

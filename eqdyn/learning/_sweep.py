@@ -123,7 +123,8 @@ def _sweep_chunk(runs, x, y, ep_cfg, opt, persistent, algo, cont):
 
 @eqx.filter_jit
 def _eval_runs(models, x, y, mask, relax_cfg, feedforward):
-    return eqx.filter_vmap(lambda m: _eval_batch(m, x, y, mask, relax_cfg, feedforward))(models)
+    return eqx.filter_vmap(
+        lambda m: _eval_batch(m, x, y, mask, relax_cfg, feedforward)[:4])(models)
 
 
 def _evaluate_runs(models, x, y, relax_cfg, batch, feedforward, put) -> dict:
