@@ -83,6 +83,9 @@ PRESETS: dict[str, dict] = {
     # the same way; clipping the states instead of the potentials changes neither outcome.
     # sb17-2h caps the nudged phase at t1 = 3 (the paper's 6 iterations at dt0 0.5; block
     # sweeps with backend "blocks"): run to its steady state at beta 1 it also went to chance.
+    # The paper's code steps alpha / beta_code times the Hebbian difference, twice eqdyn's
+    # lr / beta here; that exact step (lr 0.8, 0.2, 0.02 at beta 2) went to chance in epoch 1
+    # (2026-12-03), so the presets keep half of it.
     "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.4, 0.1, 0.01), epochs=60,
                     nudged_t1=3.0, beta=2.0, backend="blocks"),
     "sb17-3h": dict(
