@@ -143,7 +143,7 @@ def test_anderson_is_refused_outside_block_sweeps():
     from eqdyn.learning._trainer import _relax_configs
 
     free, nudged, evaluate = _relax_configs(cfg)
-    assert (free.anderson, nudged.anderson, evaluate.anderson) == (3, 0, 3)
+    assert (free.anderson, nudged.anderson, evaluate.anderson) == (3, 0, 0)
 
 
 def test_blocks_descend_the_energy_sweep_by_sweep(rng):

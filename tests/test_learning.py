@@ -339,10 +339,19 @@ def test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly(run_a
 
 
 def test_eval_persistent_needs_persistent_relaxing_runs():
+    from eqdyn.learning._sweep import sweep
+    from eqdyn.learning._trainer import evaluate
+
     with pytest.raises(ConfigError, match="eval_persistent"):
         _cfg(eval_persistent=True, persistent=False)
     with pytest.raises(ConfigError, match="feed-forward"):
         _cfg(eval_persistent=True, algo="backprop")
+    with pytest.raises(ConfigError, match="not supported by `sweep`"):
+        sweep(dataset="digits", seeds=2, eval_persistent=True)
+    model = LayeredHopfield("4-3-2", "hard_sigmoid", key=jax.random.PRNGKey(0))
+    x, y = np.zeros((5, 4), np.float32), np.zeros(5, np.int32)
+    with pytest.raises(ConfigError, match="one per example"):
+        evaluate(model, x, y, RelaxConfig(), s0=model.init_state(4))
 
 
 def test_resume_errors(run_a, tmp_path):

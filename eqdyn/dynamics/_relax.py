@@ -86,14 +86,14 @@ class RelaxConfig(eqx.Module):
       (per example, a least-squares fit of the residuals), restarting an example whose
       residual grew. Same steady-state test, so the same fixed points where the fixed point is
       unique (tested); where a network has several, an accelerated relaxation may settle in
-      another (from zero states, an untrained 784-500-500-500-10 net: 491 instead of 712
-      sweeps, to another fixed point). Measured in training (`benchmarks/bench_cost.py
-      --anderson 5`, MNIST, hard sigmoid, warm particles after 200 batches): free sweeps per
-      batch 9.1 -> 5.8 (784-500-10), 18.0 -> 8.7 (784-500-500-10), 19.6 -> 9.8
-      (784-128-128-10); but each accelerated sweep costs 2-2.5x a plain one on a 2-core CPU
-      (small batched products and an `m x m` solve per example), so the wall time per batch
-      was higher in every case (quiet run: 6.96 -> 8.99 ms for 784-500-500-10, 0.99 -> 1.94
-      ms for 784-500-10). Off by default and in every preset.
+      another (seen from zero states on an untrained 784-500-500-500-10 net). Measured in
+      training (`benchmarks/bench_cost.py --anderson 5`, MNIST, hard sigmoid, warm particles after 200 batches): free sweeps per
+      batch 9.1 -> 5.7 (784-500-10), 18.0 -> 9.1 (784-500-500-10), 19.6 -> 8.7
+      (784-128-128-10); but each accelerated sweep costs 1.5-4.3x a plain one on a 2-core CPU
+      (small batched products and an `m x m` solve per example), so the time per batch was
+      higher for four of the five networks (0.77 -> 2.21 ms for 784-500-10) and lower only for
+      784-500-500-10 (9.13 -> 7.21 ms; 6.96 -> 8.99 ms in an earlier quiet run). Off by default
+      and in every preset.
     """
 
     solver: str = eqx.field(static=True, default="euler")
@@ -129,7 +129,8 @@ class RelaxConfig(eqx.Module):
                 raise ConfigError(f"`{name}`={v!r} must be a positive finite number.")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise ConfigError(f"`max_steps`={self.max_steps!r} must be a positive integer.")
-        if not (isinstance(self.anderson, int) and 0 <= self.anderson <= 32):
+        if not (isinstance(self.anderson, int) and not isinstance(self.anderson, bool)
+                and 0 <= self.anderson <= 32):
             raise ConfigError(f"`anderson`={self.anderson!r} must be an integer memory in "
                               "0..32 (0: plain block sweeps; 3-8 is usual).")
         if self.anderson and self.backend != "blocks":
@@ -446,7 +447,7 @@ def _relax_blocks(field, args, s0, config: RelaxConfig, free_phase=False) -> Rel
         g = jump(y, f_a, cls_a)  # the sweep map's value at class A: G(x_k)
         if m:
             x_next, hist = _anderson_mix(tuple(y[i] for i in cls_a),
-                                         tuple(g[i] for i in cls_a), hist, k, m)
+                                         tuple(g[i] for i in cls_a), hist, k, m, config.tol)
             g = _put(g, cls_a, x_next)
         y = jump(g, field(None, g, args), cls_b)
         f_a = only(field(None, y, args), cls_a)
@@ -456,7 +457,7 @@ def _relax_blocks(field, args, s0, config: RelaxConfig, free_phase=False) -> Rel
     f0 = field(None, y0, args)
     hist = None
     if m:  # differences of the last m iterates' G(x) and residuals G(x) - x, per class-A state
-        zeros = tuple(jnp.zeros((m, *y0[i].shape), dtype) for i in cls_a)
+        zeros = tuple(jnp.zeros((m, *y0[i].shape), y0[i].dtype) for i in cls_a)
         hist = (zeros, zeros, tuple(jnp.zeros_like(y0[i]) for i in cls_a),
                 tuple(jnp.zeros_like(y0[i]) for i in cls_a))
     init = (y0, only(f0, cls_a), field.residual(y0, f0), jnp.asarray(0, jnp.int32), hist)
@@ -477,7 +478,7 @@ def _put(y, cls, parts):
 _ANDERSON_RESTART = 1.0
 
 
-def _anderson_mix(x, gx, hist, k, m):
+def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     """One step of Anderson acceleration (type II, memory `m`) of the fixed-point map `G`.
 
     `x`: the iterate `x_k` and `gx`: `G(x_k)`, tuples of `(B, n)` arrays; every example of the
@@ -491,7 +492,9 @@ def _anderson_mix(x, gx, hist, k, m):
     d_g, d_r, g_prev, r_prev = hist
     r = tuple(a - b for a, b in zip(gx, x))
     slot = jnp.mod(k - 1, m)
-    first = k == 0
+    # no differences before sweep 2: the first sweep's class-A jump used the initial class-B
+    # states, not the minimisers given x_0, so (x_0, G(x_0)) is off the map's graph
+    first = k < 2
     d_g = tuple(jnp.where(first, h, h.at[slot].set(a - b)) for h, a, b in zip(d_g, gx, g_prev))
     d_r = tuple(jnp.where(first, h, h.at[slot].set(a - b)) for h, a, b in zip(d_r, r, r_prev))
     # safeguard: an example whose residual grew (the map's kinks, e.g. units crossing the
@@ -507,7 +510,11 @@ def _anderson_mix(x, gx, hist, k, m):
     eps = jnp.finfo(gram.dtype).eps
     reg = (100 * eps * scale + jnp.finfo(gram.dtype).tiny) * jnp.eye(m, dtype=gram.dtype)
     gamma = jnp.linalg.solve(gram + reg, rhs[..., None])[..., 0]
-    gamma = jnp.where(jnp.isfinite(gamma), gamma, 0.0)
+    # plain steps for an example whose fit failed, or whose residual is already below the
+    # test (mixing would only amplify rounding there)
+    small = jnp.max(jnp.stack([jnp.max(jnp.abs(a), axis=1) for a in r]), axis=0) < tol
+    ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~small
+    gamma = jnp.where(ok[:, None], gamma, 0.0)
     x_next = tuple(a - jnp.einsum("bi,ibn->bn", gamma, h) for a, h in zip(gx, d_g))
     return x_next, (d_g, d_r, gx, r)
 

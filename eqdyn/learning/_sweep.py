@@ -336,6 +336,10 @@ def sweep(
             )
     base_seed = overrides.pop("seed", None)
     base = resolve_config(preset, **overrides)
+    if base.eval_persistent:
+        raise ConfigError(
+            "`eval_persistent`=True is not supported by `sweep`, which scores every run from "
+            "zero states; train those runs with `eqdyn train --eval-persistent` instead.")
     if isinstance(seeds, int):
         if seeds < 1:
             raise ConfigError(f"`seeds`={seeds} must be a positive number of seeds per setting.")
