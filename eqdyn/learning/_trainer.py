@@ -901,6 +901,10 @@ def train(
     opt_state, particles, key = state["opt_state"], state["particles"], state["key"]
     tracked = state.get("tracked")
 
+    def score(split, s0=None):  # the current model on one split, from zero states or `s0`
+        return evaluate(model, getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}"),
+                        eval_cfg, eval_batch, feedforward, put=put, s0=s0)
+
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n_train)
@@ -924,13 +928,9 @@ def train(
         st = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
         n_seen = st["correct"].size * cfg.batch_size
         if tracked is None:
-            val = evaluate(model, dataset.x_val, dataset.y_val, eval_cfg, eval_batch,
-                           feedforward, put=put)
+            val = score("val")
         else:  # every validation and test example relaxes from its last fixed point
-            res = {split: evaluate(model, getattr(dataset, f"x_{split}"),
-                                   getattr(dataset, f"y_{split}"), eval_cfg, eval_batch,
-                                   feedforward, put=put, s0=tracked[split])
-                   for split in ("val", "test")}
+            res = {split: score(split, tracked[split]) for split in ("val", "test")}
             tracked = {split: r.pop("states") for split, r in res.items()}
             val = res["val"]
         h = dict(
@@ -955,19 +955,12 @@ def train(
                             epoch + 1, history)
         say(_format_epoch(h, cfg.epochs))
 
-    final = {
-        split: evaluate(model, getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}"),
-                        eval_cfg, eval_batch, feedforward, put=put)
-        for split in ("train", "val", "test")
-    }
+    final = {split: score(split) for split in ("train", "val", "test")}
     from_zero, zero_test = None, final["test"]
     if tracked is not None:  # the paper's protocol: every example from its own particle
         from_zero = {k: v["accuracy"] for k, v in final.items()}
         starts = dict(tracked, train=particles)
-        final = {split: evaluate(model, getattr(dataset, f"x_{split}"),
-                                 getattr(dataset, f"y_{split}"), eval_cfg, eval_batch,
-                                 feedforward, put=put, s0=starts[split])
-                 for split in ("train", "val", "test")}
+        final = {split: score(split, starts[split]) for split in ("train", "val", "test")}
     metrics = dict(
         config=cfg.to_json(),
         dataset=dataset.name,
