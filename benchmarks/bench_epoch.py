@@ -271,16 +271,26 @@ def save_result(out, result: dict, script: str, argv, print_table) -> int:
 
 
 def load_report(info: dict, load_start, busy) -> dict:
-    """The machine and how busy it was, for the result JSON (read at the end of a run)."""
+    """The machine and how busy it was, for the result JSON (read at the end of a run).
+
+    `cpu_steal_fraction`: the share of the CPUs' time the hypervisor gave to other virtual
+    machines between `_other_busy_processes()` (called at the start) and now, from
+    /proc/stat; on a shared virtual machine it is one source of run-to-run noise."""
+    end = _cpu_stat()
+    steal = None
+    if _CPU_STAT_START is not None and end is not None:
+        total = sum(end) - sum(_CPU_STAT_START)
+        steal = (end[7] - _CPU_STAT_START[7]) / total if total > 0 else None
     return dict(
         machine=info,
         load_average_start=list(load_start),
         load_average_end=list(os.getloadavg()),
+        cpu_steal_fraction=steal,
         other_busy_processes_at_start=busy,
         contention_note=(
             "Other processes were using the CPUs during this run (see other_busy_processes_at_start "
             "and the load averages); absolute times are inflated, ratios measured in one run remain "
-            "meaningful." if (busy or load_start[0] > 1.5) else None),
+            "meaningful." if busy else None),
     )
 
 
@@ -307,20 +317,62 @@ def machine_info() -> dict:
     )
 
 
-def _other_busy_processes() -> list[str]:
-    """Other processes using CPU now (a busy machine slows both sides of the comparison)."""
+#: /proc/stat's CPU counters when `_other_busy_processes()` ran (the start of a benchmark)
+_CPU_STAT_START = None
+
+
+def _cpu_stat():
+    """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq, steal),
+    or None where /proc/stat cannot tell."""
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,
-                             text=True, timeout=10).stdout.splitlines()[1:]
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return [int(v) for v in fields[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _other_busy_processes() -> list[str]:
+    """Other processes using CPU now (a busy machine slows both sides of the comparison).
+    Also notes the CPU time counters, for `load_report`'s steal share over the run.
+
+    `ps` reports each process's CPU share over its lifetime, so a process counts only if it is
+    runnable now (not stopped, `kill -STOP`, and not asleep) or used CPU in the last second;
+    a paused background job therefore does not mark the run as contended.
+    """
+    global _CPU_STAT_START
+    _CPU_STAT_START = _cpu_stat()
+    try:
+        out = subprocess.run(["ps", "-eo", "pid,stat,pcpu,args", "--sort=-pcpu"],
+                             capture_output=True, text=True, timeout=10).stdout.splitlines()[1:]
     except Exception:
         return []
     me = os.getpid()
-    busy = []
+    candidates = []
     for line in out:
-        parts = line.split(None, 2)
-        if len(parts) == 3 and int(parts[0]) != me and float(parts[1]) >= 20.0:
-            busy.append(f"{parts[1]}% {parts[2][:100]}")
+        parts = line.split(None, 3)
+        if len(parts) == 4 and int(parts[0]) != me and float(parts[2]) >= 20.0 \
+                and not parts[1].startswith("T"):
+            candidates.append(parts)
+    ticks = {p[0]: _cpu_ticks(p[0]) for p in candidates}
+    time.sleep(1.0)
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = []
+    for pid, stat, pcpu, args in candidates:
+        before, after = ticks[pid], _cpu_ticks(pid)
+        recent = None if before is None or after is None else 100.0 * (after - before) / hz
+        if recent is None or recent >= 20.0:
+            now = "" if recent is None else f", {recent:.0f}% in the last second"
+            busy.append(f"{pcpu}% over its life{now}: {args[:100]}")
     return busy[:6]
+
+
+def _cpu_ticks(pid: str):
+    """User + system CPU ticks of process `pid` so far (None where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _epoch_one_setup(cfg, dataset, n_batches_np: int):

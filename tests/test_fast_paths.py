@@ -89,7 +89,7 @@ def test_anderson_block_sweeps_reach_the_same_fixed_points(rng, beta):
 def test_anderson_mixing_accelerates_a_slow_linear_iteration():
     """On a linear map with spectral radius 0.99 (per example), Anderson mixing with memory 5
     reaches 1e-9 where the plain iteration is still far after the same number of steps."""
-    from eqdyn.dynamics._relax import _anderson_mix
+    from eqdyn.dynamics._relax import _anderson_history, _anderson_mix
 
     rng = np.random.default_rng(1)
     n, b, m = 30, 3, 5
@@ -99,8 +99,7 @@ def test_anderson_mixing_accelerates_a_slow_linear_iteration():
     fixed = np.linalg.solve(np.eye(n) - a, c.T).T
     plain = (jnp.zeros((b, n)),)
     x = (jnp.zeros((b, n)),)
-    z = jnp.zeros((m, b, n))
-    hist = ((z,), (z,), (jnp.zeros((b, n)),), (jnp.zeros((b, n)),))
+    hist = _anderson_history(x, m)
     for k in range(200):
         plain = (plain[0] @ a.T + c,)
         x, hist = _anderson_mix(x, (x[0] @ a.T + c,), hist, jnp.asarray(k), m)

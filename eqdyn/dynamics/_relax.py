@@ -456,10 +456,8 @@ def _relax_blocks(field, args, s0, config: RelaxConfig, free_phase=False) -> Rel
     y0 = tuple(s0)
     f0 = field(None, y0, args)
     hist = None
-    if m:  # differences of the last m iterates' G(x) and residuals G(x) - x, per class-A state
-        zeros = tuple(jnp.zeros((m, *y0[i].shape), y0[i].dtype) for i in cls_a)
-        hist = (zeros, zeros, tuple(jnp.zeros_like(y0[i]) for i in cls_a),
-                tuple(jnp.zeros_like(y0[i]) for i in cls_a))
+    if m:
+        hist = _anderson_history(tuple(y0[i] for i in cls_a), m)
     init = (y0, only(f0, cls_a), field.residual(y0, f0), jnp.asarray(0, jnp.int32), hist)
     y, _, r, k, _ = jax.lax.while_loop(cond, body, init)
     converged = (r < config.tol) & jnp.isfinite(r)
@@ -478,34 +476,53 @@ def _put(y, cls, parts):
 _ANDERSON_RESTART = 1.0
 
 
+def _anderson_history(x, m):
+    """The empty history of `_anderson_mix` for iterates shaped like `x` (a tuple of `(B, n)`
+    arrays): for each state the differences of the last `m` values of `G` and of the
+    residuals as `(B, m, n)` (the slot axis after the batch, so the products are batched
+    without transposes), the previous `G` and residual, and the residual differences' Gram
+    matrices `(B, m, m)`."""
+    zeros = tuple(jnp.zeros((a.shape[0], m, *a.shape[1:]), a.dtype) for a in x)
+    gram_dtype = jnp.result_type(*(a.dtype for a in x))
+    return (zeros, zeros, tuple(jnp.zeros_like(a) for a in x),
+            tuple(jnp.zeros_like(a) for a in x), jnp.zeros((x[0].shape[0], m, m), gram_dtype))
+
+
 def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     """One step of Anderson acceleration (type II, memory `m`) of the fixed-point map `G`.
 
     `x`: the iterate `x_k` and `gx`: `G(x_k)`, tuples of `(B, n)` arrays; every example of the
     batch is its own fixed-point problem with its own mixing coefficients. `hist` holds the
-    last `m` differences of `G` and of the residual `g = G(x) - x` (circular, slot `k mod m`)
-    and the previous `G`, `g`. Returns `x_{k+1} = G(x_k) - dG gamma` with `gamma` the
-    (lightly regularised) least-squares fit `min |g_k - dg gamma|` and the new history; at
-    `k = 0` (no history) it is the plain step `G(x_0)`. Unused slots are zero and get zero
-    weight. The fixed points are those of `G`: at one, `g = 0` and the mix returns `G(x)`.
+    last `m` differences of `G` and of the residual `g = G(x) - x` (`(B, m, n)`, circular,
+    slot `k mod m`), the previous `G` and `g`, and the Gram matrices of the residual
+    differences (`(B, m, m)`: one new row per step, so a step costs a few batched
+    matrix-vector products, not a Gram matrix). Returns `x_{k+1} = G(x_k) - dG gamma` with
+    `gamma` the (lightly regularised) least-squares fit `min |g_k - dg gamma|` and the new
+    history; at `k = 0` (no history) it is the plain step `G(x_0)`. Unused slots are zero and
+    get zero weight. The fixed points are those of `G`: at one, `g = 0` and the mix returns
+    `G(x)`.
     """
-    d_g, d_r, g_prev, r_prev = hist
+    d_g, d_r, g_prev, r_prev, gram = hist
     r = tuple(a - b for a, b in zip(gx, x))
     slot = jnp.mod(k - 1, m)
     # no differences before sweep 2: the first sweep's class-A jump used the initial class-B
     # states, not the minimisers given x_0, so (x_0, G(x_0)) is off the map's graph
-    first = k < 2
-    d_g = tuple(jnp.where(first, h, h.at[slot].set(a - b)) for h, a, b in zip(d_g, gx, g_prev))
-    d_r = tuple(jnp.where(first, h, h.at[slot].set(a - b)) for h, a, b in zip(d_r, r, r_prev))
+    record = k >= 2
+    d_g = tuple(h.at[:, slot].set(jnp.where(record, a - b, 0.0))
+                for h, a, b in zip(d_g, gx, g_prev))
+    new_r = tuple(jnp.where(record, a - b, 0.0) for a, b in zip(r, r_prev))
+    d_r = tuple(h.at[:, slot].set(a) for h, a in zip(d_r, new_r))
+    row = sum(jnp.einsum("bin,bn->bi", h, a) for h, a in zip(d_r, new_r))  # (B, m)
+    gram = gram.at[:, slot, :].set(row).at[:, :, slot].set(row)
     # safeguard: an example whose residual grew (the map's kinks, e.g. units crossing the
     # hard sigmoid's bounds, broke the local linear model) forgets its history
     norm = sum(jnp.sum(a * a, axis=1) for a in r)
     norm_prev = sum(jnp.sum(a * a, axis=1) for a in r_prev)
-    keep = (first | (norm <= _ANDERSON_RESTART * norm_prev))[None, :, None]
-    d_g = tuple(jnp.where(keep, h, 0.0) for h in d_g)
-    d_r = tuple(jnp.where(keep, h, 0.0) for h in d_r)
-    gram = sum(jnp.einsum("ibn,jbn->bij", h, h) for h in d_r)  # (B, m, m)
-    rhs = sum(jnp.einsum("ibn,bn->bi", h, a) for h, a in zip(d_r, r))  # (B, m)
+    keep = ~record | (norm <= _ANDERSON_RESTART * norm_prev)
+    d_g = tuple(jnp.where(keep[:, None, None], h, 0.0) for h in d_g)
+    d_r = tuple(jnp.where(keep[:, None, None], h, 0.0) for h in d_r)
+    gram = jnp.where(keep[:, None, None], gram, 0.0)
+    rhs = sum(jnp.einsum("bin,bn->bi", h, a) for h, a in zip(d_r, r))  # (B, m)
     scale = jnp.trace(gram, axis1=1, axis2=2)[:, None, None] / m
     eps = jnp.finfo(gram.dtype).eps
     reg = (100 * eps * scale + jnp.finfo(gram.dtype).tiny) * jnp.eye(m, dtype=gram.dtype)
@@ -514,9 +531,10 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     # test (mixing would only amplify rounding there)
     small = jnp.max(jnp.stack([jnp.max(jnp.abs(a), axis=1) for a in r]), axis=0) < tol
     ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~small
-    gamma = jnp.where(ok[:, None], gamma, 0.0)
-    x_next = tuple(a - jnp.einsum("bi,ibn->bn", gamma, h) for a, h in zip(gx, d_g))
-    return x_next, (d_g, d_r, gx, r)
+    gamma = jnp.where(ok[:, None], gamma, 0.0).astype(gx[0].dtype)
+    x_next = tuple(a - jnp.einsum("bi,bin->bn", gamma.astype(h.dtype), h)
+                   for a, h in zip(gx, d_g))
+    return x_next, (d_g, d_r, gx, r, gram)
 
 
 def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> RelaxResult:
