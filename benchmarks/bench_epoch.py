@@ -275,12 +275,19 @@ def load_report(info: dict, load_start, busy) -> dict:
 
     `cpu_steal_fraction`: the share of the CPUs' time the hypervisor gave to other virtual
     machines between `_other_busy_processes()` (called at the start) and now, from
-    /proc/stat; on a shared virtual machine it is one source of run-to-run noise."""
+    /proc/stat; on a shared virtual machine it is one source of run-to-run noise. The
+    contention note is set when another process was busy at the start or more than 5 % of
+    the CPU time was stolen."""
     end = _cpu_stat()
     steal = None
     if _CPU_STAT_START is not None and end is not None:
         total = sum(end) - sum(_CPU_STAT_START)
         steal = (end[7] - _CPU_STAT_START[7]) / total if total > 0 else None
+    why = []
+    if busy:
+        why.append("other processes were using the CPUs at the start (other_busy_processes_at_start)")
+    if steal is not None and steal > 0.05:
+        why.append(f"the hypervisor took {100 * steal:.0f} % of the CPU time (cpu_steal_fraction)")
     return dict(
         machine=info,
         load_average_start=list(load_start),
@@ -288,9 +295,8 @@ def load_report(info: dict, load_start, busy) -> dict:
         cpu_steal_fraction=steal,
         other_busy_processes_at_start=busy,
         contention_note=(
-            "Other processes were using the CPUs during this run (see other_busy_processes_at_start "
-            "and the load averages); absolute times are inflated, ratios measured in one run remain "
-            "meaningful." if busy else None),
+            "During this run " + " and ".join(why) + "; absolute times are inflated, ratios "
+            "measured in one run remain meaningful." if why else None),
     )
 
 
@@ -326,53 +332,62 @@ def _cpu_stat():
     or None where /proc/stat cannot tell."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        return [int(v) for v in fields[1:9]]
+        values = [int(v) for v in fields[1:9]]
     except (OSError, IndexError, ValueError):
         return None
+    return values if len(values) == 8 else None
+
+
+def _process_ticks() -> dict:
+    """CPU ticks (user + system) of every process now, by pid, from /proc."""
+    ticks = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                ticks[d.name] = int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass  # exited meanwhile
+    return ticks
 
 
 def _other_busy_processes() -> list[str]:
-    """Other processes using CPU now (a busy machine slows both sides of the comparison).
-    Also notes the CPU time counters, for `load_report`'s steal share over the run.
-
-    `ps` reports each process's CPU share over its lifetime, so a process counts only if it is
-    runnable now (not stopped, `kill -STOP`, and not asleep) or used CPU in the last second;
-    a paused background job therefore does not mark the run as contended.
-    """
+    """Other processes that used at least 20 % of a CPU over the last second (a busy machine
+    slows both sides of a comparison), from two samples of /proc one second apart; a job paused
+    with `kill -STOP`, or one that exited, does not count. Without /proc: `ps`'s lifetime CPU
+    share (>= 20 %), less precise. Also notes the machine's CPU counters, for `load_report`'s
+    steal share over the run."""
     global _CPU_STAT_START
     _CPU_STAT_START = _cpu_stat()
+    me = {str(os.getpid()), str(os.getppid())}
+    if Path("/proc/self/stat").exists():
+        t0, before = time.monotonic(), _process_ticks()
+        time.sleep(1.0)
+        dt, after = time.monotonic() - t0, _process_ticks()
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = []
+        for pid, ticks in after.items():
+            share = 100.0 * (ticks - before.get(pid, ticks)) / hz / dt
+            if pid not in me and share >= 20.0:
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                    cmd = cmd.decode(errors="replace").strip()
+                except OSError:
+                    cmd = "?"
+                busy.append((share, f"{share:.0f}% in the last second: {cmd[:100]}"))
+        return [b for _, b in sorted(busy, reverse=True)][:6]
     try:
         out = subprocess.run(["ps", "-eo", "pid,stat,pcpu,args", "--sort=-pcpu"],
                              capture_output=True, text=True, timeout=10).stdout.splitlines()[1:]
     except Exception:
         return []
-    me = os.getpid()
-    candidates = []
+    busy = []
     for line in out:
         parts = line.split(None, 3)
-        if len(parts) == 4 and int(parts[0]) != me and float(parts[2]) >= 20.0 \
-                and not parts[1].startswith("T"):
-            candidates.append(parts)
-    ticks = {p[0]: _cpu_ticks(p[0]) for p in candidates}
-    time.sleep(1.0)
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = []
-    for pid, stat, pcpu, args in candidates:
-        before, after = ticks[pid], _cpu_ticks(pid)
-        recent = None if before is None or after is None else 100.0 * (after - before) / hz
-        if recent is None or recent >= 20.0:
-            now = "" if recent is None else f", {recent:.0f}% in the last second"
-            busy.append(f"{pcpu}% over its life{now}: {args[:100]}")
+        if len(parts) == 4 and parts[0] not in me and float(parts[2]) >= 20.0 \
+                and not parts[1].upper().startswith("T"):
+            busy.append(f"{parts[2]}% over its life: {parts[3][:100]}")
     return busy[:6]
-
-
-def _cpu_ticks(pid: str):
-    """User + system CPU ticks of process `pid` so far (None where /proc cannot tell)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _epoch_one_setup(cfg, dataset, n_batches_np: int):

@@ -87,13 +87,13 @@ class RelaxConfig(eqx.Module):
       residual grew. Same steady-state test, so the same fixed points where the fixed point is
       unique (tested); where a network has several, an accelerated relaxation may settle in
       another (seen from zero states on an untrained 784-500-500-500-10 net). Measured in
-      training (`benchmarks/bench_cost.py --anderson 5`, MNIST, hard sigmoid, warm particles after 200 batches): free sweeps per
-      batch 9.1 -> 5.7 (784-500-10), 18.0 -> 9.1 (784-500-500-10), 19.6 -> 8.7
-      (784-128-128-10); but each accelerated sweep costs 1.5-4.3x a plain one on a 2-core CPU
-      (small batched products and an `m x m` solve per example), so the time per batch was
-      higher for four of the five networks (0.77 -> 2.21 ms for 784-500-10) and lower only for
-      784-500-500-10 (9.13 -> 7.21 ms; 6.96 -> 8.99 ms in an earlier quiet run). Off by default
-      and in every preset.
+      training (`benchmarks/bench_cost.py --anderson 5`, MNIST, hard sigmoid, warm particles
+      after 200 batches, 2026-12-03): free sweeps per batch 9.1 -> 6.7 (784-500-10), 18.0 ->
+      8.8 (784-500-500-10), 19.6 -> 8.9 (784-128-128-10); the mixing adds about 110-130 us to
+      a sweep at batch 20 on a 2-core CPU, so the time per batch fell where sweeps are costly
+      (784-500-500-10 12.4 -> 8.4 ms, 784-512-512-10 3.2 -> 2.7 ms; about 1.1x on
+      784-500-500-500-10 mid-training) and rose where they are cheap (784-500-10 0.87 ->
+      1.98 ms). Off by default and in every preset.
     """
 
     solver: str = eqx.field(static=True, default="euler")
@@ -477,64 +477,97 @@ _ANDERSON_RESTART = 1.0
 
 
 def _anderson_history(x, m):
-    """The empty history of `_anderson_mix` for iterates shaped like `x` (a tuple of `(B, n)`
-    arrays): for each state the differences of the last `m` values of `G` and of the
-    residuals as `(B, m, n)` (the slot axis after the batch, so the products are batched
-    without transposes), the previous `G` and residual, and the residual differences' Gram
-    matrices `(B, m, m)`."""
-    zeros = tuple(jnp.zeros((a.shape[0], m, *a.shape[1:]), a.dtype) for a in x)
-    gram_dtype = jnp.result_type(*(a.dtype for a in x))
-    return (zeros, zeros, tuple(jnp.zeros_like(a) for a in x),
-            tuple(jnp.zeros_like(a) for a in x), jnp.zeros((x[0].shape[0], m, m), gram_dtype))
+    """The empty history of `_anderson_mix` for iterates shaped like `x` (a tuple of `(B, n_i)`
+    arrays, handled as one `(B, n)` state, `n = sum n_i`): the differences of the last `m`
+    values of `G` and of the residual (`(B, m, n)`, the slot axis after the batch), the
+    previous `G` and residual, the Gram matrices of the residual differences (`(B, m, m)`),
+    the previous squared residual norm `(B,)` and which slots hold a difference `(B, m)`."""
+    b, n = x[0].shape[0], sum(a.shape[1] for a in x)
+    dt = jnp.result_type(*(a.dtype for a in x))
+    z = jnp.zeros((b, m, n), dt)
+    return (z, z, jnp.zeros((b, n), dt), jnp.zeros((b, n), dt), jnp.zeros((b, m, m), dt),
+            jnp.zeros((b,), dt), jnp.zeros((b, m), dt))
+
+
+def _spd_solve(a, b):
+    """Solve `a x = b` for a batch of small symmetric positive definite matrices (`a`
+    `(B, m, m)`, `b` `(B, m)`) by a Cholesky factorisation unrolled over `m`: a few dozen
+    elementwise operations on `(B,)` lanes, which XLA fuses, instead of a LAPACK call (and its
+    copies) per sweep."""
+    m = a.shape[-1]
+    zero = jnp.zeros_like(b[:, 0])
+    low = [[None] * m for _ in range(m)]
+    for j in range(m):
+        low[j][j] = jnp.sqrt(a[:, j, j] - sum((low[j][k] ** 2 for k in range(j)), zero))
+        for i in range(j + 1, m):
+            low[i][j] = (a[:, i, j] - sum((low[i][k] * low[j][k] for k in range(j)), zero)) \
+                / low[j][j]
+    y = []
+    for i in range(m):  # L y = b
+        y.append((b[:, i] - sum((low[i][k] * y[k] for k in range(i)), zero)) / low[i][i])
+    x = [None] * m
+    for i in reversed(range(m)):  # L^T x = y
+        x[i] = (y[i] - sum((low[k][i] * x[k] for k in range(i + 1, m)), zero)) / low[i][i]
+    return jnp.stack(x, axis=-1)
 
 
 def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     """One step of Anderson acceleration (type II, memory `m`) of the fixed-point map `G`.
 
-    `x`: the iterate `x_k` and `gx`: `G(x_k)`, tuples of `(B, n)` arrays; every example of the
-    batch is its own fixed-point problem with its own mixing coefficients. `hist` holds the
-    last `m` differences of `G` and of the residual `g = G(x) - x` (`(B, m, n)`, circular,
-    slot `k mod m`), the previous `G` and `g`, and the Gram matrices of the residual
-    differences (`(B, m, m)`: one new row per step, so a step costs a few batched
-    matrix-vector products, not a Gram matrix). Returns `x_{k+1} = G(x_k) - dG gamma` with
-    `gamma` the (lightly regularised) least-squares fit `min |g_k - dg gamma|` and the new
-    history; at `k = 0` (no history) it is the plain step `G(x_0)`. Unused slots are zero and
-    get zero weight. The fixed points are those of `G`: at one, `g = 0` and the mix returns
-    `G(x)`.
+    `x`: the iterate `x_k` and `gx`: `G(x_k)`, tuples of `(B, n_i)` arrays (the class-A states,
+    mixed as one vector per example); every example of the batch is its own fixed-point
+    problem with its own mixing coefficients. Returns `x_{k+1} = G(x_k) - dG gamma` with
+    `gamma` the (lightly regularised) least-squares fit `min |g_k - dg gamma|` of the residual
+    `g = G(x) - x` by the last `m` residual differences `dg` (slot `(k - 1) mod m`, circular), and the
+    new history (see `_anderson_history`); at `k = 0` (no history) it is the plain step
+    `G(x_0)`. The fixed points are those of `G`: at one, `g = 0` and the mix returns `G(x)`.
+
+    Written for a CPU at small batches, where each XLA kernel costs microseconds whatever its
+    size: the Gram matrices are carried and updated by one row per step (batched
+    matrix-vector products), a restart masks slots instead of zeroing the history, the solve is
+    an unrolled Cholesky (`_spd_solve`), and no row reduction is left to YNNPACK (tens of
+    microseconds each here). Measured on 784-500-500-500-10 at batch 20 (fixed sweeps, quiet
+    machine): about 110-130 us per sweep over a plain sweep's 320-350 us, down from ~200 us
+    (the first carried-Gram version: LAPACK solve, zeroed histories, a YNNPACK row maximum)
+    and ~450 us (Gram matrices recomputed each sweep by batched einsums over `(m, B, n)`).
     """
-    d_g, d_r, g_prev, r_prev, gram = hist
-    r = tuple(a - b for a, b in zip(gx, x))
+    h_g, h_r, g_prev, r_prev, gram, n_prev, valid = hist
+    sizes = [a.shape[1] for a in x]
+    cat = (lambda t: t[0]) if len(x) == 1 else (lambda t: jnp.concatenate(t, axis=1))
+    g = cat(gx)
+    dt = g.dtype
+    r = g - cat(x)
     slot = jnp.mod(k - 1, m)
     # no differences before sweep 2: the first sweep's class-A jump used the initial class-B
     # states, not the minimisers given x_0, so (x_0, G(x_0)) is off the map's graph
     record = k >= 2
-    d_g = tuple(h.at[:, slot].set(jnp.where(record, a - b, 0.0))
-                for h, a, b in zip(d_g, gx, g_prev))
-    new_r = tuple(jnp.where(record, a - b, 0.0) for a, b in zip(r, r_prev))
-    d_r = tuple(h.at[:, slot].set(a) for h, a in zip(d_r, new_r))
-    row = sum(jnp.einsum("bin,bn->bi", h, a) for h, a in zip(d_r, new_r))  # (B, m)
+    new_r = r - r_prev
+    h_g = h_g.at[:, slot].set(g - g_prev)
+    h_r = h_r.at[:, slot].set(new_r)
+    row = jnp.matmul(h_r, new_r[:, :, None])[..., 0]  # (B, m): the new slot against all
+    rhs = jnp.matmul(h_r, r[:, :, None])[..., 0]
     gram = gram.at[:, slot, :].set(row).at[:, :, slot].set(row)
+    norm = jnp.matmul(r[:, None, :], r[:, :, None])[:, 0, 0]  # |g_k|^2
     # safeguard: an example whose residual grew (the map's kinks, e.g. units crossing the
-    # hard sigmoid's bounds, broke the local linear model) forgets its history
-    norm = sum(jnp.sum(a * a, axis=1) for a in r)
-    norm_prev = sum(jnp.sum(a * a, axis=1) for a in r_prev)
-    keep = ~record | (norm <= _ANDERSON_RESTART * norm_prev)
-    d_g = tuple(jnp.where(keep[:, None, None], h, 0.0) for h in d_g)
-    d_r = tuple(jnp.where(keep[:, None, None], h, 0.0) for h in d_r)
-    gram = jnp.where(keep[:, None, None], gram, 0.0)
-    rhs = sum(jnp.einsum("bin,bn->bi", h, a) for h, a in zip(d_r, r))  # (B, m)
-    scale = jnp.trace(gram, axis1=1, axis2=2)[:, None, None] / m
-    eps = jnp.finfo(gram.dtype).eps
-    reg = (100 * eps * scale + jnp.finfo(gram.dtype).tiny) * jnp.eye(m, dtype=gram.dtype)
-    gamma = jnp.linalg.solve(gram + reg, rhs[..., None])[..., 0]
-    # plain steps for an example whose fit failed, or whose residual is already below the
-    # test (mixing would only amplify rounding there)
-    small = jnp.max(jnp.stack([jnp.max(jnp.abs(a), axis=1) for a in r]), axis=0) < tol
-    ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~small
-    gamma = jnp.where(ok[:, None], gamma, 0.0).astype(gx[0].dtype)
-    x_next = tuple(a - jnp.einsum("bi,bin->bn", gamma.astype(h.dtype), h)
-                   for a, h in zip(gx, d_g))
-    return x_next, (d_g, d_r, gx, r, gram)
+    # hard sigmoid's bounds, broke the local linear model) forgets its whole history
+    keep = ~record | (norm <= _ANDERSON_RESTART * n_prev)
+    valid = valid.at[:, slot].set(record.astype(dt)) * keep.astype(dt)[:, None]
+    a = gram * valid[:, :, None] * valid[:, None, :]  # slots never filled or forgotten: 0
+    rhs = rhs * valid
+    scale = jnp.trace(a, axis1=1, axis2=2)[:, None, None] / m
+    eps = jnp.finfo(dt).eps
+    reg = (100 * eps * scale + jnp.finfo(dt).tiny) * jnp.eye(m, dtype=dt)
+    gamma = _spd_solve(a + reg, rhs)  # exactly 0 on empty slots (their rhs is 0)
+    # plain steps for an example whose fit failed, or whose residual norm is already below
+    # the test (mixing would only amplify rounding there)
+    ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~(norm < tol * tol)
+    gamma = jnp.where(ok[:, None], gamma, 0.0)
+    x_next = g - sum(gamma[:, i:i + 1] * h_g[:, i] for i in range(m))
+    out, o = [], 0
+    for a_i, n_i in zip(x, sizes):
+        out.append(x_next[:, o:o + n_i].astype(a_i.dtype))
+        o += n_i
+    return tuple(out), (h_g, h_r, g, r, gram, norm, valid)
 
 
 def relax_core(model, x, s0, beta, d, config: RelaxConfig, clamped=None) -> RelaxResult:

@@ -105,8 +105,9 @@ _SB17_COMMON = dict(
 )
 # sb17-1h relaxes by exact block sweeps: the same fixed points as the paper's Euler iterations
 # (tested), 3-9 free and 1-4 nudged sweeps against 44 and 26 Euler steps; same errors
-# (2.05 % test, 0.18 % train with either on 2026-11-30; 2.18 % and 0.17 % with the sweeps on
-# 2026-12-03, the float32 rounding of later code). `--backend diffrax` gives the Euler steps.
+# (2.05 % test, 0.18 % train with either on 2026-11-30; the sweeps gave 2.18 % and 0.17 % on
+# 2026-12-03 after later code changes, cause not traced). `--backend diffrax` gives the Euler
+# steps.
 PRESETS["sb17-1h"]["backend"] = "blocks"
 for _p in PRESETS.values():
     for _k, _v in _SB17_COMMON.items():
