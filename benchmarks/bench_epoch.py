@@ -339,13 +339,15 @@ def _cpu_stat():
 
 
 def _process_ticks() -> dict:
-    """CPU ticks (user + system) of every process now, by pid, from /proc."""
+    """CPU ticks (user + system) and name of every process now, by pid, from /proc."""
     ticks = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-                ticks[d.name] = int(fields[11]) + int(fields[12])
+                text = (d / "stat").read_text()
+                name = text[text.index("(") + 1:text.rindex(")")]
+                fields = text.rsplit(")", 1)[1].split()
+                ticks[d.name] = (int(fields[11]) + int(fields[12]), name)
             except (OSError, IndexError, ValueError):
                 pass  # exited meanwhile
     return ticks
@@ -354,40 +356,45 @@ def _process_ticks() -> dict:
 def _other_busy_processes() -> list[str]:
     """Other processes that used at least 20 % of a CPU over the last second (a busy machine
     slows both sides of a comparison), from two samples of /proc one second apart; a job paused
-    with `kill -STOP`, or one that exited, does not count. Without /proc: `ps`'s lifetime CPU
-    share (>= 20 %), less precise. Also notes the machine's CPU counters, for `load_report`'s
-    steal share over the run."""
+    with `kill -STOP`, or one that exited, does not count. Without /proc: `ps`'s CPU share
+    (>= 20 %; a lifetime share on Linux, a decaying average on BSD and macOS), less precise.
+    Also notes the machine's CPU counters, for `load_report`'s steal share over the run."""
     global _CPU_STAT_START
     _CPU_STAT_START = _cpu_stat()
-    me = {str(os.getpid()), str(os.getppid())}
+    me = str(os.getpid())
     if Path("/proc/self/stat").exists():
         t0, before = time.monotonic(), _process_ticks()
         time.sleep(1.0)
         dt, after = time.monotonic() - t0, _process_ticks()
         hz = os.sysconf("SC_CLK_TCK")
         busy = []
-        for pid, ticks in after.items():
-            share = 100.0 * (ticks - before.get(pid, ticks)) / hz / dt
-            if pid not in me and share >= 20.0:
+        for pid, (ticks, name) in after.items():
+            # a process born during the second used all its ticks within it
+            share = 100.0 * (ticks - before.get(pid, (0, name))[0]) / hz / dt
+            if pid != me and share >= 20.0:
                 try:
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                    cmd = cmd.decode(errors="replace").strip()
+                    cmd = cmd.decode(errors="replace").strip() or f"[{name}]"
                 except OSError:
-                    cmd = "?"
+                    cmd = f"[{name}]"
                 busy.append((share, f"{share:.0f}% in the last second: {cmd[:100]}"))
         return [b for _, b in sorted(busy, reverse=True)][:6]
     try:
-        out = subprocess.run(["ps", "-eo", "pid,stat,pcpu,args", "--sort=-pcpu"],
-                             capture_output=True, text=True, timeout=10).stdout.splitlines()[1:]
+        out = subprocess.run(["ps", "-eo", "pid,stat,pcpu,args"], capture_output=True,
+                             text=True, timeout=10).stdout.splitlines()[1:]
     except Exception:
         return []
     busy = []
     for line in out:
         parts = line.split(None, 3)
-        if len(parts) == 4 and parts[0] not in me and float(parts[2]) >= 20.0 \
+        try:
+            share = float(parts[2])
+        except (IndexError, ValueError):
+            continue
+        if len(parts) == 4 and parts[0] != me and share >= 20.0 \
                 and not parts[1].upper().startswith("T"):
-            busy.append(f"{parts[2]}% over its life: {parts[3][:100]}")
-    return busy[:6]
+            busy.append((share, f"{parts[2]}% (ps): {parts[3][:100]}"))
+    return [b for _, b in sorted(busy, reverse=True)][:6]
 
 
 def _epoch_one_setup(cfg, dataset, n_batches_np: int):

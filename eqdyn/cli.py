@@ -117,8 +117,7 @@ def _run_flags(p):
     g.add_argument("--anderson", type=int, metavar="M",
                    help="Anderson acceleration of the block sweeps with memory M (0: off, "
                    "the default): fewer sweeps to the same steady-state test, slower per sweep; "
-                   "on CPU faster per batch only where sweeps are costly, e.g. 784-500-500-10 "
-                   "(see RelaxConfig)")
+                   "on CPU about even per batch (0.7-1.1x; see RelaxConfig)")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
     g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
     g.add_argument("--free-t1", type=float, help="horizon of the free phase")

@@ -122,6 +122,44 @@ def test_spd_solve_matches_lapack():
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=0)
 
 
+def test_spd_solve_float32_and_large_memory():
+    """In float32 the unrolled solve agrees with LAPACK to float32 accuracy on well-conditioned
+    systems; memories above `_UNROLLED_SOLVE_MAX` take LAPACK; a singular matrix gives a
+    non-finite or finite answer, never an exception (the mix then takes a plain step)."""
+    from eqdyn.dynamics._relax import _UNROLLED_SOLVE_MAX, _spd_solve
+
+    rng = np.random.default_rng(3)
+    for m in (3, 5, _UNROLLED_SOLVE_MAX + 2):
+        v = rng.normal(size=(5, m, 40))
+        a = (v @ np.swapaxes(v, 1, 2)).astype(np.float32)
+        b = rng.normal(size=(5, m)).astype(np.float32)
+        got = np.asarray(_spd_solve(jnp.asarray(a), jnp.asarray(b)))
+        assert got.dtype == np.float32
+        want = np.linalg.solve(a.astype(np.float64), b.astype(np.float64)[..., None])[..., 0]
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+    _spd_solve(jnp.zeros((2, 4, 4), jnp.float32), jnp.ones((2, 4), jnp.float32))
+
+
+def test_anderson_forgets_a_nonfinite_slot():
+    """A restart masks the forgotten slots; a non-finite difference left in one of them does
+    not reach the next iterate (it is selected away, not multiplied by zero)."""
+    from eqdyn.dynamics._relax import _anderson_history, _anderson_mix
+
+    b, n, m = 3, 6, 4
+    x = (jnp.ones((b, n)),)
+    h_g, h_r, g_prev, r_prev, gram, _, valid = _anderson_history(x, m)
+    h_g = h_g.at[0, 1].set(jnp.nan)
+    h_r = h_r.at[0, 1].set(jnp.nan)
+    gram = gram.at[0, 1, :].set(jnp.nan).at[0, :, 1].set(jnp.nan)
+    # example 0's residual grows a lot: it restarts, forgetting slot 1 (and the rest)
+    hist = (h_g, h_r, g_prev, r_prev + 0.01, gram, jnp.full((b,), 1e-6), valid)
+    gx = (jnp.ones((b, n)) * 2.0,)
+    out, hist = _anderson_mix(x, gx, hist, jnp.asarray(6), m)
+    assert np.all(np.isfinite(np.asarray(out[0])))
+    np.testing.assert_array_equal(np.asarray(out[0][0]), np.asarray(gx[0][0]))  # plain step
+    assert float(np.asarray(hist[6])[0].sum()) == 0.0
+
+
 def test_anderson_carried_gram_matches_its_history():
     """The Gram matrices `_anderson_mix` carries (one new row per step, restarts masking
     slots) equal those recomputed from the stored residual differences at every step, on a

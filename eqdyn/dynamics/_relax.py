@@ -88,12 +88,12 @@ class RelaxConfig(eqx.Module):
       unique (tested); where a network has several, an accelerated relaxation may settle in
       another (seen from zero states on an untrained 784-500-500-500-10 net). Measured in
       training (`benchmarks/bench_cost.py --anderson 5`, MNIST, hard sigmoid, warm particles
-      after 200 batches, 2026-12-03): free sweeps per batch 9.1 -> 6.7 (784-500-10), 18.0 ->
-      8.8 (784-500-500-10), 19.6 -> 8.9 (784-128-128-10); the mixing adds about 110-130 us to
-      a sweep at batch 20 on a 2-core CPU, so the time per batch fell where sweeps are costly
-      (784-500-500-10 12.4 -> 8.4 ms, 784-512-512-10 3.2 -> 2.7 ms; about 1.1x on
-      784-500-500-500-10 mid-training) and rose where they are cheap (784-500-10 0.87 ->
-      1.98 ms). Off by default and in every preset.
+      after 200 batches, quiet run of 2026-12-03): free sweeps per batch 9.1 -> 6.4
+      (784-500-10), 18.0 -> 8.8 (784-500-500-10), 19.6 -> 10.3 (784-128-128-10); the mixing
+      adds about 110-130 us to a sweep at batch 20 on a 2-core CPU, so per batch it is about
+      even with plain sweeps: 0.68-1.11x over five networks (faster on 784-500-500-10, 6.65
+      -> 5.98 ms; slower on 784-500-10, 0.73 -> 1.07 ms), about 1.1x on 784-500-500-500-10
+      mid-training. Off by default and in every preset.
     """
 
     solver: str = eqx.field(static=True, default="euler")
@@ -489,16 +489,27 @@ def _anderson_history(x, m):
             jnp.zeros((b,), dt), jnp.zeros((b, m), dt))
 
 
+#: memories above this solve Anderson's normal equations with LAPACK (the unrolled
+#: factorisation traces ~m^3/6 operations)
+_UNROLLED_SOLVE_MAX = 8
+
+
 def _spd_solve(a, b):
     """Solve `a x = b` for a batch of small symmetric positive definite matrices (`a`
     `(B, m, m)`, `b` `(B, m)`) by a Cholesky factorisation unrolled over `m`: a few dozen
     elementwise operations on `(B,)` lanes, which XLA fuses, instead of a LAPACK call (and its
-    copies) per sweep."""
+    copies) per sweep. Pivots are floored at the dtype's smallest normal number (a round-off
+    pivot then gives a huge, non-finite or merely poor solution, which `_anderson_mix` turns
+    into a plain step). Above `_UNROLLED_SOLVE_MAX` it is `jnp.linalg.solve`."""
     m = a.shape[-1]
+    if m > _UNROLLED_SOLVE_MAX:
+        return jnp.linalg.solve(a, b[..., None])[..., 0]
     zero = jnp.zeros_like(b[:, 0])
+    floor = jnp.finfo(b.dtype).tiny
     low = [[None] * m for _ in range(m)]
     for j in range(m):
-        low[j][j] = jnp.sqrt(a[:, j, j] - sum((low[j][k] ** 2 for k in range(j)), zero))
+        low[j][j] = jnp.sqrt(jnp.maximum(
+            a[:, j, j] - sum((low[j][k] ** 2 for k in range(j)), zero), floor))
         for i in range(j + 1, m):
             low[i][j] = (a[:, i, j] - sum((low[i][k] * low[j][k] for k in range(j)), zero)) \
                 / low[j][j]
@@ -521,6 +532,8 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     `g = G(x) - x` by the last `m` residual differences `dg` (slot `(k - 1) mod m`, circular), and the
     new history (see `_anderson_history`); at `k = 0` (no history) it is the plain step
     `G(x_0)`. The fixed points are those of `G`: at one, `g = 0` and the mix returns `G(x)`.
+    `tol`: an example whose residual's 2-norm is below it takes the plain step (stricter than
+    the relaxation's max-norm test, so examples near rest are still mixed a little longer).
 
     Written for a CPU at small batches, where each XLA kernel costs microseconds whatever its
     size: the Gram matrices are carried and updated by one row per step (batched
@@ -528,14 +541,15 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     an unrolled Cholesky (`_spd_solve`), and no row reduction is left to YNNPACK (tens of
     microseconds each here). Measured on 784-500-500-500-10 at batch 20 (fixed sweeps, quiet
     machine): about 110-130 us per sweep over a plain sweep's 320-350 us, down from ~200 us
-    (the first carried-Gram version: LAPACK solve, zeroed histories, a YNNPACK row maximum)
-    and ~450 us (Gram matrices recomputed each sweep by batched einsums over `(m, B, n)`).
+    in commit 1888fc2 (LAPACK solve, zeroed histories, a YNNPACK row maximum) and ~450 us
+    before it (Gram matrices recomputed each sweep by batched einsums over `(m, B, n)`).
     """
     h_g, h_r, g_prev, r_prev, gram, n_prev, valid = hist
     sizes = [a.shape[1] for a in x]
-    cat = (lambda t: t[0]) if len(x) == 1 else (lambda t: jnp.concatenate(t, axis=1))
+    dt = h_g.dtype  # the history's (carried) dtype, whatever a jump promoted G(x) to
+    cat = (lambda t: t[0].astype(dt)) if len(x) == 1 else (
+        lambda t: jnp.concatenate([a.astype(dt) for a in t], axis=1))
     g = cat(gx)
-    dt = g.dtype
     r = g - cat(x)
     slot = jnp.mod(k - 1, m)
     # no differences before sweep 2: the first sweep's class-A jump used the initial class-B
@@ -552,17 +566,20 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     # hard sigmoid's bounds, broke the local linear model) forgets its whole history
     keep = ~record | (norm <= _ANDERSON_RESTART * n_prev)
     valid = valid.at[:, slot].set(record.astype(dt)) * keep.astype(dt)[:, None]
-    a = gram * valid[:, :, None] * valid[:, None, :]  # slots never filled or forgotten: 0
-    rhs = rhs * valid
+    on = valid > 0
+    # slots never filled or forgotten are selected away (not multiplied by 0: a forgotten
+    # slot may hold a non-finite difference)
+    a = jnp.where(on[:, :, None] & on[:, None, :], gram, 0.0)
+    rhs = jnp.where(on, rhs, 0.0)
     scale = jnp.trace(a, axis1=1, axis2=2)[:, None, None] / m
     eps = jnp.finfo(dt).eps
     reg = (100 * eps * scale + jnp.finfo(dt).tiny) * jnp.eye(m, dtype=dt)
     gamma = _spd_solve(a + reg, rhs)  # exactly 0 on empty slots (their rhs is 0)
-    # plain steps for an example whose fit failed, or whose residual norm is already below
-    # the test (mixing would only amplify rounding there)
+    # plain steps for an example whose fit failed, or whose residual's 2-norm is already
+    # below `tol` (so is its max-norm, the loop's test; mixing would only amplify rounding)
     ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~(norm < tol * tol)
-    gamma = jnp.where(ok[:, None], gamma, 0.0)
-    x_next = g - sum(gamma[:, i:i + 1] * h_g[:, i] for i in range(m))
+    mix = sum(jnp.where(on[:, i:i + 1], gamma[:, i:i + 1] * h_g[:, i], 0.0) for i in range(m))
+    x_next = jnp.where(ok[:, None], g - mix, g)
     out, o = [], 0
     for a_i, n_i in zip(x, sizes):
         out.append(x_next[:, o:o + n_i].astype(a_i.dtype))
