@@ -486,7 +486,7 @@ def _anderson_history(x, m):
     dt = jnp.result_type(*(a.dtype for a in x))
     z = jnp.zeros((b, m, n), dt)
     return (z, z, jnp.zeros((b, n), dt), jnp.zeros((b, n), dt), jnp.zeros((b, m, m), dt),
-            jnp.zeros((b,), dt), jnp.zeros((b, m), dt))
+            jnp.zeros((b,), dt), jnp.zeros((b, m), bool))
 
 
 #: memories above this solve Anderson's normal equations with LAPACK (the unrolled
@@ -565,12 +565,11 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     # safeguard: an example whose residual grew (the map's kinks, e.g. units crossing the
     # hard sigmoid's bounds, broke the local linear model) forgets its whole history
     keep = ~record | (norm <= _ANDERSON_RESTART * n_prev)
-    valid = valid.at[:, slot].set(record.astype(dt)) * keep.astype(dt)[:, None]
-    on = valid > 0
+    valid = valid.at[:, slot].set(record) & keep[:, None]
     # slots never filled or forgotten are selected away (not multiplied by 0: a forgotten
     # slot may hold a non-finite difference)
-    a = jnp.where(on[:, :, None] & on[:, None, :], gram, 0.0)
-    rhs = jnp.where(on, rhs, 0.0)
+    a = jnp.where(valid[:, :, None] & valid[:, None, :], gram, 0.0)
+    rhs = jnp.where(valid, rhs, 0.0)
     scale = jnp.trace(a, axis1=1, axis2=2)[:, None, None] / m
     eps = jnp.finfo(dt).eps
     reg = (100 * eps * scale + jnp.finfo(dt).tiny) * jnp.eye(m, dtype=dt)
@@ -578,7 +577,8 @@ def _anderson_mix(x, gx, hist, k, m, tol=0.0):
     # plain steps for an example whose fit failed, or whose residual's 2-norm is already
     # below `tol` (so is its max-norm, the loop's test; mixing would only amplify rounding)
     ok = jnp.all(jnp.isfinite(gamma), axis=1) & ~(norm < tol * tol)
-    mix = sum(jnp.where(on[:, i:i + 1], gamma[:, i:i + 1] * h_g[:, i], 0.0) for i in range(m))
+    mix = sum(jnp.where(valid[:, i:i + 1], gamma[:, i:i + 1] * h_g[:, i], 0.0)
+              for i in range(m))
     x_next = jnp.where(ok[:, None], g - mix, g)
     out, o = [], 0
     for a_i, n_i in zip(x, sizes):
