@@ -250,9 +250,11 @@ def start_run(**versions) -> tuple:
     Returns `(load_start, busy, info)` for `load_report`.
     """
     load_start = os.getloadavg()
+    cpu_start = _cpu_stat()
     busy = _other_busy_processes()
     info = machine_info()
     info.update(versions)
+    info["_cpu_stat_start"] = cpu_start  # for load_report's steal share; not written out
     extra = "".join(f", {k} {v}" for k, v in versions.items())
     print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, jax {info['jax']} "
           f"({info['jax_backend']}){extra}, load average {load_start[0]:.2f}")
@@ -274,22 +276,22 @@ def load_report(info: dict, load_start, busy) -> dict:
     """The machine and how busy it was, for the result JSON (read at the end of a run).
 
     `cpu_steal_fraction`: the share of the CPUs' time the hypervisor gave to other virtual
-    machines between `_other_busy_processes()` (called at the start) and now, from
+    machines between `start_run()` and now (counters it keeps in `info`), from
     /proc/stat; on a shared virtual machine it is one source of run-to-run noise. The
     contention note is set when another process was busy at the start or more than 5 % of
     the CPU time was stolen."""
-    end = _cpu_stat()
+    start, end = info.get("_cpu_stat_start"), _cpu_stat()
     steal = None
-    if _CPU_STAT_START is not None and end is not None:
-        total = sum(end) - sum(_CPU_STAT_START)
-        steal = (end[7] - _CPU_STAT_START[7]) / total if total > 0 else None
+    if start is not None and end is not None:
+        total = sum(end) - sum(start)
+        steal = (end[7] - start[7]) / total if total > 0 else None
     why = []
     if busy:
         why.append("other processes were using the CPUs at the start (other_busy_processes_at_start)")
     if steal is not None and steal > 0.05:
         why.append(f"the hypervisor took {100 * steal:.0f} % of the CPU time (cpu_steal_fraction)")
     return dict(
-        machine=info,
+        machine={k: v for k, v in info.items() if not k.startswith("_")},
         load_average_start=list(load_start),
         load_average_end=list(os.getloadavg()),
         cpu_steal_fraction=steal,
@@ -323,10 +325,6 @@ def machine_info() -> dict:
     )
 
 
-#: /proc/stat's CPU counters when `_other_busy_processes()` ran (the start of a benchmark)
-_CPU_STAT_START = None
-
-
 def _cpu_stat():
     """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq, steal),
     or None where /proc/stat cannot tell."""
@@ -357,10 +355,7 @@ def _other_busy_processes() -> list[str]:
     """Other processes that used at least 20 % of a CPU over the last second (a busy machine
     slows both sides of a comparison), from two samples of /proc one second apart; a job paused
     with `kill -STOP`, or one that exited, does not count. Without /proc: `ps`'s CPU share
-    (>= 20 %; a lifetime share on Linux, a decaying average on BSD and macOS), less precise.
-    Also notes the machine's CPU counters, for `load_report`'s steal share over the run."""
-    global _CPU_STAT_START
-    _CPU_STAT_START = _cpu_stat()
+    (>= 20 %; a lifetime share on Linux, a decaying average on BSD and macOS), less precise."""
     me = str(os.getpid())
     if Path("/proc/self/stat").exists():
         t0, before = time.monotonic(), _process_ticks()

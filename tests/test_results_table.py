@@ -41,3 +41,20 @@ def test_table_rows_come_from_the_json():
         mod.table([tracked]))
     text = f"a\n{mod.START}\nold\n{mod.END}\nb\n"
     assert mod.render_readme(text, "T") == f"a\n{mod.START}\nT\n{mod.END}\nb\n"
+
+
+def test_load_report_measures_steal_from_its_own_start(monkeypatch):
+    # benchmarks/bench_epoch.py: the steal share over a run, from the counters `start_run`
+    # keeps in `info` (no module state); the private counters stay out of the JSON
+    spec = importlib.util.spec_from_file_location("bench_epoch",
+                                                  REPO / "benchmarks" / "bench_epoch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    counters = iter([(100, 0, 0, 100, 0, 0, 0, 0), (150, 0, 0, 120, 0, 0, 0, 30)])
+    monkeypatch.setattr(mod, "_cpu_stat", lambda: next(counters))
+    monkeypatch.setattr(mod, "_other_busy_processes", lambda: [])
+    load_start, busy, info = mod.start_run()
+    report = mod.load_report(info, load_start, busy)
+    assert report["cpu_steal_fraction"] == 0.3  # 30 of 100 ticks
+    assert "30 % of the CPU time" in report["contention_note"]
+    assert not any(k.startswith("_") for k in report["machine"])
