@@ -71,29 +71,38 @@ PRESETS: dict[str, dict] = {
     "sb17-1h": dict(dataset="mnist", arch="784-500-10", lr=(0.1, 0.05), epochs=25),
     # beta = 2 for the deeper nets: the paper's nudging. Its code's cost is ||y - d||^2 (no 1/2),
     # so its beta 1 is beta 2 with eqdyn's C = 1/2 ||y - d||^2 (sb17-1h's beta 1 is likewise the
-    # code's 0.5); the learning rates are the paper's alphas applied to eqdyn's estimate (of the
-    # gradient of 1/2 ||y - d||^2), i.e. half the paper's step, as in sb17-1h. At beta = 1 these
-    # nets die in the first ~50 batches: an output whose free drive g lies outside (-beta,
-    # 1 + beta) stays at its bound in the nudged state ((g + beta d) / (1 + beta) at rest), so
-    # EP sees no error there, and the first, large updates (free loss 2.8 on batch 1) push the
-    # outputs there (measured on the dead net: target drive -1.46 on average, 19 % of examples
-    # above -1, 52 % above -2; one-sided estimate 8x larger on W_3, 16x on W_1 at beta 2).
-    # The same dynamics at beta 2: 90 % train accuracy after 4000 batches (sb17-2h). The
-    # paper's own algorithm (clipped Euler, 100/6 iterations) with eqdyn's beta instead dies
-    # the same way; clipping the states instead of the potentials changes neither outcome.
-    # sb17-2h caps the nudged phase at t1 = 3 (the paper's 6 iterations at dt0 0.5; block
-    # sweeps with backend "blocks"): run to its steady state at beta 1 it also went to chance.
-    # The paper's code steps alpha / beta_code times the Hebbian difference, twice eqdyn's
-    # lr / beta here; that exact step (lr 0.8, 0.2, 0.02 at beta 2) went to chance in epoch 1
-    # (2026-12-03), so the presets keep half of it.
+    # code's 0.5). At beta = 1 these nets die in the first ~50 batches: an output whose free
+    # drive g lies outside (-beta, 1 + beta) stays at its bound in the nudged state ((g + beta d)
+    # / (1 + beta) at rest), so EP sees no error there, and the first, large updates (free loss
+    # 2.8 on batch 1) push the outputs there (measured on the dead net: target drive -1.46 on
+    # average, 19 % of examples above -1, 52 % above -2).
+    # sb17-2h's nudged phase is the paper's: at most 6 Euler steps of eps 0.5 from the free
+    # state (nudged_backend "fused", nudged_t1 3; it stops earlier once at rest, tol 1e-3: 5.9
+    # steps per batch in epoch 1, 2.1 in epoch 60; the paper clips the states at each step,
+    # eqdyn the rates of the leaky potentials), not a relaxation to the nudged steady state
+    # (block sweeps converge in a few sweeps where Euler steps need many), and its step
+    # is the paper's exact one: the code moves W by alpha / beta_code times the Hebbian
+    # difference, i.e. lr = 2 alpha on eqdyn's estimate at beta 2 (0.8, 0.2, 0.02). Measured
+    # 2026-12-03 (60 epochs, scored from particles): test 2.37 %, train 0.15 % (from zero states
+    # 2.61 % / 0.52 %). Before, the nudged phase ran to its steady state by block sweeps (capped
+    # at 6), where the paper's step went to chance in epoch 1 and half of it gave 2.63 % / 0.83 %:
+    # six Euler steps move the lower layers less than the steady state does, so their updates
+    # are smaller (norm of the one-sided estimate on 200 MNIST examples from zero states, 6
+    # steps / steady state, W_1, W_2, W_3: 0.46, 0.73, 0.80 at initialisation, 0.21, 0.27, 0.78
+    # on the trained net). `--set nudged_backend=blocks --set lr=0.4,0.1,0.01` reruns the old one.
     # The deeper nets evaluate 50 examples at a time: a relaxation stops when its slowest
     # example is at rest, and a batch of 1000 waits for far more sweeps. Measured on the
     # trained nets (2026-12-03, MNIST validation set, same accuracy to one example):
     # 784-500-500-10 from zero states 3.0 s / 26.8 sweeps against 4.9 s / 65.8 at 1000;
     # 784-500-500-500-10 from zero 5.8 s against 12.4 s, and from particles 12 epochs old
     # (eval_persistent) 6.6 s / 35 sweeps against 15.8 s / 104. 784-500-10: no difference.
-    "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.4, 0.1, 0.01), epochs=60,
-                    nudged_t1=3.0, beta=2.0, backend="blocks", eval_batch=50),
+    "sb17-2h": dict(dataset="mnist", arch="784-500-500-10", lr=(0.8, 0.2, 0.02), epochs=60,
+                    nudged_t1=3.0, beta=2.0, backend="blocks", nudged_backend="fused",
+                    eval_batch=50),
+    # sb17-3h keeps a steady-state nudged phase (block sweeps) and half the paper's step
+    # (0.128, ... = alpha): 2.37 % test, 0.98 % train after 160 epochs (2026-12-03). The
+    # paper's 8 Euler steps at its exact step (nudged_backend fused, nudged_t1 4, lr 2 alpha)
+    # are being run to compare (results/reproduce/sb17-3h-paper.json once it finishes).
     "sb17-3h": dict(
         dataset="mnist", arch="784-500-500-500-10", lr=(0.128, 0.032, 0.008, 0.002), epochs=160,
         beta=2.0, backend="blocks", eval_batch=50,
