@@ -312,23 +312,35 @@ def test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles():
     assert all(p.is_deleted() for p in particles)  # updated in place, not copied
 
 
-def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path):
+def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path, monkeypatch):
+    import threading
+
+    from eqdyn.learning import _checkpoint
     from eqdyn.learning._checkpoint import CheckpointWriter, load_checkpoint_leaves
 
+    release, original = threading.Event(), _checkpoint._write_snapshot
+
+    def held(*args):  # the first write waits until the state has been changed under it
+        release.wait(10)
+        original(*args)
+
+    monkeypatch.setattr(_checkpoint, "_write_snapshot", held)
     state = dict(w=np.arange(6.0).reshape(2, 3), key=np.zeros(2, np.uint32))
     history = [dict(epoch=1)]
     with CheckpointWriter() as writer:
         writer.submit(tmp_path, state, 1, history)
         state["w"][:] = -1.0  # changed after submit: the checkpoint keeps the values at submit
+        history[0]["epoch"] = 99
         history.append(dict(epoch=2))
-        writer.submit(tmp_path, state, 2, history)
+        release.set()
         writer.wait()
         leaves, meta = load_checkpoint_leaves(tmp_path)
-        assert meta["epoch"] == 2 and len(meta["history"]) == 2
-        np.testing.assert_array_equal(leaves[1], -np.ones((2, 3)))
-        writer.submit(tmp_path, dict(w=np.ones(3)), 3, history[:1])
+        assert meta["epoch"] == 1 and meta["history"] == [dict(epoch=1)]
+        np.testing.assert_array_equal(leaves[1], np.arange(6.0).reshape(2, 3))
+        writer.submit(tmp_path, state, 2, history)
+        writer.submit(tmp_path, dict(w=np.ones(3)), 3, history[:1])  # lands after epoch 2
     leaves, meta = load_checkpoint_leaves(tmp_path)  # closing waited for the last write
-    assert meta["epoch"] == 3 and meta["history"] == [dict(epoch=1)]
+    assert meta["epoch"] == 3 and meta["history"] == [dict(epoch=99)]
     np.testing.assert_array_equal(leaves[0], np.ones(3))
     blocked = tmp_path / "a-file"
     blocked.write_text("")
@@ -336,6 +348,30 @@ def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path):
     writer.submit(blocked / "run", state, 1, history)  # cannot make a folder inside a file
     with pytest.raises(OSError):
         writer.close()
+
+
+def test_a_failed_background_write_does_not_hide_the_error_that_stopped_training(
+        tmp_path, monkeypatch):
+    from eqdyn.learning import _checkpoint
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    calls = []
+
+    def failing_evaluate(*args, **kwargs):  # epoch 2's validation fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("validation broke")
+        return original_evaluate(*args, **kwargs)
+
+    original_evaluate = trainer_mod.evaluate
+    monkeypatch.setattr(_checkpoint, "_write_snapshot", full)
+    monkeypatch.setattr(trainer_mod, "evaluate", failing_evaluate)
+    with pytest.raises(RuntimeError, match="validation broke") as info:
+        train(_cfg(epochs=2), run_dir=tmp_path / "run", progress=None)
+    assert any("Writing the last checkpoint also failed" in n and "No space left" in n
+               for n in getattr(info.value, "__notes__", []))
 
 
 def test_resume_is_bit_exact(run_a, tmp_path):

@@ -19,12 +19,19 @@ __all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint",
            "load_checkpoint_leaves", "CheckpointWriter"]
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it sets it: done once, at import, not on the
+    os.umask(umask)  # checkpoint thread, where the short window would affect other threads
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic_write_bytes(path: Path, write: Callable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

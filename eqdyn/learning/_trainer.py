@@ -993,6 +993,8 @@ def train(
                               epoch + 1, history)
             say(_format_epoch(h, cfg.epochs))
 
+        if writer is not None and jax.process_count() > 1:
+            writer.wait()  # every process leaves `train` after the writer's checkpoint is down
         final = {split: score(split) for split in ("train", "val", "test")}
         from_zero, zero_test = None, final["test"]
         if tracked is not None:  # the paper's protocol: every example from its own particle
@@ -1027,9 +1029,15 @@ def train(
                 test_error=1 - from_zero["test"],
                 note=("the same network evaluated from zero states; the top-level numbers relax "
                       "every example from its own persistent particle (eval_persistent)"))
-    finally:  # the last checkpoint is on disk (or its error raised) before we go on
-        if writer is not None:
-            writer.close()
+    except BaseException as e:
+        if writer is not None:  # let the last write finish; its error must not hide `e`
+            try:
+                writer.close()
+            except Exception as write_error:
+                e.add_note(f"Writing the last checkpoint also failed: {write_error!r}")
+        raise
+    if writer is not None:
+        writer.close()  # the last checkpoint is on disk (or its error raised)
     if writes:
         write_json(run_dir / "metrics.json", metrics)
     say(
