@@ -15,8 +15,8 @@ import numpy as np
 
 from .._errors import CheckpointError
 
-__all__ = ["write_bytes", "write_json", "save_checkpoint", "load_checkpoint",
-           "load_checkpoint_leaves", "CheckpointWriter"]
+__all__ = ["write_bytes", "write_json", "load_checkpoint", "load_checkpoint_leaves",
+           "CheckpointWriter"]
 
 
 def _read_umask() -> int:
@@ -77,26 +77,24 @@ def _snapshot(state: dict, epoch: int, history: list) -> tuple[dict, dict]:
 
 
 def _write_snapshot(run_dir: Path, arrays: dict, meta: dict) -> None:
+    """One atomic file holds the arrays *and* the epoch and history, so a kill at any moment
+    leaves either the previous checkpoint or the new one, never a mix. `checkpoint.json` is a
+    human-readable copy of the metadata, written afterwards and never read back."""
     _atomic_write_bytes(run_dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
     write_json(run_dir / "checkpoint.json", meta)
 
 
-def save_checkpoint(run_dir: Path, state: dict, epoch: int, history: list) -> None:
-    """One atomic file holds the arrays *and* the epoch and history, so a kill at any moment
-    leaves either the previous checkpoint or the new one, never a mix. `checkpoint.json` is a
-    human-readable copy of the metadata, written afterwards and never read back."""
-    _write_snapshot(Path(run_dir), *_snapshot(state, epoch, history))
-
-
 class CheckpointWriter:
-    """`save_checkpoint` on one background thread, so the write overlaps the next epoch.
+    """Checkpoints written on one background thread, so the write overlaps the next epoch.
 
     `submit` copies the arrays to host memory at once (the caller may then donate or change
     them) and hands the atomic write to the thread; it first waits for the previous write, so
     at most one is in flight and they land in order. `wait` blocks until the last one is on
     disk and re-raises its error, if any; call it (or use the writer as a context manager)
     before reading the checkpoint or reporting the run finished. An interruption while a write
-    is in flight leaves the previous checkpoint, as with `save_checkpoint`.
+    is in flight leaves the previous checkpoint (the write is atomic). Leaving the context on
+    an exception waits for the last write too, but its error, if any, is attached to that
+    exception as a note instead of replacing it.
 
     Measured on 784-500-10 / MNIST (the particles of 50,000 examples, 102 MB): about 0.2-0.3 s
     per checkpoint written in line, 25 of them in a 25-epoch run; in the background only the
@@ -126,8 +124,14 @@ class CheckpointWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            self.close()
+            return
+        try:  # let the last write finish; its error must not hide `exc`
+            self.close()
+        except Exception as write_error:
+            exc.add_note(f"Writing the last checkpoint also failed: {write_error!r}")
 
 
 def load_checkpoint_leaves(run_dir: Path):

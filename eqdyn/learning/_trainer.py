@@ -8,6 +8,7 @@ Each epoch ends with an atomic checkpoint; `resume=True` continues bit-for-bit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -940,8 +941,7 @@ def train(
         return evaluate(model, getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}"),
                         eval_cfg, eval_batch, feedforward, put=put, s0=s0)
 
-    writer = CheckpointWriter() if writes else None
-    try:
+    with CheckpointWriter() if writes else contextlib.nullcontext() as writer:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n_train)
@@ -1029,15 +1029,7 @@ def train(
                 test_error=1 - from_zero["test"],
                 note=("the same network evaluated from zero states; the top-level numbers relax "
                       "every example from its own persistent particle (eval_persistent)"))
-    except BaseException as e:
-        if writer is not None:  # let the last write finish; its error must not hide `e`
-            try:
-                writer.close()
-            except Exception as write_error:
-                e.add_note(f"Writing the last checkpoint also failed: {write_error!r}")
-        raise
-    if writer is not None:
-        writer.close()  # the last checkpoint is on disk (or its error raised)
+    # leaving the block waited for the last checkpoint (or raised its error)
     if writes:
         write_json(run_dir / "metrics.json", metrics)
     say(
