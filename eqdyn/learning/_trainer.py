@@ -90,7 +90,8 @@ PRESETS: dict[str, dict] = {
     # six Euler steps move the lower layers less than the steady state does, so their updates
     # are smaller (norm of the one-sided estimate on 200 MNIST examples from zero states, 6
     # steps / steady state, W_1, W_2, W_3: 0.46, 0.73, 0.80 at initialisation, 0.21, 0.27, 0.78
-    # on the trained net). `--set nudged_backend=blocks --set lr=0.4,0.1,0.01` reruns the old one.
+    # on the trained net; benchmarks/bench_nudge_steps.py). `--set nudged_backend=blocks --set
+    # lr=0.4,0.1,0.01` reruns the old one.
     # The deeper nets evaluate 50 examples at a time: a relaxation stops when its slowest
     # example is at rest, and a batch of 1000 waits for far more sweeps. Measured on the
     # trained nets (2026-12-03, MNIST validation set, same accuracy to one example):
