@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from .._compile import run_once
 from .._errors import ConfigError, ConvergenceError
 
 __all__ = ["RelaxConfig", "RelaxResult", "relax", "relax_core", "trajectory", "SOLVERS",
@@ -336,7 +337,7 @@ def _probe_blocks(field, system, params, inputs, s0, clamped, in_shapes, free_ph
         return out
 
     with jax.ensure_compile_time_eval():
-        results = jax.device_get(jax.jit(jvps)(U, V, P, X))
+        results = jax.device_get(run_once(jvps, U, V, P, X))
     coupled = [[False] * n for _ in range(n)]
     alphas = {}
     it = iter(results)

@@ -8,6 +8,7 @@ Each epoch ends with an atomic checkpoint; `resume=True` continues bit-for-bit.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._compile import cheap_jit
 from .._distributed import DataParallel, check_devices, is_writer, resolve_devices, to_host
 from .._errors import CheckpointError, ConfigError, ConvergenceError
 from ..dynamics import RelaxConfig, relax_core
@@ -678,6 +680,23 @@ def _chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persist
     return model, opt_state, particles, key, stats
 
 
+@functools.partial(cheap_jit, level=0, static_argnums=0)
+def _run_keys(seed: int):
+    """The run's keys for initialisation, training and the epochs' shuffles."""
+    return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
+
+
+@functools.partial(cheap_jit, level=0, static_argnums=(2, 3))
+def _epoch_order(key, epoch, n, keep):
+    """The first `keep` of a random permutation of `n` examples for `epoch` (0-based)."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)[:keep]
+
+
+@functools.partial(cheap_jit, level=0)
+def _all_finite(params):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in params]))
+
+
 #: `_chunk` compiled; its inputs stay valid (benchmarks and tests rerun a chunk from one state).
 _train_chunk = eqx.filter_jit(_chunk)
 
@@ -812,19 +831,28 @@ def train(
 
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
-    if dataset is None:
-        dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
-                               download=download, progress=progress)
     sizes = parse_arch(cfg.arch)
+    if dataset is None:  # read the files on a thread while the network is derived and
+        # compiled: zlib, NumPy's casts and XLA's compiler all release the GIL
+        with concurrent.futures.ThreadPoolExecutor(1, "eqdyn-data") as pool:
+            loading = pool.submit(load_dataset, cfg.dataset, cfg.data_dir,
+                                  val_size=cfg.val_size, download=download, progress=progress)
+            try:
+                k_init, k_train, k_perm = _run_keys(cfg.seed)
+                model = build_model(cfg, k_init)
+            except BaseException:
+                loading.cancel()
+                raise
+            dataset = loading.result()
+    else:
+        k_init, k_train, k_perm = _run_keys(cfg.seed)
+        model = build_model(cfg, k_init)
     if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
         raise ConfigError(
             f"`arch`={cfg.arch!r} does not fit the data set {dataset.name!r}: it has "
             f"{dataset.input_dim} inputs and {dataset.n_classes} classes, so the arch must start "
             f"with {dataset.input_dim} and end with {dataset.n_classes}."
         )
-    key = jax.random.PRNGKey(cfg.seed)
-    k_init, k_train, k_perm = jax.random.split(key, 3)
-    model = build_model(cfg, k_init)
     if model.input_size != dataset.input_dim or model.n_outputs != dataset.n_classes:
         raise ConfigError(
             f"the energy `{model.energy.name}` takes {model.input_size} inputs and predicts "
@@ -945,8 +973,7 @@ def train(
     with CheckpointWriter() if writes else contextlib.nullcontext() as writer:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n_train)
-            perm = perm[: n_chunks * per_chunk * cfg.batch_size]
+            perm = _epoch_order(k_perm, epoch, n_train, n_chunks * per_chunk * cfg.batch_size)
             perm = perm.reshape(n_chunks, per_chunk, cfg.batch_size)
             if dp is not None:
                 perm = dp.replicate(perm)
@@ -958,7 +985,7 @@ def train(
                     particles,
                 )
                 stats.append(to_host(st))
-            if not all(bool(jnp.all(jnp.isfinite(p))) for p in model.params):
+            if not bool(_all_finite(model.params)):
                 raise ConvergenceError(
                     f"parameters became non-finite in epoch {epoch + 1}; lower `lr` (now {cfg.lr}) "
                     f"or `dt0` (now {cfg.dt0}). The last good checkpoint is kept."

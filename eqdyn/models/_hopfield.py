@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -13,7 +12,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
 from ._activations import get_activation
-from ._network import AbstractEnergyModel
+from ._network import AbstractEnergyModel, glorot_uniform
 from ._system import CompiledSystem, hopfield_system, resolve_formulation
 
 __all__ = ["LayeredHopfield", "parse_arch"]
@@ -92,11 +91,9 @@ class LayeredHopfield(AbstractEnergyModel):
                 f"{act.name!r}, 'leaky') (a softmax readout), or formulation='gradient'."
             )
         if weights is None:
-            keys = jax.random.split(key, len(self.sizes) - 1)
-            weights = []
-            for k, (n_in, n_out) in zip(keys, zip(self.sizes[:-1], self.sizes[1:])):
-                lim = math.sqrt(6.0 / (n_in + n_out))
-                weights.append(jax.random.uniform(k, (n_in, n_out), dtype, -lim, lim))
+            weights = glorot_uniform(
+                key, tuple((m, n, True) for m, n in zip(self.sizes[:-1], self.sizes[1:])),
+                jnp.dtype(dtype))
         if biases is None:
             biases = [jnp.zeros((1, n), dtype) for n in self.sizes[1:]]
         self.weights = tuple(jnp.asarray(w) for w in weights)

@@ -1,0 +1,52 @@
+"""The cheaply compiled one-off programs (eqdyn._compile) give the same bits as the default."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eqdyn._compile import cheap_jit
+from eqdyn.learning._trainer import _all_finite, _epoch_order, _run_keys
+from eqdyn.models._network import glorot_uniform
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_glorot_uniform_matches_op_by_op_draws(dtype):
+    # (float64 is float32 unless x64 is on, as in the op-by-op draw)
+    key = jax.random.PRNGKey(3)
+    spec = ((784, 500, True), (1, 500, False), (500, 10, True), (7, 7, True))
+    got = glorot_uniform(key, spec, jnp.dtype(dtype))
+    keys = jax.random.split(key, len(spec))
+    for g, k, (m, n, draw) in zip(got, keys, spec):
+        lim = np.sqrt(6.0 / (m + n))
+        want = (jax.random.uniform(k, (m, n), dtype, -lim, lim) if draw
+                else jnp.zeros((m, n), dtype))
+        assert g.dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(want))
+
+
+def test_epoch_order_matches_permutation():
+    key = jax.random.PRNGKey(0)
+    for epoch in (0, 7):
+        got = _epoch_order(key, epoch, 1003, 1000)
+        want = jax.random.permutation(jax.random.fold_in(key, epoch), 1003)[:1000]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_run_keys_match_split():
+    for seed in (0, 5, 2**40):
+        want = jax.random.split(jax.random.PRNGKey(seed), 3)
+        for g, w in zip(_run_keys(seed), want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_all_finite():
+    ok = (jnp.ones((3, 2)), jnp.zeros((1, 2)))
+    assert bool(_all_finite(ok))
+    assert not bool(_all_finite((ok[0], ok[1].at[0, 1].set(jnp.nan))))
+    assert not bool(_all_finite((ok[0].at[2, 0].set(-jnp.inf), ok[1])))
+
+
+def test_cheap_jit_keeps_jit_arguments():
+    f = cheap_jit(lambda x, n: jnp.tile(x * 2.0 + 1.0, n), static_argnums=(1,))
+    np.testing.assert_array_equal(np.asarray(f(jnp.arange(2.0), 2)), [1.0, 3.0, 1.0, 3.0])
