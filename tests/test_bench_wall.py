@@ -1,0 +1,30 @@
+"""benchmarks/bench_wall.py: one timed `eqdyn train` process, and a failing one."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_wall  # noqa: E402
+
+
+def _eqdyn():
+    exe = shutil.which("eqdyn")
+    return [exe] if exe else [sys.executable, "-c", "from eqdyn.cli import main; main()"]
+
+
+def test_one_run_times_a_whole_training_process():
+    r = bench_wall.one_run([*_eqdyn(), "train", "--dataset", "digits", "--arch", "64-16-10",
+                            "--epochs", "1"])
+    assert r["wall_s"] >= r["run_wall_s"] > 0  # the process includes the run
+    assert r["user_s"] > 0 and r["max_rss_mb"] > 0
+    assert 0 <= r["test_error"] <= 1 and 0 <= r["train_error"] <= 1
+    assert r["cpu_steal_fraction"] is None or 0 <= r["cpu_steal_fraction"] <= 1
+
+
+def test_one_run_reports_a_failing_command():
+    with pytest.raises(SystemExit, match="failed"):
+        bench_wall.one_run([*_eqdyn(), "train", "--dataset", "digits", "--epochs", "0"])
