@@ -93,7 +93,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         cfg = r["config"]
         cmd = r["command"].replace("python benchmarks/bench_reproduce.py ", "")
-        cmd = re.sub(r"\s--run-dir\s+\S+", "", cmd)  # where this machine kept the run
+        cmd = re.sub(r"\s--(run-dir|out)\s+\S+", "", cmd)  # where this machine kept the run
         lines.append(
             f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']}{_readout(cfg)} | "
             f"{_rule(cfg)} | "
