@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -52,23 +50,27 @@ def one_run(cmd: list[str]) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="eqdyn-wall-") as tmp:
         run_dir = Path(tmp) / "run"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu0 = _cpu_stat()
-        t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "--run-dir", str(run_dir), "--quiet"],
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        cpu1 = _cpu_stat()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log = Path(tmp) / "log"
+        with open(log, "w+") as out:
+            cpu0 = _cpu_stat()
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([*cmd, "--run-dir", str(run_dir), "--quiet"],
+                                    stdout=out, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time and RSS
+            wall = time.perf_counter() - t0
+            cpu1 = _cpu_stat()
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            text = out.read()
         if proc.returncode != 0:
             raise SystemExit(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+                             f"{text[-3000:]}")
         m = json.loads((run_dir / "metrics.json").read_text())
     return dict(
         wall_s=wall,
-        user_s=after.ru_utime - before.ru_utime,
-        sys_s=after.ru_stime - before.ru_stime,
-        max_rss_mb=after.ru_maxrss / 1024,  # the largest child so far (Linux: KiB)
+        user_s=usage.ru_utime,
+        sys_s=usage.ru_stime,
+        max_rss_mb=usage.ru_maxrss / 1024,  # Linux: KiB
         cpu_steal_fraction=_steal(cpu0, cpu1),
         test_error=m["test_error"],
         train_error=m["train_error"],
@@ -77,9 +79,8 @@ def one_run(cmd: list[str]) -> dict:
 
 
 def run(args) -> dict:
-    exe = shutil.which("eqdyn")
-    cmd = [exe] if exe else [sys.executable, "-c", "from eqdyn.cli import main; main()"]
-    cmd += ["train", "--preset", args.preset]
+    # the `eqdyn` command of this interpreter's environment (what its entry point runs)
+    cmd = [sys.executable, "-m", "eqdyn.cli", "train", "--preset", args.preset]
     data_dir = args.data_dir
     if data_dir is None and "EQDYN_DATA_DIR" not in os.environ:
         from eqdyn.learning import resolve_config
@@ -103,8 +104,7 @@ def run(args) -> dict:
     walls = [r["wall_s"] for r in runs]
     target = TARGETS.get(args.preset)
     quietest = min(runs, key=lambda r: (r["cpu_steal_fraction"] or 0.0, r["wall_s"]))
-    shown = [Path(c).name if c == exe else
-             os.path.relpath(c, REPO) if c == data_dir else c for c in cmd]
+    shown = ["eqdyn"] + [os.path.relpath(c, REPO) if c == data_dir else c for c in cmd[3:]]
     return dict(
         preset=args.preset,
         command_measured=" ".join(shown) + " --run-dir TMP --quiet",

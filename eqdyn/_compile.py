@@ -12,6 +12,7 @@ default optimisation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -22,14 +23,26 @@ def cheap_jit(fn: Callable, *, level: int = 1, **jit_kwargs) -> Callable:
 
     Level 1 keeps floating-point results bit-identical to the default in the cases tested
     (tests/test_compile.py); level 0 is for programs whose floats do not matter bit for bit:
-    integer work (a shuffle), booleans, or probes compared against a tolerance. Falls back to
-    the plain `jax.jit` on a jax without the `compiler_options` argument.
+    integer work (a shuffle), booleans, or probes compared against a tolerance. Called inside
+    another transformation (`jit`, `eval_shape`, `scan`: any traced argument), where JAX
+    accepts no compiler options, it is the plain `jax.jit(fn)`; so it is on a jax without
+    `jit(compiler_options=...)`.
     """
+    plain = jax.jit(fn, **jit_kwargs)
     try:
-        return jax.jit(fn, compiler_options={"xla_backend_optimization_level": level},
-                       **jit_kwargs)
+        cheap = jax.jit(fn, compiler_options={"xla_backend_optimization_level": level},
+                        **jit_kwargs)
     except TypeError:  # jax before `jit(compiler_options=...)`
-        return jax.jit(fn, **jit_kwargs)
+        return plain
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if any(isinstance(a, jax.core.Tracer)
+               for a in jax.tree_util.tree_leaves((args, kwargs))):
+            return plain(*args, **kwargs)
+        return cheap(*args, **kwargs)
+
+    return call
 
 
 def run_once(fn: Callable, *args, level: int = 0):

@@ -1,6 +1,5 @@
 """benchmarks/bench_wall.py: one timed `eqdyn train` process, and a failing one."""
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import bench_wall  # noqa: E402
 
 
 def _eqdyn():
-    exe = shutil.which("eqdyn")
-    return [exe] if exe else [sys.executable, "-c", "from eqdyn.cli import main; main()"]
+    return [sys.executable, "-m", "eqdyn.cli"]
 
 
 def test_one_run_times_a_whole_training_process():

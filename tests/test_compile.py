@@ -1,12 +1,14 @@
 """The cheaply compiled one-off programs (eqdyn._compile) give the same bits as the default."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from eqdyn._compile import cheap_jit
-from eqdyn.learning._trainer import _all_finite, _epoch_order, _run_keys
+from eqdyn.learning._trainer import _all_finite, _epoch_order
+from eqdyn.models import LayeredHopfield
 from eqdyn.models._network import glorot_uniform
 
 
@@ -33,18 +35,27 @@ def test_epoch_order_matches_permutation():
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
-def test_run_keys_match_split():
-    for seed in (0, 5, 2**40):
-        want = jax.random.split(jax.random.PRNGKey(seed), 3)
-        for g, w in zip(_run_keys(seed), want):
-            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
-
-
 def test_all_finite():
     ok = (jnp.ones((3, 2)), jnp.zeros((1, 2)))
     assert bool(_all_finite(ok))
     assert not bool(_all_finite((ok[0], ok[1].at[0, 1].set(jnp.nan))))
     assert not bool(_all_finite((ok[0].at[2, 0].set(-jnp.inf), ok[1])))
+    assert bool(_all_finite(()))  # no parameters: nothing is non-finite
+
+
+def test_cheap_programs_run_inside_other_transformations():
+    # JAX takes no compiler options below the top level: the plain jit serves there
+    key = jax.random.PRNGKey(0)
+    spec = ((8, 5, True), (1, 5, False))
+    want = glorot_uniform(key, spec, jnp.dtype(jnp.float32))
+    got = jax.jit(lambda k: glorot_uniform(k, spec, jnp.dtype(jnp.float32)))(key)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    shapes = jax.eval_shape(lambda k: LayeredHopfield("64-16-10", key=k).weights, key)
+    assert [s.shape for s in shapes] == [(64, 16), (16, 10)]
+    model = eqx.filter_jit(lambda k: LayeredHopfield("6-4-3", key=k))(key)
+    assert model.weights[0].shape == (6, 4)
+    assert bool(jax.jit(_all_finite)((jnp.ones(3),)))
 
 
 def test_cheap_jit_keeps_jit_arguments():

@@ -545,3 +545,47 @@ def test_paper_code_nudging_is_beta_two_and_weak_nudging_has_a_dead_window():
         grads[beta] = float(g[-1][0, 0])  # the output bias
     assert grads[1.0] == 0.0
     np.testing.assert_allclose(grads[2.0], -(0.5 / 3) / 2.0, rtol=1e-4)  # -(y^beta - y^0)/beta
+
+
+def test_train_loads_the_data_on_a_thread_without_hiding_errors(monkeypatch, tmp_path):
+    import threading
+
+    import eqdyn.data
+    from eqdyn._errors import DataError
+
+    cfg = resolve_config(dataset="mnist", data_dir=str(tmp_path), epochs=1)  # no files there
+
+    def failing_build(cfg, key, dtype=jnp.float32):
+        loaded.wait(10)  # the load has failed by now
+        raise ConfigError("bad build")
+
+    real_load = eqdyn.data.load_dataset
+    loaded = threading.Event()
+
+    def load_and_signal(*a, **k):
+        try:
+            return real_load(*a, **k)
+        finally:
+            loaded.set()
+
+    monkeypatch.setattr(eqdyn.data, "load_dataset", load_and_signal)
+    monkeypatch.setattr(trainer_mod, "build_model", failing_build)
+    with pytest.raises(DataError, match="no file"):  # the data's error first, as in sequence
+        train(cfg, progress=None)
+
+    # a build error while the data is still loading is raised at once, not after the load
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_load(*a, **k):
+        release.wait(30)
+        finished.set()
+
+    monkeypatch.setattr(eqdyn.data, "load_dataset", slow_load)
+    monkeypatch.setattr(trainer_mod, "build_model",
+                        lambda *a, **k: (_ for _ in ()).throw(ConfigError("bad build")))
+    try:
+        with pytest.raises(ConfigError, match="bad build"):
+            train(cfg, progress=None)
+        assert not finished.is_set()  # train did not wait for the load
+    finally:
+        release.set()

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -680,12 +681,6 @@ def _chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persist
     return model, opt_state, particles, key, stats
 
 
-@functools.partial(cheap_jit, level=0, static_argnums=0)
-def _run_keys(seed: int):
-    """The run's keys for initialisation, training and the epochs' shuffles."""
-    return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
-
-
 @functools.partial(cheap_jit, level=0, static_argnums=(2, 3))
 def _epoch_order(key, epoch, n, keep):
     """The first `keep` of a random permutation of `n` examples for `epoch` (0-based)."""
@@ -694,7 +689,23 @@ def _epoch_order(key, epoch, n, keep):
 
 @functools.partial(cheap_jit, level=0)
 def _all_finite(params):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in params]))
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p)) for p in params], bool))
+
+
+def _in_background(fn, *args, **kwargs) -> concurrent.futures.Future:
+    """`fn(*args, **kwargs)` on a daemon thread: an error or Ctrl-C in the caller does not
+    wait for it."""
+    future = concurrent.futures.Future()
+
+    def work():
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's .result()
+                future.set_exception(e)
+
+    threading.Thread(target=work, name="eqdyn-data", daemon=True).start()
+    return future
 
 
 #: `_chunk` compiled; its inputs stay valid (benchmarks and tests rerun a chunk from one state).
@@ -831,22 +842,25 @@ def train(
 
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
-    sizes = parse_arch(cfg.arch)
-    if dataset is None:  # read the files on a thread while the network is derived and
-        # compiled: zlib, NumPy's casts and XLA's compiler all release the GIL
-        with concurrent.futures.ThreadPoolExecutor(1, "eqdyn-data") as pool:
-            loading = pool.submit(load_dataset, cfg.dataset, cfg.data_dir,
-                                  val_size=cfg.val_size, download=download, progress=progress)
-            try:
-                k_init, k_train, k_perm = _run_keys(cfg.seed)
-                model = build_model(cfg, k_init)
-            except BaseException:
-                loading.cancel()
-                raise
-            dataset = loading.result()
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_train, k_perm = jax.random.split(key, 3)
+    if dataset is None and not download:  # read the files on a thread while the network is
+        # derived and compiled (zlib, NumPy's casts and XLA's compiler release the GIL)
+        loading = _in_background(load_dataset, cfg.dataset, cfg.data_dir,
+                                 val_size=cfg.val_size, progress=progress)
+        try:
+            model = build_model(cfg, k_init)
+        except Exception:
+            if loading.done() and loading.exception() is not None:
+                raise loading.exception() from None  # the data's error first, as in sequence
+            raise
+        dataset = loading.result()
     else:
-        k_init, k_train, k_perm = _run_keys(cfg.seed)
+        if dataset is None:  # downloads report progress and stop at Ctrl-C: in this thread
+            dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size,
+                                   download=download, progress=progress)
         model = build_model(cfg, k_init)
+    sizes = parse_arch(cfg.arch)
     if dataset.input_dim != sizes[0] or dataset.n_classes != sizes[-1]:
         raise ConfigError(
             f"`arch`={cfg.arch!r} does not fit the data set {dataset.name!r}: it has "
