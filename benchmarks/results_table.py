@@ -45,7 +45,8 @@ def _rule(cfg: dict) -> str:
         if cfg.get("temperature"):  # noisy phases: fixed horizons of Euler-Maruyama steps
             relax = (f"; noise T {cfg['temperature']:g}, Euler-Maruyama dt {cfg.get('dt0', 0.5):g}"
                      f" for {cfg.get('free_t1'):g} + {cfg.get('nudged_t1'):g}"
-                     + (" per point" if cfg["variant"] == "holomorphic" else ""))
+                     + {"holomorphic": " per point", "symmetric": " per sign"}.get(
+                         cfg["variant"], ""))
         return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}{relax}"
     return {"backprop": "feedforward backprop", "bptt": "BPTT", "rbp": "recurrent backprop",
             "chl": "CHL"}.get(algo, algo)
