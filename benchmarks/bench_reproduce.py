@@ -50,7 +50,7 @@ PAPER = {
     "lz22-mnist-holo": dict(source="Laborieux & Zenke 2022, Table 1", test_error=0.0233,
                             target=dict(test_error=0.03)),
     # their noisy rows (neuron noise 0.04, i.e. --set temperature=0.0008): classic EP at beta
-    # 0.1 stays at chance (~10 % accuracy), holomorphic EP keeps 97.8 %; run here for 1-10
+    # 0.1 stays at chance (~10 % accuracy), holomorphic EP keeps 97.8 %; run here for 5-10
     # epochs of their 50, so no target. They give no symmetric-EP figure with noise: the
     # symmetric run (N = 2 of the holomorphic estimate) is set beside their holomorphic one
     "lz22-mnist-noise": dict(source="Laborieux & Zenke 2022, Table 1 (noise 0.04)",
