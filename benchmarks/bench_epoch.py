@@ -280,11 +280,7 @@ def load_report(info: dict, load_start, busy) -> dict:
     /proc/stat; on a shared virtual machine it is one source of run-to-run noise. The
     contention note is set when another process was busy at the start or more than 5 % of
     the CPU time was stolen."""
-    start, end = info.get("_cpu_stat_start"), _cpu_stat()
-    steal = None
-    if start is not None and end is not None:
-        total = sum(end) - sum(start)
-        steal = (end[7] - start[7]) / total if total > 0 else None
+    steal = steal_share(info.get("_cpu_stat_start"), _cpu_stat())
     why = []
     if busy:
         why.append("other processes were using the CPUs at the start (other_busy_processes_at_start)")
@@ -323,6 +319,15 @@ def machine_info() -> dict:
         jax_backend=jax.default_backend(), jax_devices=[str(d) for d in jax.devices()],
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def steal_share(start, end):
+    """The hypervisor's share of the CPU time between two `_cpu_stat()` readings (None where
+    /proc/stat could not tell)."""
+    if start is None or end is None:
+        return None
+    total = sum(end) - sum(start)
+    return (end[7] - start[7]) / total if total > 0 else None
 
 
 def _cpu_stat():
@@ -396,6 +401,7 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
     """Initial model, the first batches of epoch 1 and their signs, exactly as train() draws them."""
     import jax
 
+    from eqdyn.learning._trainer import _epoch_order
     from eqdyn.models import LayeredHopfield, parse_arch
 
     sizes = parse_arch(cfg.arch)
@@ -406,8 +412,8 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
     n_batches = n_train // cfg.batch_size
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
-    perm = jax.random.permutation(jax.random.fold_in(k_perm, 0), n_train)
-    perm = np.asarray(perm[: n_chunks * per_chunk * cfg.batch_size]).reshape(-1, cfg.batch_size)
+    perm = _epoch_order(k_perm, 0, n_train, n_chunks * per_chunk * cfg.batch_size)
+    perm = np.asarray(perm).reshape(-1, cfg.batch_size)
     nb = min(n_batches_np, perm.shape[0])
     batches = perm[:nb]
     signs, k = [], k_train

@@ -3,7 +3,7 @@
 Runs the command `--repeats` times, each in a fresh temporary run directory, and records per
 run: the process wall (from `exec` to exit: interpreter start, imports, data loading, model
 build, every compilation, all epochs with their validations, checkpoints, the final
-evaluation), its user and system CPU time and peak RSS (`getrusage` of the child), the final
+evaluation), its user and system CPU time and peak RSS (the child's own, from `os.wait4`), the final
 errors from its `metrics.json`, and the share of the CPUs' time the hypervisor stole while it
 ran (from /proc/stat). On a shared virtual machine the steal share is the main source of
 run-to-run noise, so read each wall beside its steal.
@@ -31,17 +31,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_epoch import _cpu_stat, load_report, start_run, write_json_atomic  # noqa: E402
+from bench_epoch import _cpu_stat, load_report, start_run, steal_share, write_json_atomic  # noqa: E402
 
 #: the issue's target for the whole sb17-1h training (compile included), in seconds
 TARGETS = {"sb17-1h": 60.0}
-
-
-def _steal(start, end):
-    if start is None or end is None:
-        return None
-    total = sum(end) - sum(start)
-    return (end[7] - start[7]) / total if total > 0 else None
 
 
 def one_run(cmd: list[str]) -> dict:
@@ -71,7 +64,7 @@ def one_run(cmd: list[str]) -> dict:
         user_s=usage.ru_utime,
         sys_s=usage.ru_stime,
         max_rss_mb=usage.ru_maxrss / 1024,  # Linux: KiB
-        cpu_steal_fraction=_steal(cpu0, cpu1),
+        cpu_steal_fraction=steal_share(cpu0, cpu1),
         test_error=m["test_error"],
         train_error=m["train_error"],
         run_wall_s=m["wall_seconds"],
