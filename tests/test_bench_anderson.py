@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -11,39 +12,67 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_anderson  # noqa: E402
 
-from eqdyn.learning import load_trained, resolve_config, train  # noqa: E402
+from eqdyn.data import load_dataset  # noqa: E402
+from eqdyn.learning import load_trained, make_optimizer, resolve_config, train  # noqa: E402
+from eqdyn.learning._checkpoint import load_checkpoint, load_checkpoint_leaves  # noqa: E402
+
+SETTINGS = {
+    "sgd, tracked val/test": dict(eval_persistent=True),  # tracked leaves after the particles
+    "adam, cosine": dict(optimizer="adam", lr=1e-3, schedule="cosine"),
+    "no particles": dict(persistent=False),
+}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
+@pytest.fixture(scope="module", params=list(SETTINGS))
+def run(request, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
     cfg = resolve_config(dataset="digits", arch="64-32-10", backend="blocks", epochs=1,
-                         eval_persistent=True)  # tracked val/test particles follow the training ones
-    train(cfg, run_dir=run, progress=None)
-    return run
+                         **SETTINGS[request.param])
+    train(cfg, run_dir=run_dir, progress=None)
+    return run_dir, cfg
 
 
-def test_reads_the_training_particles_and_compares_fixed_points(run_dir, tmp_path):
+def test_reads_the_training_particles(run):
+    run_dir, cfg = run
+    if not cfg.persistent:
+        pytest.skip("no particles kept")
     model, cfg, _ = load_trained(run_dir)
-    from eqdyn.data import load_dataset
-
     n_train = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size).x_train.shape[0]
-    parts = bench_anderson.training_particles(run_dir, model, cfg, n_train)
-    assert [p.shape for p in parts] == [(n_train, n) for n in model.state_sizes]
+    leaves, _ = load_checkpoint_leaves(run_dir)
+    parts = bench_anderson.training_particles(leaves, model, cfg, n_train, run_dir)
+    # the same arrays as the checkpoint restored through the trainer's own state template
+    template = dict(key=jax.random.PRNGKey(0),
+                    opt_state=make_optimizer(cfg, model.lr_groups, 1).init(model.params),
+                    params=model.params, particles=model.init_state(n_train))
+    if cfg.eval_persistent:
+        ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
+        template["tracked"] = {s: model.init_state(getattr(ds, f"x_{s}").shape[0])
+                               for s in ("val", "test")}
+    state = load_checkpoint(run_dir, template)[0]
+    for a, b in zip(parts, state["particles"]):
+        np.testing.assert_array_equal(a, np.asarray(b))
     assert all(np.any(p != 0) for p in parts)  # relaxed states, not the zero start
+    with pytest.raises(SystemExit, match=r"expected the training particles \[\(7, 32\)"):
+        bench_anderson.training_particles(leaves, model, cfg, 7, run_dir)
 
+
+def test_compares_plain_and_anderson_sweeps(run, tmp_path):
+    run_dir, cfg = run
     out = tmp_path / "anderson.json"
     assert bench_anderson.main(["--run-dir", str(run_dir), "--batches", "3", "--memories", "3",
                                 "--repeats", "1", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["start"] == "particles" and r["epoch"] == 1 and r["batches"] == 3
+    assert r["start"] == ("particles" if cfg.persistent else "zero states")
+    assert r["epoch"] == 1 and r["batches"] == 3 and r["cap"] == 100
     plain, acc = r["results"]
     assert plain["anderson"] == 0 and acc["anderson"] == 3
     for row in (plain, acc):
         assert row["converged"] == 1.0 and 0 < row["sweeps_mean"] <= row["sweeps_max"]
         assert row["ms_per_batch"] > 0
-    # both stop within tol of a fixed point; on this small net it is the same one
-    assert acc["max_state_diff_vs_plain"] < 10 * r["tol"]
+    # both stop at the steady-state test; on this small net at the same fixed point (the
+    # state bound is a heuristic: tol bounds the residual, not the distance)
+    assert acc["batches_compared"] == 3
+    assert acc["max_state_diff_vs_plain"] < 50 * r["tol"]
     assert acc["prediction_differs_vs_plain"] == 0.0
     assert r["command"].startswith("python benchmarks/bench_anderson.py --run-dir")
 
@@ -53,5 +82,7 @@ def test_bad_arguments_name_the_problem(tmp_path):
         bench_anderson.main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "a.json")])
     with pytest.raises(SystemExit, match="--memories '0'"):
         bench_anderson.main(["--run-dir", str(tmp_path), "--memories", "0"])
+    with pytest.raises(SystemExit, match="--memories '33'.*1..32"):
+        bench_anderson.main(["--run-dir", str(tmp_path), "--memories", "33"])
     with pytest.raises(SystemExit, match="comma-separated integers"):
         bench_anderson.main(["--run-dir", str(tmp_path), "--memories", "a,b"])
