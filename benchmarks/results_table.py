@@ -36,12 +36,12 @@ def _rule(cfg: dict) -> str:
             euler = f"{cfg.get('solver', 'euler')} dt {cfg.get('dt0', 0.5):g}"
             nudged = cfg.get("nudged_backend") or cfg.get("backend")
             if cfg.get("backend") == "blocks":
-                relax = ("; block sweeps" if nudged == "blocks"
-                         else f"; block sweeps, nudged {euler}")
+                sweeps = "block sweeps" + (f" (Anderson {cfg['anderson']})"
+                                           if cfg.get("anderson") else "")
+                relax = (f"; {sweeps}" if nudged == "blocks"
+                         else f"; {sweeps}, nudged {euler}")
             else:
                 relax = f"; {euler}"
-            if cfg.get("anderson"):
-                relax += f" (Anderson {cfg['anderson']})"
         if cfg.get("temperature"):  # noisy phases: fixed horizons of Euler-Maruyama steps
             relax = (f"; noise T {cfg['temperature']:g}, Euler-Maruyama dt {cfg.get('dt0', 0.5):g}"
                      f" for {cfg.get('free_t1'):g} + {cfg.get('nudged_t1'):g}"
