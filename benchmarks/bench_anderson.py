@@ -52,14 +52,9 @@ def training_particles(leaves, model, cfg, n_train, run_dir):
     The leaves are those of `dict(key, opt_state, params, particles[, tracked])`, in order.
     Raises `SystemExit` naming the run and the shapes when they are not where they should be.
     """
-    import jax
+    from eqdyn.learning import checkpoint_layout
 
-    from eqdyn.learning import make_optimizer
-
-    opt = make_optimizer(cfg, model.lr_groups, 1)  # the schedule's kind fixes the leaves
-    start = (len(jax.tree_util.tree_leaves(jax.random.PRNGKey(0)))
-             + len(jax.tree_util.tree_leaves(opt.init(model.params))) + len(model.params))
-    parts = leaves[start: start + len(model.state_sizes)]
+    parts = leaves[checkpoint_layout(cfg, model)["particles"]]
     want = [(n_train, n) for n in model.state_sizes]
     found = [tuple(np.shape(p)) for p in parts]
     if found != want:

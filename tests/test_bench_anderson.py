@@ -13,7 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_anderson  # noqa: E402
 
 from eqdyn.data import load_dataset  # noqa: E402
-from eqdyn.learning import load_trained, make_optimizer, resolve_config, train  # noqa: E402
+from eqdyn.learning import (  # noqa: E402
+    checkpoint_layout,
+    load_trained,
+    make_optimizer,
+    resolve_config,
+    train,
+)
 from eqdyn.learning._checkpoint import load_checkpoint, load_checkpoint_leaves  # noqa: E402
 
 SETTINGS = {
@@ -54,6 +60,29 @@ def test_reads_the_training_particles(run):
     assert all(np.any(p != 0) for p in parts)  # relaxed states, not the zero start
     with pytest.raises(SystemExit, match=r"expected the training particles \[\(7, 32\)"):
         bench_anderson.training_particles(leaves, model, cfg, 7, run_dir)
+
+
+def test_checkpoint_layout_finds_the_parameters(run):
+    # the trainer's `load_trained` and the benchmark share `checkpoint_layout`: pin its params
+    # slice against the checkpoint restored through the trainer's state template
+    run_dir, cfg = run
+    model, cfg, _ = load_trained(run_dir)
+    leaves, _ = load_checkpoint_leaves(run_dir)
+    template = dict(key=jax.random.PRNGKey(0),
+                    opt_state=make_optimizer(cfg, model.lr_groups, 1).init(model.params),
+                    params=model.params)
+    n_train = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size).x_train.shape[0]
+    # without persistence the trainer keeps empty (0, n) particles in their place
+    template["particles"] = model.init_state(n_train if cfg.persistent else 0)
+    if cfg.eval_persistent:
+        ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
+        template["tracked"] = {s: model.init_state(getattr(ds, f"x_{s}").shape[0])
+                               for s in ("val", "test")}
+    state = load_checkpoint(run_dir, template)[0]
+    params = leaves[checkpoint_layout(cfg, model)["params"]]
+    assert len(params) == len(state["params"]) == len(model.params)
+    for a, b in zip(params, state["params"]):
+        np.testing.assert_array_equal(a, np.asarray(b))
 
 
 def test_compares_plain_and_anderson_sweeps(run, tmp_path):

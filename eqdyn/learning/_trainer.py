@@ -50,7 +50,7 @@ from ._references import (
 
 __all__ = [
     "TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config", "build_model",
-    "load_trained",
+    "load_trained", "checkpoint_layout",
 ]
 
 #: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
@@ -310,6 +310,21 @@ def read_run_config(run_dir: str | os.PathLike, flag: str = "`run_dir`") -> dict
     return json.loads(cfg_path.read_text())
 
 
+def checkpoint_layout(cfg: TrainConfig, model) -> dict[str, slice]:
+    """Where the parameters and the training particles lie among a run's checkpoint leaves.
+
+    A checkpoint holds the leaves of `dict(key, opt_state, params, particles[, tracked])` in
+    that order (`particles` empty, shaped (0, n), without `cfg.persistent`); the optimiser state's leaf count
+    depends on the optimiser and its schedule, so it is counted on a fresh one. Returns slices
+    `params` and `particles` into the flat leaf list.
+    """
+    opt = make_optimizer(cfg, model.lr_groups, 1)  # the schedule's kind fixes the leaves
+    start = len(jax.tree_util.tree_leaves(jax.random.PRNGKey(0))) + len(
+        jax.tree_util.tree_leaves(opt.init(model.params)))
+    mid = start + len(model.params)
+    return dict(params=slice(start, mid), particles=slice(mid, mid + len(model.state_sizes)))
+
+
 def load_trained(run_dir: str | os.PathLike, dtype=None):
     """The network a training run left in `run_dir` (`config.json` and its last checkpoint).
 
@@ -333,11 +348,7 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
             f"`run_dir` {str(run_dir)!r} has no checkpoint.npz yet (no epoch has finished)."
         )
     leaves, meta = loaded
-    opt = make_optimizer(cfg, model.lr_groups, 1)
-    # the checkpoint's leaves are those of dict(key, opt_state, params, particles), in order
-    offset = len(jax.tree_util.tree_leaves(jax.random.PRNGKey(0))) + len(
-        jax.tree_util.tree_leaves(opt.init(model.params)))
-    params = leaves[offset: offset + len(model.params)]
+    params = leaves[checkpoint_layout(cfg, model)["params"]]
     if len(params) != len(model.params) or any(
             a.shape != b.shape for a, b in zip(params, model.params)):
         raise CheckpointError(
