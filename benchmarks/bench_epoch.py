@@ -17,6 +17,12 @@ Usage (from the repository root):
 
     python benchmarks/bench_epoch.py                 # MNIST, writes benchmarks/results/epoch_time.json
     python benchmarks/bench_epoch.py --quick         # digits smoke run (CI size)
+    python benchmarks/bench_epoch.py --arch 784-500-500-500-10 --lr 0.128,0.032,0.008,0.002 \
+        --beta 2 --batch-size 256 --numpy-batches 20 --out benchmarks/results/epoch_time_3h_b256.json
+
+`--arch`, `--lr`, `--beta`, `--batch-size` and `--backend` change the network and its settings;
+everything else stays sb17-1h's (hard sigmoid, random-sign EP, persistent particles, SGD, the
+same relaxation in both phases), which NumPy then runs too.
 """
 
 from __future__ import annotations
@@ -423,23 +429,32 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
     return model, sizes, batches, np.asarray(signs), n_chunks * per_chunk
 
 
+def bench_config(args):
+    """The `TrainConfig` measured: sb17-1h, on digits with `--quick`, with `--arch`, `--lr`,
+    `--backend`, `--batch-size` and `--beta` overriding it (a `ConfigError` names a bad one)."""
+    from eqdyn.learning import resolve_config
+
+    if args.quick:
+        return resolve_config(preset="sb17-1h", dataset="digits", arch=args.arch or "64-256-10",
+                              epochs=2, backend=args.backend, batch_size=args.batch_size,
+                              lr=args.lr, beta=args.beta)
+    return resolve_config(preset="sb17-1h", data_dir=str(args.data_dir), epochs=2,
+                          backend=args.backend, batch_size=args.batch_size, arch=args.arch,
+                          lr=args.lr, beta=args.beta)
+
+
 def run(args) -> dict:
     import jax
     import jax.numpy as jnp
 
     from eqdyn.data import load_dataset
-    from eqdyn.learning import EPConfig, evaluate, make_optimizer, resolve_config, train
+    from eqdyn.learning import EPConfig, evaluate, make_optimizer, train
     from eqdyn.learning._trainer import _relax_configs, _train_chunk
 
     t_run = time.perf_counter()
     load_start, busy, info = start_run()
 
-    if args.quick:
-        cfg = resolve_config(preset="sb17-1h", dataset="digits", arch="64-256-10", epochs=2,
-                             backend=args.backend, batch_size=args.batch_size)
-    else:
-        cfg = resolve_config(preset="sb17-1h", data_dir=str(args.data_dir), epochs=2,
-                             backend=args.backend, batch_size=args.batch_size)
+    cfg = bench_config(args)
     relaxation = "blocks" if cfg.backend == "blocks" else "euler"
     print(f"backend {cfg.backend!r} (NumPy: {relaxation}), batch {cfg.batch_size}")
     dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
@@ -692,7 +707,8 @@ def main(argv=None) -> int:
                     help="batches the NumPy implementation runs (default 100; 20 with --quick)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/epoch_time.json, or "
-                         "epoch_time_quick.json with --quick)")
+                         "epoch_time_quick.json with --quick; --arch and --batch-size add to "
+                         "the name, e.g. epoch_time_784x500x10_b256.json)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run on scikit-learn's digits (64-256-10) instead of MNIST")
     ap.add_argument("--backend", choices=["diffrax", "fused", "blocks"], default=None,
@@ -700,6 +716,15 @@ def main(argv=None) -> int:
                          "algorithm (block sweeps with blocks, Euler steps otherwise)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="minibatch size (default: the preset's 20)")
+    ap.add_argument("--arch", default=None,
+                    help="layer sizes, e.g. 784-500-500-500-10 (default: the preset's 784-500-10); "
+                         "every other setting stays sb17-1h's (block sweeps in both phases)")
+    ap.add_argument("--lr", default=None,
+                    help="per-layer learning rates, input side first, one per weight layer "
+                         "(needed with a deeper --arch, e.g. 0.128,0.032,0.008,0.002)")
+    ap.add_argument("--beta", type=float, default=None,
+                    help="nudging strength (default: the preset's 1; the deeper nets of "
+                         "Scellier & Bengio train at 2, see the sb17-3h preset)")
     args = ap.parse_args(argv)
     if args.numpy_batches is None:
         args.numpy_batches = 20 if args.quick else 100
@@ -708,8 +733,19 @@ def main(argv=None) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         ap.error(f"--batch-size {args.batch_size} must be positive")
     if args.out is None:
-        args.out = HERE / "results" / ("epoch_time_quick.json" if args.quick else "epoch_time.json")
+        stem = "epoch_time_quick" if args.quick else "epoch_time"
+        if args.arch:
+            stem += "_" + args.arch.replace("-", "x")
+        if args.batch_size:
+            stem += f"_b{args.batch_size}"
+        args.out = HERE / "results" / f"{stem}.json"
     args.data_dir = args.data_dir.resolve()
+    from eqdyn._errors import ConfigError
+
+    try:
+        bench_config(args)
+    except ConfigError as e:
+        ap.error(str(e))
     return save_result(args.out, run(args), "bench_epoch.py", argv, print_table)
 
 

@@ -30,20 +30,20 @@ B = 8
 TOL = 1e-10
 
 
-def _problem(seed: int, n: int = B, scale: float = 1.0):
+def _problem(seed: int, n: int = B, scale: float = 1.0, sizes=SIZES):
     """Weights large enough that some units saturate, inputs in [0, 1], one-hot targets."""
     rng = np.random.default_rng(seed)
-    weights = [scale * rng.uniform(-1, 1, (a, b)) / np.sqrt(a) for a, b in zip(SIZES[:-1], SIZES[1:])]
-    biases = [0.3 * rng.standard_normal((1, m)) for m in SIZES[1:]]
-    x = rng.uniform(0, 1, (n, SIZES[0]))
-    labels = rng.integers(0, SIZES[-1], n)
+    weights = [scale * rng.uniform(-1, 1, (a, b)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [0.3 * rng.standard_normal((1, m)) for m in sizes[1:]]
+    x = rng.uniform(0, 1, (n, sizes[0]))
+    labels = rng.integers(0, sizes[-1], n)
     return weights, biases, x, labels
 
 
-def _models(weights, biases, **kw):
-    model = LayeredHopfield(SIZES, key=jax.random.PRNGKey(0), weights=[jnp.asarray(w) for w in weights],
+def _models(weights, biases, sizes=SIZES, **kw):
+    model = LayeredHopfield(sizes, key=jax.random.PRNGKey(0), weights=[jnp.asarray(w) for w in weights],
                             biases=[jnp.asarray(b) for b in biases])
-    ref = NumpyEP(SIZES, weights, biases, dtype=np.float64, **kw)
+    ref = NumpyEP(sizes, weights, biases, dtype=np.float64, **kw)
     return model, ref
 
 
@@ -172,22 +172,25 @@ def test_negative_unit_beta_settles_on_the_box():
     assert np.all((y == 0.0) | (y == 1.0))  # the output of a linear energy sits on the box
 
 
-@pytest.mark.parametrize("backend", ["diffrax", "blocks"])
-def test_training_steps_with_persistent_particles_match(backend):
+@pytest.mark.parametrize("backend,sizes", [("diffrax", SIZES), ("blocks", SIZES),
+                                           ("blocks", (20, 15, 12, 11, 10))])
+def test_training_steps_with_persistent_particles_match(backend, sizes):
     """Two chunks of `_train_chunk` (SGD, random sign, particles revisited) vs NumpyEP.step,
-    relaxing by Euler steps or by block sweeps."""
+    relaxing by Euler steps or by block sweeps (also on a three-hidden-layer net, whose two
+    classes of layers, odd and even, `bench_epoch.py --arch` relies on)."""
     n, n_batches = 24, 3
-    weights, biases, x, labels = _problem(5, n=n)
-    lr = (0.3, 0.2)
+    weights, biases, x, labels = _problem(5, n=n, sizes=sizes)
+    lr = (0.3, 0.2, 0.1, 0.05)[: len(sizes) - 1] if len(sizes) > 3 else (0.3, 0.2)
     tol, t1 = 1e-6, 50.0
-    model, ref = _models(weights, biases, lr=lr, beta=1.0, tol=tol, free_t1=t1, nudged_t1=t1,
-                         n_examples=n, relaxation="euler" if backend == "diffrax" else "blocks")
-    cfg = TrainConfig(arch="-".join(map(str, SIZES)), lr=lr, beta=1.0)
+    model, ref = _models(weights, biases, sizes, lr=lr, beta=1.0, tol=tol, free_t1=t1,
+                         nudged_t1=t1, n_examples=n,
+                         relaxation="euler" if backend == "diffrax" else "blocks")
+    cfg = TrainConfig(arch="-".join(map(str, sizes)), lr=lr, beta=1.0)
     opt = make_optimizer(cfg, model.n_layers)
     ep_cfg = EPConfig(beta=1.0, variant="random-sign", free=_relax_cfg(tol, t1, backend),
                       nudged=_relax_cfg(tol, t1, backend))
     opt_state = opt.init(model.params)
-    particles = tuple(jnp.zeros((n, m)) for m in SIZES[1:])
+    particles = tuple(jnp.zeros((n, m)) for m in sizes[1:])
     key = jax.random.PRNGKey(7)
     xj, yj = jnp.asarray(x), jnp.asarray(labels, jnp.int32)
     rng = np.random.default_rng(0)
@@ -203,7 +206,7 @@ def test_training_steps_with_persistent_particles_match(backend):
             model, opt_state, particles, key, xj, yj, jnp.asarray(perm), ep_cfg, opt, True
         )
         for i, idx in enumerate(perm):
-            st = ref.step(x[idx], one_hot(labels[idx], SIZES[-1], np.float64), idx, signs[i],
+            st = ref.step(x[idx], one_hot(labels[idx], sizes[-1], np.float64), idx, signs[i],
                           labels[idx])
             assert int(stats["free_steps"][i]) == st["free_steps"]
             assert int(stats["nudged_steps"][i]) == st["nudged_steps"]

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("results_table",
-                                                  REPO / "benchmarks" / "results_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("results_table")
 
 
 def test_readme_table_is_current():
@@ -46,10 +39,7 @@ def test_table_rows_come_from_the_json():
 def test_load_report_measures_steal_from_its_own_start(monkeypatch):
     # benchmarks/bench_epoch.py: the steal share over a run, from the counters `start_run`
     # keeps in `info` (no module state); the private counters stay out of the JSON
-    spec = importlib.util.spec_from_file_location("bench_epoch",
-                                                  REPO / "benchmarks" / "bench_epoch.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_epoch")
     counters = iter([(100, 0, 0, 100, 0, 0, 0, 0), (150, 0, 0, 120, 0, 0, 0, 30)])
     monkeypatch.setattr(mod, "_cpu_stat", lambda: next(counters))
     monkeypatch.setattr(mod, "_other_busy_processes", lambda: [])
