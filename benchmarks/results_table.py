@@ -42,6 +42,8 @@ def _rule(cfg: dict) -> str:
                          else f"; {sweeps}, nudged {euler}")
             else:
                 relax = f"; {euler}"
+            if cfg.get("tol", 1e-3) != 1e-3:  # the steady-state test's residual
+                relax += f", tol {cfg['tol']:g}"
         if cfg.get("temperature"):  # noisy phases: fixed horizons of Euler-Maruyama steps
             relax = (f"; noise T {cfg['temperature']:g}, Euler-Maruyama dt {cfg.get('dt0', 0.5):g}"
                      f" for {cfg.get('free_t1'):g} + {cfg.get('nudged_t1'):g}"

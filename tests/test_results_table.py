@@ -29,6 +29,8 @@ def test_table_rows_come_from_the_json():
                    "no (train_error) | 2 min |")
     blocks = dict(result, config=dict(result["config"], variant="random-sign", backend="blocks"))
     assert "EP random-sign, beta 0.5; block sweeps |" in mod.table([blocks])
+    loose = dict(result, config=dict(blocks["config"], anderson=3, tol=0.01))
+    assert "EP random-sign, beta 0.5; block sweeps (Anderson 3), tol 0.01 |" in mod.table([loose])
     tracked = dict(result, from_zero=dict(train_error=0.02, test_error=0.04))
     assert "| 1.00 % (2.00 % from zero states) | 2.50 % (4.00 % from zero states) |" in (
         mod.table([tracked]))

@@ -782,7 +782,10 @@ def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000,
     x = np.asarray(x)
     y = np.asarray(y, np.int32)
     correct = cost = 0.0
-    steps, conv, out_states = [], [], []
+    steps, conv = [], []
+    # the fixed points, written in place (no list of pieces and concatenated copy: for a
+    # 784-500-500-500-10 net's 50,000 training particles that is 302 MB less at the peak)
+    out_states = None
     pad = lambda a, m: a if m == batch else np.concatenate(  # noqa: E731
         [a, np.zeros((batch - m, *a.shape[1:]), a.dtype)])
     for i in range(0, n, batch):
@@ -798,13 +801,17 @@ def evaluate(model, x, y, relax_cfg: RelaxConfig, batch: int = 1000,
         steps.append(int(s))
         conv.append(bool(v))
         if s0 is not None:
-            out_states.append(tuple(a[:m] for a in to_host(st)))
+            st = to_host(st)
+            if out_states is None:
+                out_states = tuple(np.empty((n, *a.shape[1:]), a.dtype) for a in st)
+            for dst, a in zip(out_states, st):
+                dst[i:i + m] = a[:m]
     out = dict(
         accuracy=correct / n, loss=cost / n, steps=float(np.mean(steps)),
         converged=float(np.mean(conv)),
     )
     if s0 is not None:
-        out["states"] = tuple(np.concatenate(parts) for parts in zip(*out_states))
+        out["states"] = out_states
     return out
 
 
