@@ -18,7 +18,8 @@ Usage (from the repository root):
     python benchmarks/bench_epoch.py                 # MNIST, writes benchmarks/results/epoch_time.json
     python benchmarks/bench_epoch.py --quick         # digits smoke run (CI size)
     python benchmarks/bench_epoch.py --arch 784-500-500-500-10 --lr 0.128,0.032,0.008,0.002 \
-        --beta 2 --batch-size 256 --numpy-batches 20 --out benchmarks/results/epoch_time_3h_b256.json
+        --beta 2 --batch-size 256 --numpy-batches 20 \
+        --out benchmarks/results/epoch_time_784x500x500x500x10_b256.json
 
 `--arch`, `--lr`, `--beta`, `--batch-size` and `--backend` change the network and its settings;
 everything else stays sb17-1h's (hard sigmoid, random-sign EP, persistent particles, SGD, the
@@ -707,8 +708,8 @@ def main(argv=None) -> int:
                     help="batches the NumPy implementation runs (default 100; 20 with --quick)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/epoch_time.json, or "
-                         "epoch_time_quick.json with --quick; --arch and --batch-size add to "
-                         "the name, e.g. epoch_time_784x500x10_b256.json)")
+                         "epoch_time_quick.json with --quick; --arch, --batch-size, --beta "
+                         "and --backend add to the name, e.g. epoch_time_784x500x10_b256.json)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run on scikit-learn's digits (64-256-10) instead of MNIST")
     ap.add_argument("--backend", choices=["diffrax", "fused", "blocks"], default=None,
@@ -738,6 +739,10 @@ def main(argv=None) -> int:
             stem += "_" + args.arch.replace("-", "x")
         if args.batch_size:
             stem += f"_b{args.batch_size}"
+        if args.beta is not None:
+            stem += f"_beta{args.beta:g}"
+        if args.backend:
+            stem += f"_{args.backend}"
         args.out = HERE / "results" / f"{stem}.json"
     args.data_dir = args.data_dir.resolve()
     from eqdyn._errors import ConfigError

@@ -124,6 +124,11 @@ def run(args) -> dict:
         mean_epoch_s=float(sum(h["seconds"] for h in history) / max(1, len(history))),
         mean_free_steps=m["mean_free_steps"],
         mean_nudged_steps=m["mean_nudged_steps"],
+        # per epoch: wall seconds (validation included), mean sweeps or steps per batch,
+        # validation accuracy (from particles with eval_persistent)
+        history=[{k: h.get(k) for k in ("epoch", "seconds", "free_steps", "nudged_steps",
+                                        "val_accuracy")} for h in history],
+        max_rss_mb=_max_rss_mb(),
         paper=paper,
         targets_met=met,
         run_dir=str(run_dir),
@@ -135,6 +140,15 @@ def run(args) -> dict:
         **load_report(info, load_start, busy),
     )
     return result
+
+
+def _max_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MiB (Linux: `ru_maxrss` is in KiB)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv=None) -> int:

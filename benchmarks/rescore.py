@@ -31,15 +31,16 @@ SPLITS = ("train", "val", "test")
 
 
 def run_state(run_dir):
-    """`(model, cfg, dataset, starts)`: the run's network and config, its data set, and the
-    starting states its checkpoint holds per split (`None` where it kept none)."""
+    """`(model, cfg, epoch, dataset, starts)`: the run's network and config, the epochs its
+    checkpoint holds, its data set, and the starting states per split (`None` where it kept
+    none)."""
     import jax
 
     from eqdyn.data import load_dataset
     from eqdyn.learning import load_trained, make_optimizer
     from eqdyn.learning._checkpoint import load_checkpoint
 
-    model, cfg, _ = load_trained(run_dir)
+    model, cfg, epoch = load_trained(run_dir)
     ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
     n = {s: getattr(ds, f"x_{s}").shape[0] for s in SPLITS}
     template = dict(key=jax.random.PRNGKey(0),
@@ -54,14 +55,17 @@ def run_state(run_dir):
         starts["train"] = state["particles"]
     if cfg.eval_persistent:
         starts.update(state["tracked"])
-    return model, cfg, ds, starts
+    return model, cfg, epoch, ds, starts
 
 
 def rescore(run_dir, tol: float, progress=print) -> dict:
     from eqdyn.learning import evaluate
     from eqdyn.learning._trainer import _relax_configs
 
-    model, cfg, ds, starts = run_state(run_dir)
+    model, cfg, epoch, ds, starts = run_state(run_dir)
+    # as `train` scores: a feedforward pass for backprop-trained networks, relaxation otherwise
+    # (a data-parallel run rounded `eval_batch` up to its device count; here it is as given)
+    feedforward = cfg.algo == "backprop"
     eval_cfg = _relax_configs(dataclasses.replace(cfg, tol=tol))[2]
     out = {}
     for split in SPLITS:
@@ -69,9 +73,9 @@ def rescore(run_dir, tol: float, progress=print) -> dict:
         t0 = time.perf_counter()
         row = {}
         for name, s0 in (("from_zero", None), ("from_particles", starts[split])):
-            if name == "from_particles" and s0 is None:
+            if name == "from_particles" and (s0 is None or feedforward):
                 continue
-            r = evaluate(model, x, y, eval_cfg, cfg.eval_batch, s0=s0)
+            r = evaluate(model, x, y, eval_cfg, cfg.eval_batch, feedforward, s0=s0)
             row[name] = dict(error=1 - r["accuracy"], mean_sweeps=r["steps"],
                              converged=r["converged"])
         row["seconds"] = time.perf_counter() - t0
@@ -80,7 +84,7 @@ def rescore(run_dir, tol: float, progress=print) -> dict:
             progress(f"{split}: " + ", ".join(
                 f"{k.replace('_', ' ')} {100 * v['error']:.2f} %" for k, v in row.items()
                 if isinstance(v, dict)) + f" ({row['seconds']:.0f} s)")
-    return dict(run_dir=str(run_dir), tol=tol, run_tol=cfg.tol, epochs=cfg.epochs,
+    return dict(run_dir=str(run_dir), tol=tol, run_tol=cfg.tol, epochs=epoch,
                 config=cfg.to_json(), splits=out)
 
 
@@ -97,9 +101,14 @@ def main(argv=None) -> int:
     if not (args.run_dir / "config.json").is_file():
         ap.error(f"run_dir {str(args.run_dir)!r} has no config.json: give the directory "
                  "`eqdyn train --run-dir` wrote")
+    from eqdyn._errors import EqdynError
+
     load_start, busy, info = start_run()
     t0 = time.perf_counter()
-    result = rescore(args.run_dir, args.tol)
+    try:
+        result = rescore(args.run_dir, args.tol)
+    except EqdynError as e:  # no checkpoint yet, a changed data set, a bad config
+        ap.error(str(e))
     result.update(load_report(info, load_start, busy), bench_wall_s=time.perf_counter() - t0)
     out = args.out or args.run_dir / f"rescore_tol{args.tol:g}.json"
     write_json_atomic(out, result)

@@ -20,7 +20,7 @@ def test_at_the_runs_own_tolerance_it_gives_the_runs_scores(rescore, tmp_path):
     out = tmp_path / "same.json"
     assert rescore.main([str(tmp_path / "run"), "--tol", "1e-2", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["run_tol"] == 1e-2 and r["tol"] == 1e-2
+    assert r["run_tol"] == 1e-2 and r["tol"] == 1e-2 and r["epochs"] == 2
     s = r["splits"]
     # the final evaluation relaxed every example from its own particle, and from zero
     assert s["train"]["from_particles"]["error"] == pytest.approx(metrics["train_error"], abs=1e-12)
@@ -47,3 +47,8 @@ def test_without_particles_and_bad_input(rescore, tmp_path, capsys):
     with pytest.raises(SystemExit):
         rescore.main([str(tmp_path / "nowhere")])
     assert "has no config.json" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # a config but no finished epoch yet
+    (tmp_path / "empty" / "config.json").write_text((tmp_path / "run" / "config.json").read_text())
+    with pytest.raises(SystemExit):
+        rescore.main([str(tmp_path / "empty")])
+    assert "has no checkpoint.npz yet" in capsys.readouterr().err
