@@ -30,39 +30,12 @@ from bench_epoch import load_report, start_run, write_json_atomic  # noqa: E402
 SPLITS = ("train", "val", "test")
 
 
-def run_state(run_dir):
-    """`(model, cfg, epoch, dataset, starts)`: the run's network and config, the epochs its
-    checkpoint holds, its data set, and the starting states per split (`None` where it kept
-    none)."""
-    import jax
-
-    from eqdyn.data import load_dataset
-    from eqdyn.learning import load_trained, make_optimizer
-    from eqdyn.learning._checkpoint import load_checkpoint
-
-    model, cfg, epoch = load_trained(run_dir)
-    ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
-    n = {s: getattr(ds, f"x_{s}").shape[0] for s in SPLITS}
-    template = dict(key=jax.random.PRNGKey(0),
-                    opt_state=make_optimizer(cfg, model.lr_groups, 1).init(model.params),
-                    params=model.params,
-                    particles=model.init_state(n["train"] if cfg.persistent else 0))
-    if cfg.eval_persistent:
-        template["tracked"] = {s: model.init_state(n[s]) for s in ("val", "test")}
-    state = load_checkpoint(run_dir, template)[0]
-    starts = {s: None for s in SPLITS}
-    if cfg.persistent:
-        starts["train"] = state["particles"]
-    if cfg.eval_persistent:
-        starts.update(state["tracked"])
-    return model, cfg, epoch, ds, starts
-
-
 def rescore(run_dir, tol: float, progress=print) -> dict:
-    from eqdyn.learning import evaluate
+    from eqdyn.learning import evaluate, load_run
     from eqdyn.learning._trainer import _relax_configs
 
-    model, cfg, epoch, ds, starts = run_state(run_dir)
+    run = load_run(run_dir)  # the checkpoint, read once: parameters and every split's particles
+    model, cfg, ds = run.model, run.cfg, run.dataset
     # as `train` scores: a feedforward pass for backprop-trained networks, relaxation otherwise
     # (a data-parallel run rounded `eval_batch` up to its device count; here it is as given)
     feedforward = cfg.algo == "backprop"
@@ -72,7 +45,7 @@ def rescore(run_dir, tol: float, progress=print) -> dict:
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         t0 = time.perf_counter()
         row = {}
-        for name, s0 in (("from_zero", None), ("from_particles", starts[split])):
+        for name, s0 in (("from_zero", None), ("from_particles", run.particles.get(split))):
             if name == "from_particles" and (s0 is None or feedforward):
                 continue
             r = evaluate(model, x, y, eval_cfg, cfg.eval_batch, feedforward, s0=s0)
@@ -84,7 +57,7 @@ def rescore(run_dir, tol: float, progress=print) -> dict:
             progress(f"{split}: " + ", ".join(
                 f"{k.replace('_', ' ')} {100 * v['error']:.2f} %" for k, v in row.items()
                 if isinstance(v, dict)) + f" ({row['seconds']:.0f} s)")
-    return dict(run_dir=str(run_dir), tol=tol, run_tol=cfg.tol, epochs=epoch,
+    return dict(run_dir=str(run_dir), tol=tol, run_tol=cfg.tol, epochs=run.epoch,
                 config=cfg.to_json(), splits=out)
 
 

@@ -4,7 +4,6 @@ import json
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -12,15 +11,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_anderson  # noqa: E402
 
+from eqdyn._errors import CheckpointError  # noqa: E402
 from eqdyn.data import load_dataset  # noqa: E402
 from eqdyn.learning import (  # noqa: E402
     checkpoint_layout,
+    load_run,
     load_trained,
-    make_optimizer,
     resolve_config,
     train,
 )
-from eqdyn.learning._checkpoint import load_checkpoint, load_checkpoint_leaves  # noqa: E402
+from eqdyn.learning._checkpoint import load_checkpoint_leaves  # noqa: E402
 
 SETTINGS = {
     "sgd, tracked val/test": dict(eval_persistent=True),  # tracked leaves after the particles
@@ -47,14 +47,7 @@ def test_reads_the_training_particles(run):
     leaves, _ = load_checkpoint_leaves(run_dir)
     parts = bench_anderson.training_particles(leaves, model, cfg, n_train, run_dir)
     # the same arrays as the checkpoint restored through the trainer's own state template
-    template = dict(key=jax.random.PRNGKey(0),
-                    opt_state=make_optimizer(cfg, model.lr_groups, 1).init(model.params),
-                    params=model.params, particles=model.init_state(n_train))
-    if cfg.eval_persistent:
-        ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
-        template["tracked"] = {s: model.init_state(getattr(ds, f"x_{s}").shape[0])
-                               for s in ("val", "test")}
-    state = load_checkpoint(run_dir, template)[0]
+    state = load_run(run_dir).state
     for a, b in zip(parts, state["particles"]):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert all(np.any(p != 0) for p in parts)  # relaxed states, not the zero start
@@ -68,21 +61,38 @@ def test_checkpoint_layout_finds_the_parameters(run):
     run_dir, cfg = run
     model, cfg, _ = load_trained(run_dir)
     leaves, _ = load_checkpoint_leaves(run_dir)
-    template = dict(key=jax.random.PRNGKey(0),
-                    opt_state=make_optimizer(cfg, model.lr_groups, 1).init(model.params),
-                    params=model.params)
-    n_train = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size).x_train.shape[0]
-    # without persistence the trainer keeps empty (0, n) particles in their place
-    template["particles"] = model.init_state(n_train if cfg.persistent else 0)
-    if cfg.eval_persistent:
-        ds = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
-        template["tracked"] = {s: model.init_state(getattr(ds, f"x_{s}").shape[0])
-                               for s in ("val", "test")}
-    state = load_checkpoint(run_dir, template)[0]
+    state = load_run(run_dir).state
     params = leaves[checkpoint_layout(cfg, model)["params"]]
     assert len(params) == len(state["params"]) == len(model.params)
     for a, b in zip(params, state["params"]):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_load_run_restores_every_split(run, tmp_path):
+    run_dir, cfg = run
+    r = load_run(run_dir)
+    model, _, epoch = load_trained(run_dir)
+    assert r.epoch == epoch == 1 and r.cfg == cfg
+    for a, b in zip(r.model.params, model.params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    expect = {"train"} if cfg.persistent else set()
+    if cfg.eval_persistent:
+        expect |= {"val", "test"}
+    assert set(r.particles) == expect
+    leaves, _ = load_checkpoint_leaves(run_dir)
+    rest = leaves[checkpoint_layout(cfg, model)["particles"].start:]
+    if cfg.persistent:  # the training particles, then the tracked ones in key order
+        want = r.particles["train"] + (
+            r.particles["test"] + r.particles["val"] if cfg.eval_persistent else ())
+        assert len(rest) == len(want)
+        for a, b in zip(rest, want):
+            np.testing.assert_array_equal(a, np.asarray(b))
+    for split, states in r.particles.items():
+        n = getattr(r.dataset, f"x_{split}").shape[0]
+        assert [s.shape for s in states] == [(n, k) for k in model.state_sizes]
+    (tmp_path / "config.json").write_text((run_dir / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="no checkpoint.npz yet"):
+        load_run(tmp_path)
 
 
 def test_compares_plain_and_anderson_sweeps(run, tmp_path):

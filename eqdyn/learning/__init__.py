@@ -11,8 +11,10 @@ from ._trainer import OPTIMIZERS as OPTIMIZERS
 from ._trainer import PRESETS as PRESETS
 from ._trainer import SCHEDULES as SCHEDULES
 from ._trainer import TrainConfig as TrainConfig
+from ._trainer import TrainedRun as TrainedRun
 from ._trainer import checkpoint_layout as checkpoint_layout
 from ._trainer import evaluate as evaluate
+from ._trainer import load_run as load_run
 from ._trainer import load_trained as load_trained
 from ._trainer import make_optimizer as make_optimizer
 from ._trainer import resolve_config as resolve_config

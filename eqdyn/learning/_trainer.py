@@ -325,28 +325,57 @@ def checkpoint_layout(cfg: TrainConfig, model) -> dict[str, slice]:
     return dict(params=slice(start, mid), particles=slice(mid, mid + len(model.state_sizes)))
 
 
+def _state_template(cfg: TrainConfig, model, opt, key, n_train: int,
+                    tracked: dict[str, int] | None = None) -> dict:
+    """The trainer's state: what a checkpoint holds, and the template that restores one.
+
+    `params`, the optimiser state of `opt`, the training particles (empty, shaped (0, n),
+    without `cfg.persistent`) and the `key`; with `cfg.eval_persistent`, `tracked` maps each
+    evaluated split ("val", "test") to its example count, and each gets its own particles.
+    """
+    particles = (model.init_state(n_train) if cfg.persistent
+                 else tuple(jnp.zeros((0, n)) for n in model.state_sizes))
+    state = dict(params=model.params, opt_state=opt.init(model.params), particles=particles,
+                 key=key)
+    if cfg.eval_persistent:  # key sorted after "particles", so the leaves `load_trained`
+        # reads keep their places
+        if tracked is None:
+            raise ValueError("`tracked` (split -> example count) is needed with eval_persistent")
+        state["tracked"] = {split: model.init_state(n) for split, n in tracked.items()}
+    return state
+
+
+def _run_config(run_dir: Path) -> TrainConfig:
+    saved = read_run_config(run_dir)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
+    cfg = TrainConfig(**saved)
+    _validate(cfg)
+    return cfg
+
+
+def _no_checkpoint(run_dir: Path) -> CheckpointError:
+    return CheckpointError(
+        f"`run_dir` {str(run_dir)!r} has no checkpoint.npz yet (no epoch has finished)."
+    )
+
+
 def load_trained(run_dir: str | os.PathLike, dtype=None):
     """The network a training run left in `run_dir` (`config.json` and its last checkpoint).
 
     Returns `(model, cfg, epoch)`: the model with the trained parameters (cast to `dtype` if
     given, e.g. `jnp.float64` for analysis), the run's `TrainConfig` and the epochs it has
     completed. Raises `CheckpointError` naming the problem when the directory is not a run
-    directory or holds no readable checkpoint.
+    directory or holds no readable checkpoint. `load_run` also gives the particles.
     """
     from ._checkpoint import load_checkpoint_leaves
 
     run_dir = Path(run_dir)
-    saved = read_run_config(run_dir)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
-    cfg = TrainConfig(**saved)
-    _validate(cfg)
+    cfg = _run_config(run_dir)
     model = build_model(cfg, jax.random.PRNGKey(0), dtype=dtype or jnp.float32)
     loaded = load_checkpoint_leaves(run_dir)
     if loaded is None:
-        raise CheckpointError(
-            f"`run_dir` {str(run_dir)!r} has no checkpoint.npz yet (no epoch has finished)."
-        )
+        raise _no_checkpoint(run_dir)
     leaves, meta = loaded
     params = leaves[checkpoint_layout(cfg, model)["params"]]
     if len(params) != len(model.params) or any(
@@ -357,6 +386,51 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
         )
     params = tuple(jnp.asarray(a, b.dtype) for a, b in zip(params, model.params))
     return model.with_params(params), cfg, int(meta["epoch"])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A training run's last checkpoint, restored whole (see `load_run`).
+
+    `particles` holds each split's persistent states ("train" with `cfg.persistent`, "val" and
+    "test" with `cfg.eval_persistent`); a split without them is absent.
+    """
+    model: object
+    cfg: TrainConfig
+    epoch: int
+    dataset: object
+    particles: dict
+    state: dict
+
+
+def load_run(run_dir: str | os.PathLike, dataset=None) -> TrainedRun:
+    """Restore the whole state of the run in `run_dir` from its last checkpoint, read once.
+
+    Unlike `load_trained` this needs the run's data set (the particles' shapes follow it): it
+    is loaded from the run's config unless `dataset` is given. Raises `CheckpointError` when
+    the directory holds no checkpoint or one of other shapes.
+    """
+    from ..data import load_dataset
+    from ._checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = _run_config(run_dir)
+    model = build_model(cfg, jax.random.PRNGKey(0))
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
+    template = _state_template(
+        cfg, model, make_optimizer(cfg, model.lr_groups, 1), jax.random.PRNGKey(0),
+        dataset.x_train.shape[0],
+        {s: getattr(dataset, f"x_{s}").shape[0] for s in ("val", "test")})
+    loaded = load_checkpoint(run_dir, template)
+    if loaded is None:
+        raise _no_checkpoint(run_dir)
+    state, epoch, _ = loaded
+    particles = dict(state.get("tracked", {}))
+    if cfg.persistent:
+        particles["train"] = state["particles"]
+    return TrainedRun(model.with_params(state["params"]), cfg, int(epoch), dataset, particles,
+                      state)
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -955,16 +1029,9 @@ def train(
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
     opt = make_optimizer(cfg, model.lr_groups, n_chunks * per_chunk)
-    particles = (
-        model.init_state(n_train) if cfg.persistent
-        else tuple(jnp.zeros((0, n)) for n in model.state_sizes)
-    )
-    state = dict(params=model.params, opt_state=opt.init(model.params), particles=particles,
-                 key=k_train)
-    if cfg.eval_persistent:  # the validation and test examples' own particles (key sorted
-        # after "particles", so the leaves `load_trained` reads keep their places)
-        state["tracked"] = {split: model.init_state(getattr(dataset, f"x_{split}").shape[0])
-                            for split in ("val", "test")}
+    # eval_persistent: the validation and test examples keep their own particles too
+    state = _state_template(cfg, model, opt, k_train, n_train,
+                            {s: getattr(dataset, f"x_{s}").shape[0] for s in ("val", "test")})
     energy_sha = None
     if cfg.energy is not None:
         # keep the energy with the run: a resumed run must train the same energy
