@@ -94,6 +94,9 @@ def _run_flags(p):
                    help="learning-rate schedule over the run (default constant)")
     g.add_argument("--lr-decay", type=float,
                    help="per-epoch factor of --schedule exponential (e.g. 0.95)")
+    g.add_argument("--cosine-hold", type=float,
+                   help="fraction of the run at the full rate before --schedule cosine "
+                   "decays to 0 over the rest (default 0)")
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--batch-size", type=int)
@@ -134,7 +137,7 @@ RUN_FLAGS = (
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",
     "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",
-    "nudged_t1", "eval_t1", "max_steps",
+    "cosine_hold", "nudged_t1", "eval_t1", "max_steps",
 )
 
 

@@ -410,6 +410,26 @@ def test_schedules_follow_optax():
     np.testing.assert_allclose(steps_e[5], 0.25, rtol=1e-6)  # one epoch later: x lr_decay
 
 
+def test_cosine_hold_keeps_the_full_rate_then_decays_to_zero():
+    params = (jnp.zeros((2, 2)), jnp.zeros((1, 2)))
+    g = _grads_like(params)
+    cfg = resolve_config(lr="0.5", schedule="cosine", cosine_hold=0.6, epochs=2, arch="2-2")
+    opt = make_optimizer(cfg, (0, 0), steps_per_epoch=5)
+    plain = make_optimizer(resolve_config(lr="0.5", schedule="cosine", epochs=2, arch="2-2"),
+                           (0, 0), steps_per_epoch=5)
+    # the same optimiser state (a checkpoint's layout does not depend on the hold)
+    assert (jax.tree_util.tree_structure(opt.init(params))
+            == jax.tree_util.tree_structure(plain.init(params)))
+    state, steps = opt.init(params), []
+    for _ in range(10):
+        u, state = opt.update(g, state, params)
+        steps.append(-float(u[0][0, 0]))
+    # 6 of the 10 updates at 0.5, then a cosine from 0.5 over the last 4
+    want = [0.5] * 6 + [float(optax.cosine_decay_schedule(0.5, 4)(k)) for k in range(4)]
+    np.testing.assert_allclose(steps, want, rtol=1e-6)
+    assert steps[-1] < 0.1 < steps[6] == 0.5
+
+
 def test_adamw_is_optax_adamw_per_group():
     params = (jnp.ones((2, 2)), jnp.ones((2, 2)), jnp.ones((1, 2)), jnp.ones((1, 2)))
     g = tuple(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape) for p in params)
@@ -426,6 +446,8 @@ def test_adamw_is_optax_adamw_per_group():
     (dict(optimizer="rmsprop"), "`optimizer`='rmsprop' is not known; use one of .*adamw"),
     (dict(schedule="step"), "`schedule`='step' is not known; use one of .*cosine"),
     (dict(schedule="exponential", lr_decay=1.5), "`lr_decay`=1.5 must be in"),
+    (dict(schedule="cosine", cosine_hold=1.0), "`cosine_hold`=1.0 must be in \\[0, 1\\)"),
+    (dict(cosine_hold=0.5), "`cosine_hold`=0.5 holds .* but `schedule`='constant'"),
     (dict(beta=0.0), "`beta`=0.0 must be a positive finite number"),
     (dict(beta=float("inf")), "`beta`=inf must be a positive finite number"),
     (dict(algo="hebb"), "`algo`='hebb' is not known; use one of .*cep.*backprop"),

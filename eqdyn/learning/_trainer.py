@@ -61,7 +61,8 @@ ALGOS = ("ep", "cep", "chl", "rbp", "bptt", "backprop", "continuous")
 #: an added `wd * theta` gradient term otherwise).
 OPTIMIZERS = ("sgd", "adam", "adamw")
 #: learning-rate schedules over the whole run (`lr_decay`: the per-epoch factor of
-#: "exponential"; "cosine" decays to 0 at the last step).
+#: "exponential"; "cosine" decays to 0 at the last step, after holding the full rate for the
+#: first `cosine_hold` of the run).
 SCHEDULES = ("constant", "cosine", "exponential")
 #: costs of the built-in layered energy
 COSTS = ("squared_error", "cross_entropy")
@@ -208,6 +209,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"
     lr_decay: float = 1.0
+    cosine_hold: float = 0.0
     n_points: int = 4
     batch_size: int = 20
     epochs: int = 30
@@ -480,6 +482,13 @@ def _validate(cfg: TrainConfig) -> None:
     if not (math.isfinite(cfg.lr_decay) and 0 < cfg.lr_decay <= 1):
         raise ConfigError(f"`lr_decay`={cfg.lr_decay} must be in (0, 1] (the per-epoch factor "
                           "of schedule='exponential').")
+    if not (math.isfinite(cfg.cosine_hold) and 0 <= cfg.cosine_hold < 1):
+        raise ConfigError(f"`cosine_hold`={cfg.cosine_hold} must be in [0, 1): the fraction of "
+                          "the run at the full rate before schedule='cosine' decays, e.g. 0.6.")
+    if cfg.cosine_hold and cfg.schedule != "cosine":
+        raise ConfigError(f"`cosine_hold`={cfg.cosine_hold} holds the rate before a cosine "
+                          f"decay, but `schedule`={cfg.schedule!r}; set schedule='cosine' or "
+                          "cosine_hold=0.")
     if cfg.algo in _LOCAL_RULES and (cfg.optimizer != "sgd" or cfg.momentum or cfg.weight_decay
                                      or cfg.schedule != "constant"):
         where = "inside the ODE" if cfg.algo == "continuous" else "at every nudged step"
@@ -599,8 +608,9 @@ def make_optimizer(cfg: TrainConfig, groups,
 
     `groups` is the group of each parameter (`model.lr_groups`: layer k's weight and bias share
     group k), or an int `n_layers` for a layered network's `(W_1..W_L, b_1..b_L)`.
-    `steps_per_epoch` sets the time scale of `cfg.schedule` ("cosine" decays over
-    `cfg.epochs * steps_per_epoch` updates, "exponential" multiplies by `cfg.lr_decay` per
+    `steps_per_epoch` sets the time scale of `cfg.schedule` ("cosine" holds the full rate for
+    the first `cfg.cosine_hold` of the `cfg.epochs * steps_per_epoch` updates and decays to 0
+    over the rest, "exponential" multiplies by `cfg.lr_decay` per
     epoch). Cached per setting: the optimiser is a static argument of the compiled training
     step, so an equal one must be the same object for repeated `train` calls not to recompile.
     """
@@ -615,21 +625,29 @@ def make_optimizer(cfg: TrainConfig, groups,
             )
         steps_per_epoch = 1
     schedule = (cfg.schedule, cfg.lr_decay, int(steps_per_epoch),
-                int(cfg.epochs) if cfg.schedule == "cosine" else 0)
+                int(cfg.epochs) if cfg.schedule == "cosine" else 0, float(cfg.cosine_hold))
     return _optimizer(cfg.optimizer, tuple(cfg.lr), cfg.momentum, cfg.weight_decay,
                       tuple(groups), schedule)
 
 
 @functools.lru_cache(maxsize=32)
 def _optimizer(name, lr, momentum, weight_decay, groups,
-               schedule=("constant", 1.0, 1, 0)) -> optax.GradientTransformation:
+               schedule=("constant", 1.0, 1, 0, 0.0)) -> optax.GradientTransformation:
     n_groups = len(set(groups))
     lrs = lr * n_groups if len(lr) == 1 else lr
-    kind, decay, per_epoch, epochs = schedule
+    kind, decay, per_epoch, epochs, hold = schedule
 
     def rate(lr):
         if kind == "cosine":
-            return optax.cosine_decay_schedule(lr, decay_steps=max(1, epochs * per_epoch))
+            total = max(1, epochs * per_epoch)
+            held = int(round(hold * total))
+            if not held:
+                return optax.cosine_decay_schedule(lr, decay_steps=total)
+            # the same step count as plain cosine in the optimiser state, so the checkpoint
+            # layout does not depend on the hold
+            return optax.join_schedules(
+                [optax.constant_schedule(lr),
+                 optax.cosine_decay_schedule(lr, decay_steps=max(1, total - held))], [held])
         if kind == "exponential":
             return optax.exponential_decay(lr, transition_steps=per_epoch, decay_rate=decay)
         return lr
