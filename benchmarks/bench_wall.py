@@ -12,6 +12,8 @@ Usage (from the repository root; MNIST from ../shared/data):
 
     python benchmarks/bench_wall.py                       # sb17-1h, 3 runs
     python benchmarks/bench_wall.py --preset sb17-1h --repeats 5
+    # A/B: the same runs interleaved with others under a changed environment
+    python benchmarks/bench_wall.py --with-env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
 
 Writes `benchmarks/results/wall_<preset>.json`.
 """
@@ -37,8 +39,9 @@ from bench_epoch import _cpu_stat, load_report, start_run, steal_share, write_js
 TARGETS = {"sb17-1h": 60.0}
 
 
-def one_run(cmd: list[str]) -> dict:
-    """Run `cmd` (a run directory is appended) once; its wall, CPU, RSS, steal and errors."""
+def one_run(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `cmd` (a run directory is appended) once, with `env` added to this process's
+    environment; its wall, CPU, RSS, steal and errors."""
     import json
 
     with tempfile.TemporaryDirectory(prefix="eqdyn-wall-") as tmp:
@@ -48,7 +51,8 @@ def one_run(cmd: list[str]) -> dict:
             cpu0 = _cpu_stat()
             t0 = time.perf_counter()
             proc = subprocess.Popen([*cmd, "--run-dir", str(run_dir), "--quiet"],
-                                    stdout=out, stderr=subprocess.STDOUT)
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    env=None if not env else {**os.environ, **env})
             _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time and RSS
             wall = time.perf_counter() - t0
             cpu1 = _cpu_stat()
@@ -84,17 +88,29 @@ def run(args) -> dict:
         cmd += ["--data-dir", data_dir]
     load_start, busy, info = start_run()
     t0 = time.perf_counter()
-    runs = []
+    runs, runs_env = [], []
+    variants = [(runs, None)] + ([(runs_env, args.with_env)] if args.with_env else [])
     for i in range(args.repeats):
-        r = one_run(cmd)
-        runs.append(r)
-        steal = r["cpu_steal_fraction"]
-        print(f"run {i + 1}/{args.repeats}: wall {r['wall_s']:.1f} s  user {r['user_s']:.1f} s  "
-              f"sys {r['sys_s']:.1f} s  steal "
-              f"{'-' if steal is None else f'{100 * steal:.1f} %'}  test error "
-              f"{100 * r['test_error']:.2f} %  train error {100 * r['train_error']:.2f} %",
-              flush=True)
+        for out, env in variants:  # interleaved, so that drifts in load hit both alike
+            r = one_run(cmd, env)
+            out.append(r)
+            steal = r["cpu_steal_fraction"]
+            tag = "" if env is None else " [" + " ".join(f"{k}={v}" for k, v in env.items()) + "]"
+            print(f"run {i + 1}/{args.repeats}{tag}: wall {r['wall_s']:.1f} s  user "
+                  f"{r['user_s']:.1f} s  sys {r['sys_s']:.1f} s  steal "
+                  f"{'-' if steal is None else f'{100 * steal:.1f} %'}  test error "
+                  f"{100 * r['test_error']:.2f} %  train error {100 * r['train_error']:.2f} %",
+                  flush=True)
     walls = [r["wall_s"] for r in runs]
+    extra = {}
+    if args.with_env:
+        w_env = [r["wall_s"] for r in runs_env]
+        extra = dict(with_env=dict(
+            env=args.with_env, runs=runs_env, wall_min_s=min(w_env),
+            wall_median_s=statistics.median(w_env),
+            median_ratio_over_default=statistics.median(w_env) / statistics.median(walls),
+            note="the same command with these variables added to the environment, each run "
+                 "right after a default one"))
     target = TARGETS.get(args.preset)
     quietest = min(runs, key=lambda r: (r["cpu_steal_fraction"] or 0.0, r["wall_s"]))
     shown = ["eqdyn"] + [os.path.relpath(c, REPO) if c == data_dir else c for c in cmd[3:]]
@@ -111,6 +127,7 @@ def run(args) -> dict:
         bench_wall_s=time.perf_counter() - t0,
         note=("wall_s is the whole process, from exec to exit, as `time` reports it; "
               "quietest_run is the run with the smallest steal share."),
+        **extra,
         **load_report(info, load_start, busy),
     )
 
@@ -125,13 +142,26 @@ def main(argv=None) -> int:
                    help="the `eqdyn train` preset to time (default sb17-1h)")
     p.add_argument("--repeats", type=int, default=3, help="runs (default 3)")
     p.add_argument("--data-dir", help="folder with the IDX .gz files (default ../shared/data/...)")
-    p.add_argument("--out", help="JSON path (default benchmarks/results/wall_<preset>.json)")
+    p.add_argument("--with-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="also time each run with this variable set (may be repeated), "
+                   "interleaved with the default runs")
+    p.add_argument("--out", help="JSON path (default benchmarks/results/wall_<preset>.json, "
+                   "wall_<preset>_env.json with --with-env)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give at least 1 run")
+    env = {}
+    for item in args.with_env:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not key.replace("_", "").isalnum():
+            p.error(f"--with-env {item!r}: give KEY=VALUE, e.g. "
+                    "XLA_FLAGS=--xla_cpu_multi_thread_eigen=false")
+        env[key] = value
+    args.with_env = env
     result = run(args)
-    out = Path(args.out) if args.out else HERE / "results" / f"wall_{args.preset}.json"
+    out = Path(args.out) if args.out else HERE / "results" / (
+        f"wall_{args.preset}{'_env' if env else ''}.json")
     result["command"] = " ".join(["python", "benchmarks/bench_wall.py", *argv])
     write_json_atomic(out, result)
     tgt = result["target_s"]
@@ -139,6 +169,11 @@ def main(argv=None) -> int:
           f"{result['wall_median_s']:.1f} s over {len(result['runs'])} runs"
           + ("" if tgt is None else f"; target <= {tgt:.0f} s met by the fastest run: "
              f"{result['target_met_min']}, by the median: {result['target_met_median']}"))
+    if env:
+        w = result["with_env"]
+        print(f"with {' '.join(f'{k}={v}' for k, v in env.items())}: min "
+              f"{w['wall_min_s']:.1f} s, median {w['wall_median_s']:.1f} s "
+              f"({w['median_ratio_over_default']:.3f}x the default's median)")
     print(f"wrote {out}")
     return 0
 
