@@ -15,7 +15,7 @@ Usage (from the repository root; MNIST from ../shared/data):
     # A/B: the same runs interleaved with others under a changed environment
     python benchmarks/bench_wall.py --with-env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
 
-Writes `benchmarks/results/wall_<preset>.json`.
+Writes `benchmarks/results/wall_<preset>.json` (`wall_<preset>_env.json` with `--with-env`).
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def run(args) -> dict:
     runs, runs_env = [], []
     variants = [(runs, None)] + ([(runs_env, args.with_env)] if args.with_env else [])
     for i in range(args.repeats):
-        for out, env in variants:  # interleaved, so that drifts in load hit both alike
+        # interleaved, so that drifts in load hit both alike, and in turns first (the very
+        # first run also warms the page cache)
+        for out, env in (variants if i % 2 == 0 else variants[::-1]):
             r = one_run(cmd, env)
             out.append(r)
             steal = r["cpu_steal_fraction"]
@@ -106,11 +108,14 @@ def run(args) -> dict:
     if args.with_env:
         w_env = [r["wall_s"] for r in runs_env]
         extra = dict(with_env=dict(
-            env=args.with_env, runs=runs_env, wall_min_s=min(w_env),
+            env=args.with_env,
+            default_env={k: os.environ.get(k) for k in args.with_env},  # what it replaced
+            runs=runs_env, wall_min_s=min(w_env),
             wall_median_s=statistics.median(w_env),
             median_ratio_over_default=statistics.median(w_env) / statistics.median(walls),
-            note="the same command with these variables added to the environment, each run "
-                 "right after a default one"))
+            note="the same command with these variables set in the environment (replacing "
+                 "default_env), alternating with the default runs: default first in odd "
+                 "repeats, this one first in even ones"))
     target = TARGETS.get(args.preset)
     quietest = min(runs, key=lambda r: (r["cpu_steal_fraction"] or 0.0, r["wall_s"]))
     shown = ["eqdyn"] + [os.path.relpath(c, REPO) if c == data_dir else c for c in cmd[3:]]
@@ -143,8 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs (default 3)")
     p.add_argument("--data-dir", help="folder with the IDX .gz files (default ../shared/data/...)")
     p.add_argument("--with-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="also time each run with this variable set (may be repeated), "
-                   "interleaved with the default runs")
+                   help="also time each run with this variable set, interleaved with the "
+                   "default runs (repeat the flag to set several variables in that one variant)")
     p.add_argument("--out", help="JSON path (default benchmarks/results/wall_<preset>.json, "
                    "wall_<preset>_env.json with --with-env)")
     argv = sys.argv[1:] if argv is None else argv

@@ -148,7 +148,9 @@ def _cmd_train(args) -> int:
     multi = initialize(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    from .learning import resolve_config, train
+    import dataclasses
+
+    from .learning import TrainConfig, resolve_config, train
 
     overrides = {k: getattr(args, k) for k in RUN_FLAGS}
     overrides["devices"] = parse_devices(args.devices)
@@ -165,6 +167,10 @@ def _cmd_train(args) -> int:
         run_dir = Path(args.resume)
         saved = read_run_config(run_dir, "`--resume`")
         preset = saved.pop("preset", None)
+        # config.json also records facts about the run that are not settings (the energy
+        # file's sha256, checked by `train` against the copy kept in the run directory)
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        saved = {k: v for k, v in saved.items() if k in fields}
         saved.update({k: v for k, v in overrides.items() if v is not None})
         cfg = resolve_config(preset, **saved)
     else:
@@ -374,6 +380,8 @@ def _add_compare(sub):
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     p.add_argument("--schedule", choices=["constant", "cosine", "exponential"])
     p.add_argument("--lr-decay", type=float, help="per-epoch factor of --schedule exponential")
+    p.add_argument("--cosine-hold", type=float,
+                   help="fraction of the run at the full rate before --schedule cosine decays")
     p.add_argument("--out", help="JSON file for the table (default runs/compare-<time>.json)")
     p.set_defaults(func=_cmd_compare)
 
@@ -385,7 +393,7 @@ def _cmd_compare(args) -> int:
     overrides = {k: getattr(args, k) for k in (
         "dataset", "data_dir", "arch", "energy", "activation", "beta", "lr", "batch_size",
         "epochs", "seed", "backend", "n_points", "nudged_t1", "optimizer", "schedule",
-        "lr_decay")}
+        "lr_decay", "cosine_hold")}
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     print(format_table([], header=True), flush=True)
     rows = compare(algos, preset=args.preset, progress=lambda s: print(s, flush=True),

@@ -48,6 +48,7 @@ def test_reads_the_training_particles(run):
     parts = bench_anderson.training_particles(leaves, model, cfg, n_train, run_dir)
     # the same arrays as the checkpoint restored through the trainer's own state template
     state = load_run(run_dir).state
+    assert len(parts) == len(state["particles"]) == len(model.state_sizes)
     for a, b in zip(parts, state["particles"]):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert all(np.any(p != 0) for p in parts)  # relaxed states, not the zero start
@@ -90,6 +91,10 @@ def test_load_run_restores_every_split(run, tmp_path):
     for split, states in r.particles.items():
         n = getattr(r.dataset, f"x_{split}").shape[0]
         assert [s.shape for s in states] == [(n, k) for k in model.state_sizes]
+    if cfg.persistent:  # another split of the data: the particles no longer fit
+        other = load_dataset(cfg.dataset, cfg.data_dir, val_size=100)
+        with pytest.raises(CheckpointError, match="shapes follow the data set"):
+            load_run(run_dir, dataset=other)
     (tmp_path / "config.json").write_text((run_dir / "config.json").read_text())
     with pytest.raises(CheckpointError, match="no checkpoint.npz yet"):
         load_run(tmp_path)

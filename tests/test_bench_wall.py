@@ -1,5 +1,6 @@
-"""benchmarks/bench_wall.py: one timed `eqdyn train` process, and a failing one."""
+"""benchmarks/bench_wall.py: timed `eqdyn train` processes, a failing one, an A/B of environments."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,3 +48,26 @@ def test_with_env_needs_key_value(capsys):
     with pytest.raises(SystemExit):
         bench_wall.main(["--with-env", "XLA_FLAGS"])
     assert "give KEY=VALUE" in capsys.readouterr().err
+
+
+def test_with_env_alternates_the_variants(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(cmd, env=None):
+        calls.append(env)
+        wall = 2.0 if env else 1.0
+        return dict(wall_s=wall, user_s=wall, sys_s=0.0, max_rss_mb=1.0,
+                    cpu_steal_fraction=0.0, test_error=0.1, train_error=0.0, run_wall_s=wall)
+
+    monkeypatch.setattr(bench_wall, "one_run", fake)
+    monkeypatch.setenv("EQDYN_AB", "before")
+    out = tmp_path / "wall.json"
+    assert bench_wall.main(["--repeats", "3", "--data-dir", str(tmp_path), "--with-env",
+                            "EQDYN_AB=after", "--out", str(out)]) == 0
+    v = {"EQDYN_AB": "after"}
+    assert calls == [None, v, v, None, None, v]  # each repeat pairs them, in turns first
+    r = json.loads(out.read_text())
+    assert len(r["runs"]) == 3 and r["wall_median_s"] == 1.0
+    w = r["with_env"]
+    assert w["env"] == v and w["default_env"] == {"EQDYN_AB": "before"}
+    assert len(w["runs"]) == 3 and w["median_ratio_over_default"] == 2.0

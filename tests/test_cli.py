@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +99,17 @@ def test_compare_same_initialisation_table(tmp_path, capsys):
 def test_compare_unknown_rule(capsys):
     assert main(["compare", "--algos", "ep,hebb"]) == 2
     assert "hebb" in capsys.readouterr().err
+
+
+def test_resume_a_custom_energy_run(tmp_path, capsys):
+    # config.json records the energy file's sha256 beside the settings; --resume reads it back
+    run = tmp_path / "run"
+    src = Path(__file__).resolve().parents[1] / "derivations" / "energies" / "lateral_skip_ce.py"
+    assert main(["train", "--energy", str(src), "--arch", "64-16-16-10", "--epochs", "1",
+                 "--lr", "0.05", "--batch-size", "50", "--run-dir", str(run)]) == 0
+    assert "energy_sha256" in json.loads((run / "config.json").read_text())
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert "epoch   2/2" in capsys.readouterr().out
 
 
 def test_resume_guards(tmp_path, capsys):

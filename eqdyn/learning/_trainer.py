@@ -50,7 +50,7 @@ from ._references import (
 
 __all__ = [
     "TrainConfig", "PRESETS", "train", "evaluate", "make_optimizer", "resolve_config", "build_model",
-    "load_trained", "checkpoint_layout",
+    "load_trained", "load_run", "TrainedRun", "checkpoint_layout",
 ]
 
 #: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
@@ -390,7 +390,7 @@ def load_trained(run_dir: str | os.PathLike, dtype=None):
     return model.with_params(params), cfg, int(meta["epoch"])
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class TrainedRun:
     """A training run's last checkpoint, restored whole (see `load_run`).
 
@@ -417,6 +417,8 @@ def load_run(run_dir: str | os.PathLike, dataset=None) -> TrainedRun:
 
     run_dir = Path(run_dir)
     cfg = _run_config(run_dir)
+    if not (run_dir / "checkpoint.npz").exists():  # before reading the data set
+        raise _no_checkpoint(run_dir)
     model = build_model(cfg, jax.random.PRNGKey(0))
     if dataset is None:
         dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
@@ -424,7 +426,14 @@ def load_run(run_dir: str | os.PathLike, dataset=None) -> TrainedRun:
         cfg, model, make_optimizer(cfg, model.lr_groups, 1), jax.random.PRNGKey(0),
         dataset.x_train.shape[0],
         {s: getattr(dataset, f"x_{s}").shape[0] for s in ("val", "test")})
-    loaded = load_checkpoint(run_dir, template)
+    try:
+        loaded = load_checkpoint(run_dir, template)
+    except CheckpointError as e:
+        sizes = {s: getattr(dataset, f"x_{s}").shape[0] for s in ("train", "val", "test")}
+        raise CheckpointError(
+            f"{e} The particles' shapes follow the data set: is {dataset.name!r} with "
+            f"{sizes} examples per split the one the run trained on (its `val_size` "
+            f"{cfg.val_size})?") from None
     if loaded is None:
         raise _no_checkpoint(run_dir)
     state, epoch, _ = loaded
@@ -640,7 +649,7 @@ def _optimizer(name, lr, momentum, weight_decay, groups,
     def rate(lr):
         if kind == "cosine":
             total = max(1, epochs * per_epoch)
-            held = int(round(hold * total))
+            held = min(int(round(hold * total)), total - 1)  # at least one decayed step
             if not held:
                 return optax.cosine_decay_schedule(lr, decay_steps=total)
             # the same step count as plain cosine in the optimiser state, so the checkpoint
@@ -1134,7 +1143,8 @@ def train(
                 seconds=time.perf_counter() - t0,
             )
             history.append(h)
-            if writer is not None:  # written while the next epoch trains
+            if writer is not None:  # written while the next epoch trains (the keys of
+                # `_state_template`, which restores it)
                 writer.submit(run_dir, dict(params=model.params, opt_state=opt_state,
                                             particles=particles, key=key,
                                             **({} if tracked is None else dict(tracked=tracked))),
