@@ -6,6 +6,9 @@ tests/test_references.py checks against finite differences.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -475,6 +478,17 @@ def test_presets_of_the_papers_resolve():
     # the preset's block sweeps need the hard sigmoid: the error says so and how to switch
     with pytest.raises(ConfigError, match="preset 'sb17-1h' relaxes by blocks"):
         resolve_config("sb17-1h", activation="steep_sigmoid", variant="holomorphic")
+
+
+def test_the_30_minute_preset_is_the_recorded_run():
+    # sb17-3h-30min's settings are those of the run whose numbers its comment and README give
+    path = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "reproduce"
+            / "sb17-3h-30min-tol-hold-60k.json")
+    recorded = json.loads(path.read_text())["config"]
+    now = resolve_config("sb17-3h-30min").to_json()
+    differ = {k: (recorded.get(k), v) for k, v in now.items() if recorded.get(k) != v}
+    assert set(differ) <= {"preset", "data_dir"}, differ
+    assert now["val_size"] == 0 and now["cosine_hold"] == 0.6 and now["tol"] == 0.01
 
 
 @pytest.mark.parametrize("algo, kw, floor", [
