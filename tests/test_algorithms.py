@@ -481,11 +481,11 @@ def test_presets_of_the_papers_resolve():
 
 
 def test_the_30_minute_preset_is_the_recorded_run():
-    # sb17-3h-30min's settings are those of the run whose numbers its comment and README give
+    # sb17-3h-fast's settings are those of the run whose numbers its comment and README give
     path = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "reproduce"
             / "sb17-3h-30min-tol-hold-60k.json")
     recorded = json.loads(path.read_text())["config"]
-    now = resolve_config("sb17-3h-30min").to_json()
+    now = resolve_config("sb17-3h-fast").to_json()
     differ = {k: (recorded.get(k), v) for k, v in now.items() if recorded.get(k) != v}
     assert set(differ) <= {"preset", "data_dir"}, differ
     assert now["val_size"] == 0 and now["cosine_hold"] == 0.6 and now["tol"] == 0.01
