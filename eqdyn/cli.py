@@ -148,9 +148,7 @@ def _cmd_train(args) -> int:
     multi = initialize(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    import dataclasses
-
-    from .learning import TrainConfig, resolve_config, train
+    from .learning import resolve_config, train
 
     overrides = {k: getattr(args, k) for k in RUN_FLAGS}
     overrides["devices"] = parse_devices(args.devices)
@@ -162,15 +160,11 @@ def _cmd_train(args) -> int:
                     "its directory and settings (only --epochs, --data-dir, --backend and "
                     "--devices may change)."
                 )
-        from .learning._trainer import read_run_config
+        from .learning._trainer import read_run_settings
 
         run_dir = Path(args.resume)
-        saved = read_run_config(run_dir, "`--resume`")
+        saved = read_run_settings(run_dir, "`--resume`")
         preset = saved.pop("preset", None)
-        # config.json also records facts about the run that are not settings (the energy
-        # file's sha256, checked by `train` against the copy kept in the run directory)
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        saved = {k: v for k, v in saved.items() if k in fields}
         saved.update({k: v for k, v in overrides.items() if v is not None})
         cfg = resolve_config(preset, **saved)
     else:

@@ -326,6 +326,14 @@ def read_run_config(run_dir: str | os.PathLike, flag: str = "`run_dir`") -> dict
     return json.loads(cfg_path.read_text())
 
 
+def read_run_settings(run_dir: str | os.PathLike, flag: str = "`run_dir`") -> dict:
+    """The `TrainConfig` fields of a run's `config.json`: the file also records facts about the
+    run that are not settings (a custom energy file's sha256, which `train` checks against the
+    copy kept in the run directory)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in read_run_config(run_dir, flag).items() if k in fields}
+
+
 def checkpoint_layout(cfg: TrainConfig, model) -> dict[str, slice]:
     """Where the parameters and the training particles lie among a run's checkpoint leaves.
 
@@ -362,9 +370,7 @@ def _state_template(cfg: TrainConfig, model, opt, key, n_train: int,
 
 
 def _run_config(run_dir: Path) -> TrainConfig:
-    saved = read_run_config(run_dir)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = {k: (tuple(v) if k == "lr" else v) for k, v in saved.items() if k in fields}
+    saved = {k: (tuple(v) if k == "lr" else v) for k, v in read_run_settings(run_dir).items()}
     cfg = TrainConfig(**saved)
     _validate(cfg)
     return cfg
@@ -436,14 +442,13 @@ def load_run(run_dir: str | os.PathLike, dataset=None) -> TrainedRun:
     model = build_model(cfg, jax.random.PRNGKey(0))
     if dataset is None:
         dataset = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size)
+    sizes = {s: getattr(dataset, f"x_{s}").shape[0] for s in ("train", "val", "test")}
     template = _state_template(
         cfg, model, make_optimizer(cfg, model.lr_groups, 1), jax.random.PRNGKey(0),
-        dataset.x_train.shape[0],
-        {s: getattr(dataset, f"x_{s}").shape[0] for s in ("val", "test")})
+        sizes["train"], {s: sizes[s] for s in ("val", "test")})
     try:
         loaded = load_checkpoint(run_dir, template)
     except CheckpointError as e:
-        sizes = {s: getattr(dataset, f"x_{s}").shape[0] for s in ("train", "val", "test")}
         raise CheckpointError(
             f"{e} The particles' shapes follow the data set: is {dataset.name!r} with "
             f"{sizes} examples per split the one the run trained on (its `val_size` "
