@@ -44,11 +44,14 @@ def compare(
     - `preset`, `overrides`: the shared training settings (as for `resolve_config`); the seed,
       and so the initial weights and the batch order, is the same for every rule.
     - `progress`: called with one line per finished rule.
-    - `dataset`: an already loaded `Dataset` (loaded once from the settings otherwise).
+    - `dataset`: an already loaded `Dataset`, or the name of one (`"digits"`, `"mnist"`,
+      ...: the `dataset` setting); loaded once from the settings otherwise.
 
     **Returns:** a list of dicts with `algo`, `train_accuracy`, `val_accuracy`,
     `test_accuracy`, `wall_seconds`, `mean_free_steps`, `mean_nudged_steps`, `config`.
     """
+    if isinstance(dataset, str):  # a name: the setting, as `eqdyn --dataset` passes it
+        overrides["dataset"], dataset = dataset, None
     algos = list(algos)
     unknown = [a for a in algos if a not in COMPARE_ALGOS]
     if unknown or not algos:

@@ -312,7 +312,8 @@ def sweep(
     - `preset`, `overrides`: everything else, as for `resolve_config` (one value each).
     - `devices`: `None` (one device), `"all"` or `N`: split the runs over a device mesh.
     - `progress`: called with a line per group and epoch (`None` for silence).
-    - `dataset`: an `eqdyn.data.Dataset` to use instead of loading the configured one.
+    - `dataset`: an `eqdyn.data.Dataset` to use instead of loading the configured one, or the
+      name of one (`"digits"`, `"mnist"`, ...: the `dataset` setting).
     - `download`: fetch missing MNIST / Fashion-MNIST files.
 
     **Returns:** a dict with `settings` (one per beta x lr: `n_runs`, and `mean`, `std` (sample
@@ -321,6 +322,8 @@ def sweep(
     (the shared settings), `groups` (how many vmapped programs were run), `wall_seconds`, and
     `models` (the trained models, in the order of `runs`; not JSON).
     """
+    if isinstance(dataset, str):  # a name: the setting, as `eqdyn --dataset` passes it
+        overrides["dataset"], dataset = dataset, None
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
     for name in ("beta", "lr"):

@@ -265,13 +265,17 @@ class CompiledSystem:
         obs = self.observe(states)
         fn = self._fns["exact"]["cost"]
 
-        def one(row_states, row_inputs):
-            st = tuple(a[None] for a in row_states)
-            ins = tuple(a[None] if a.ndim == 2 else a for a in row_inputs)
-            return fn(**self._kw(st, params, ins, 0.0))
-
         batched = tuple(0 if (a.ndim == 2 and a.shape[0] == obs[0].shape[0]) else None
                         for a in inputs)
+
+        def one(row_states, row_inputs):
+            # each example as a batch of one: a batched input's row is 1-D inside the vmap and
+            # needs its batch axis back (a 1-D `d` against a `(1, n)` `y` would broadcast the
+            # generated `(y - d) * (y.T - d.T).T` into an n x n sum)
+            st = tuple(a[None] for a in row_states)
+            ins = tuple(a[None] if ax == 0 else a for a, ax in zip(row_inputs, batched))
+            return fn(**self._kw(st, params, ins, 0.0))
+
         return jax.vmap(one, in_axes=(0, batched))(obs, tuple(inputs))
 
     def energy(self, states, params, inputs, beta):
