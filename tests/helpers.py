@@ -11,6 +11,20 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _find_shared_data() -> Path:
+    """The project's read-only `shared/data` (real MNIST, Fashion-MNIST): `../shared` beside the
+    clone (CI, /work/main) or beside a folder above it (a worktree such as /work/wt/NAME).
+    Tests only read it. Falls back to `../shared/data`, which may not exist (the tests skip)."""
+    for parent in REPO.parents:
+        if (parent / "shared" / "data" / "mnist").is_dir():
+            return parent / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+#: Where the real data sets are (see `_find_shared_data`).
+SHARED_DATA = _find_shared_data()
+
+
 def load_benchmark(name: str):
     """The script `benchmarks/<name>.py` as a fresh module (benchmarks/ is not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_idx
+from helpers import SHARED_DATA, write_idx
 
 from eqdyn._errors import DataError
 from eqdyn.data import (
@@ -27,7 +27,6 @@ from eqdyn.data import (
 )
 from eqdyn.data import _datasets
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = _datasets._IDX_FILES
 N_TRAIN, N_TEST = 100, 20
 

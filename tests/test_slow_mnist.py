@@ -3,13 +3,12 @@
 Run with `pytest -m slow tests/test_slow_mnist.py`.
 """
 
-from pathlib import Path
-
 import pytest
+from helpers import SHARED_DATA
 
 from eqdyn.learning import resolve_config, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DATA = SHARED_DATA / "mnist"
 
 pytestmark = [
     pytest.mark.slow,
