@@ -1,4 +1,28 @@
-"""Learning rules (EP estimators) and the trainer."""
+"""Learning rules as objects with one interface, `rule(model, x, d, s0, *, key, labels) ->
+(grads, Stats)`: EP with its nudgings, CHL, the exact references (RBP, BPTT, backprop),
+continual EP and the clock-free learner; and the trainer."""
+
+from ._rule import AbstractRule as AbstractRule
+from ._rule import AbstractLocalRule as AbstractLocalRule
+from ._rule import Stats as Stats
+from ._rule import free_phase_stats as free_phase_stats
+from ._nudging import AbstractNudging as AbstractNudging
+from ._nudging import OneSided as OneSided
+from ._nudging import RandomSign as RandomSign
+from ._nudging import Symmetric as Symmetric
+from ._nudging import Holomorphic as Holomorphic
+from ._nudging import check_holomorphic as check_holomorphic
+from ._nudging import require_holomorphic as require_holomorphic
+from ._phase import NoisyPhase as NoisyPhase
+from ._ep import EP as EP
+from ._ep import NUDGINGS as NUDGINGS
+from ._rules import CHL as CHL
+from ._rules import RBP as RBP
+from ._rules import BPTT as BPTT
+from ._rules import Backprop as Backprop
+from ._local import ContinualEP as ContinualEP
+from ._local import ClockFree as ClockFree
+from ._local import PLASTICITY as PLASTICITY
 
 from ._ep import VARIANTS as VARIANTS
 from ._ep import EPConfig as EPConfig

@@ -22,7 +22,8 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ConfigError
 from ..dynamics import relax_core
-from ._ep import EPConfig, EPResult, free_phase_stats
+from ._ep import EPConfig, EPResult
+from ._rule import free_phase_stats
 
 __all__ = ["continual_ep_step", "CEP_VARIANTS"]
 
@@ -32,7 +33,7 @@ CEP_VARIANTS = ("one-sided", "random-sign")
 
 
 def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArray | None = None,
-                      labels=None):
+                      labels=None, beta=None):
     """One C-EP episode for a batch: free relaxation, then a nudged phase of fixed Euler steps
     with a weight update at every step.
 
@@ -44,6 +45,8 @@ def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArra
       `K = round(config.nudged.t1 / config.nudged.dt0)` Euler steps of `config.nudged.dt0`.
     - `lr`: the learning rate `eta`, one number or one per parameter (in `model.params` order).
     - `key`: PRNG key (needed for `variant="random-sign"`).
+    - `beta`: the nudging strength as an array (default `config.beta`): a traced value, so
+      that one compiled program serves every beta (`eqdyn.learning.ContinualEP`).
 
     **Returns:** `(model, aux)`: the model with the parameters after the episode, and an
     `EPResult` (`nudged_steps` = K).
@@ -69,7 +72,7 @@ def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArra
     inputs = model.inputs(x, d)
     batch = x.shape[0]
     free = relax_core(model, x, s0, 0.0, d, config.free)
-    beta = jnp.asarray(config.beta, x.dtype)
+    beta = jnp.asarray(config.beta if beta is None else beta, x.dtype)
     if config.variant == "random-sign":
         beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
     n_steps = max(1, int(round(config.nudged.t1 / config.nudged.dt0)))

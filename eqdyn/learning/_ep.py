@@ -1,30 +1,15 @@
-"""Equilibrium Propagation gradient estimates (one-sided, random-sign, symmetric, holomorphic).
+"""Equilibrium Propagation as a learning rule object: `EP(beta, nudging, free, nudged)`.
 
-For any parameter `theta`, with `s^0` the free fixed point and `s^beta` the nudged one,
+EP relaxes the network to its free fixed point `s^0`, nudges it towards the target with
+strength `beta` from there, and reads the gradient of the mean cost from the change of
+`dF/dtheta` (the nudging objects of `eqdyn.learning` say how: `OneSided`, `RandomSign`,
+`Symmetric`, `Holomorphic`). The `dF/dtheta` are the SymPy-derived, compiled functions of the
+model's system; estimates are averaged over the batch so that they are gradients of the mean
+loss, and tend to `dJ/dtheta` (`J = C(s^0)`) as `beta -> 0`.
 
-    one-sided:    g = (1/beta)  [dF/dtheta(s^beta)  - dF/dtheta(s^0)]
-    symmetric:    g = (1/2beta) [dF/dtheta(s^beta)  - dF/dtheta(s^-beta)]
-    random-sign:  one-sided with beta -> sign * beta, the sign drawn per batch
-    holomorphic:  g = (1/(N |beta|)) sum_k exp(-2 pi i k/N) dF/dtheta(s^{beta_k}, beta_k),
-                  beta_k = |beta| exp(2 pi i k/N)   (Laborieux & Zenke 2022)
-
-The holomorphic estimate is the first Fourier coefficient of `beta -> dF/dtheta(s^beta, beta)`
-on a circle: by Cauchy's formula it is `dJ/dtheta` up to the aliased coefficient of order
-`beta^(N+1)`, so its error is O(|beta|^N) (N = 2 is the symmetric estimate). The nudged
-phases at non-real `beta_k` relax the holomorphic extension of the dynamics (complex states);
-for real parameters `dF/dtheta` at `conj(beta)` is the conjugate of that at `beta`, so only
-the points with `0 <= k <= N/2` are relaxed. With neuron noise (`temperature > 0`) the states
-are no longer conjugate, and all N points are run in turn as in Laborieux & Zenke's noisy
-estimate: point k is a Langevin phase at `beta_k` that starts where point k-1 ended (point 0
-from the free state), the teaching signal rotating once around the circle, with real noise on
-the real parts of the complex states. Averaging the N noisy terms with their phases makes the
-estimate far less sensitive to the noise than one-sided EP's difference quotient (on a 5-6-3
-sigmoid network at T = 8e-4, N = 10 on |beta| = 0.4 scatters 24 times less across noise draws
-than one-sided EP at beta = 0.1; tests/test_algorithms.py).
-
-and `g -> dJ/dtheta` (J = C(s^0), the loss at the free fixed point) as beta -> 0. The
-`dF/dtheta` are the SymPy-derived, compiled functions of the model's system; estimates are
-averaged over the batch so that they are gradients of the mean loss.
+`beta` is an array leaf: a sweep over its values runs one compiled program. `EPConfig` and
+`ep_gradient` are the 0.1 interface, kept for one release: `EP.from_config(config)` is the
+same estimate.
 """
 
 from __future__ import annotations
@@ -32,14 +17,95 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
-from ..dynamics import RelaxConfig, relax_core
+from ..dynamics import RelaxConfig
+from ._nudging import (AbstractNudging, Holomorphic, OneSided, RandomSign, Symmetric,
+                       check_holomorphic, require_holomorphic)
+from ._phase import NoisyPhase, is_noisy, run_phase
+from ._rule import AbstractRule, Stats, as_leaf, free_phase_stats, status_code
 
-__all__ = ["EPConfig", "EPResult", "ep_gradient", "VARIANTS"]
+__all__ = ["EP", "EPConfig", "EPResult", "ep_gradient", "VARIANTS", "NUDGINGS",
+           "check_holomorphic", "require_holomorphic"]
 
 VARIANTS = ("one-sided", "random-sign", "symmetric", "holomorphic")
+
+
+def _positive_beta(beta) -> None:
+    if isinstance(beta, jax.core.Tracer):
+        return
+    b = jnp.asarray(beta)
+    if b.ndim != 0 or not bool(jnp.isfinite(b)) or not bool(b > 0):
+        raise ConfigError(f"`beta`={beta!r} must be a positive finite number (its sign is "
+                          "chosen by the nudging: OneSided, RandomSign, Symmetric, Holomorphic).")
+
+
+class EP(AbstractRule):
+    """Equilibrium Propagation's estimate of the gradient of the mean cost.
+
+    **Arguments:**
+
+    - `beta`: the nudging strength (> 0; an array leaf, so changing it does not recompile).
+    - `nudging`: `OneSided()`, `RandomSign()` (default), `Symmetric()` or `Holomorphic(n)`.
+    - `free`: the free phase's relaxation (a relaxation object or a `RelaxConfig`; a
+      `NoisyPhase` for neuron noise).
+    - `nudged`: the nudged phase's relaxation, started from the free fixed point (default:
+      `free`).
+
+    Call it as any rule: `grads, stats = rule(model, x, d, s0, key=key)`.
+    """
+
+    beta: Float[Array, ""] = eqx.field(converter=as_leaf)
+    nudging: AbstractNudging = RandomSign()
+    free: object = eqx.field(default_factory=RelaxConfig)
+    nudged: object = None
+
+    def __check_init__(self):
+        _positive_beta(self.beta)
+        if not isinstance(self.nudging, AbstractNudging):
+            raise ConfigError(f"`nudging`={self.nudging!r} must be OneSided(), RandomSign(), "
+                              "Symmetric(), Holomorphic(n) or another AbstractNudging.")
+
+    @property
+    def nudged_relaxation(self):
+        return self.free if self.nudged is None else self.nudged
+
+    @classmethod
+    def from_config(cls, config: "EPConfig") -> "EP":
+        """The rule an `EPConfig` describes (its `temperature` makes both phases noisy)."""
+        nudging = {"one-sided": OneSided(), "random-sign": RandomSign(),
+                   "symmetric": Symmetric(),
+                   "holomorphic": Holomorphic(config.n_points)}[config.variant]
+        free, nudged = config.free, config.nudged
+        if config.temperature > 0:
+            free = NoisyPhase(free, config.temperature)
+            nudged = NoisyPhase(nudged, config.temperature)
+        return cls(config.beta, nudging, free, nudged)
+
+    def __call__(self, model, x, d, s0, *, key: PRNGKeyArray | None = None, labels=None):
+        noisy = is_noisy(self.free) or is_noisy(self.nudged_relaxation)
+        if (self.nudging.needs_key or noisy) and key is None:
+            raise ConfigError(f"`key` is required for {type(self.nudging).__name__} nudging"
+                              + (" with neuron noise" if noisy else "")
+                              + " (e.g. jax.random.PRNGKey(0)).")
+        self.nudging.check(model)
+        k_free = None
+        if noisy:
+            k_free, key = jax.random.split(key)
+        free = run_phase(self.free, model, x, s0, 0.0, d, k_free)
+        beta = jnp.asarray(self.beta, jnp.real(jnp.asarray(x)).dtype)
+        grads, steps, conv, code = self.nudging.estimate(
+            model, x, d, free.states, beta, self.nudged_relaxation, key)
+        loss, correct = free_phase_stats(model, x, d, free.states, labels)
+        stats = Stats(loss, correct, tuple(free.states), free.steps, steps, free.converged,
+                      conv, status_code(free), code)
+        return grads, stats
+
+
+#: nudging objects by the CLI's variant names
+NUDGINGS = {"one-sided": OneSided, "random-sign": RandomSign, "symmetric": Symmetric,
+            "holomorphic": Holomorphic}
 
 
 class EPConfig(eqx.Module):
@@ -88,35 +154,6 @@ class EPConfig(eqx.Module):
                               "the circle of holomorphic EP; 2 is the symmetric estimate).")
 
 
-def require_holomorphic(activations) -> None:
-    """Raise a `ConfigError` unless every `Activation` in `activations` is holomorphic."""
-    bad = sorted({a.name for a in activations if not a.holomorphic})
-    if bad:
-        from ..models._activations import ACTIVATIONS
-
-        good = sorted(n for n, a in ACTIVATIONS.items() if a.holomorphic)
-        raise ConfigError(
-            f"`variant`='holomorphic' relaxes the network at complex beta and needs a "
-            f"holomorphic activation; `activation`={bad[0]!r} is not (it has kinks). Use one "
-            f"of {good}, an Activation.from_sympy built from analytic functions, or another "
-            f"variant of {VARIANTS}."
-        )
-
-
-def check_holomorphic(model) -> None:
-    """Raise a `ConfigError` unless every activation of `model` is holomorphic."""
-    system = model.system
-    require_holomorphic([system.activation, *getattr(system, "activations", {}).values()])
-
-
-def free_phase_stats(model, x, d, free_states, labels=None):
-    """`(loss, correct)` at the free fixed point: the mean cost over the batch and the number
-    of correct predictions (against `labels`, default the argmax of `d`)."""
-    loss = model.system.cost(free_states, model.params, model.inputs(x, d)) / x.shape[0]
-    labels = jnp.argmax(d, axis=-1) if labels is None else labels
-    return loss, jnp.sum(model.predict(free_states, x) == labels)
-
-
 class EPResult(eqx.Module):
     """Auxiliary outputs of `ep_gradient`: the free relaxation, the (first) nudged one,
     the mean cost at the free fixed point, and the number of correct predictions."""
@@ -130,30 +167,8 @@ class EPResult(eqx.Module):
     correct: Array
 
 
-def _noisy_backend(cfg: RelaxConfig) -> str:
-    """The `langevin` backend of a noisy phase relaxed by `cfg`: fused for the fixed-step
-    backends (blocks has no noisy counterpart), diffrax for diffrax."""
-    return "fused" if cfg.backend in ("fused", "blocks") else "diffrax"
-
-
-def _relaxer(temperature: float):
-    """`relax_core`, or a Langevin phase of the same horizon when `temperature > 0`."""
-    if temperature <= 0:
-        return lambda model, x, s0, beta, d, cfg, key: relax_core(model, x, s0, beta, d, cfg)
-
-    def noisy(model, x, s0, beta, d, cfg, key):
-        from ..dynamics import RelaxResult, langevin
-
-        res = langevin(model, x, s0, temperature=temperature, key=key, t1=cfg.t1, dt=cfg.dt0,
-                       beta=beta, d=d, require_gibbs=False, backend=_noisy_backend(cfg))
-        return RelaxResult(res.states, res.steps, jnp.asarray(jnp.nan, x.dtype),
-                           jnp.asarray(True), jnp.asarray(cfg.t1, x.dtype))
-
-    return noisy
-
-
 def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None = None, labels=None):
-    """EP estimate of the gradient of the mean cost with respect to the model's parameters.
+    """EP estimate of the gradient of the mean cost (the 0.1 interface of `EP`).
 
     **Arguments:**
 
@@ -161,128 +176,15 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
     - `x`, `d`: input `(B, n_in)` and target `(B, n_out)`.
     - `s0`: initial state of the free phase (zeros, or persistent particles).
     - `config`: an `EPConfig`.
-    - `key`: PRNG key, needed for `variant="random-sign"`.
+    - `key`: PRNG key, needed for `variant="random-sign"` and neuron noise.
     - `labels`: optional integer labels to count correct predictions (default: argmax of `d`).
 
     **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` an `EPResult`.
     """
-    inputs = model.inputs(x, d)
     if config.variant == "random-sign" and key is None:
         raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
-    k_free = k_plus = k_minus = None
-    if config.temperature > 0:
-        if key is None:
-            raise ConfigError("`key` is required with `temperature` > 0 (the neuron noise).")
-        key, k_free, k_plus, k_minus = jax.random.split(key, 4)
-    relax_ = _relaxer(config.temperature)
-    if config.variant == "holomorphic":
-        check_holomorphic(model)
-    free = relax_(model, x, s0, 0.0, d, config.free, k_free)
-    if config.variant == "holomorphic":
-        grads, steps, conv = _holomorphic(model, x, d, free.states, inputs, config, k_plus)
-    else:
-        grads, steps, conv = _real_nudges(model, x, d, free.states, inputs, config, key,
-                                          k_plus, k_minus)
-    loss, correct = free_phase_stats(model, x, d, free.states, labels)
-    aux = EPResult(free.states, free.steps, free.converged, steps, conv, loss, correct)
-    return grads, aux
-
-
-def _real_nudges(model, x, d, free_states, inputs, config: EPConfig, key, k_plus, k_minus):
-    """One-sided, random-sign or symmetric estimate from the free state: `(grads, steps,
-    converged)` of the nudged phase(s)."""
-    system, params = model.system, model.params
-    batch = x.shape[0]
-    relax_ = _relaxer(config.temperature)
-    beta = jnp.asarray(config.beta, x.dtype)
-    if config.variant == "random-sign":
-        beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
-    nudged = relax_(model, x, free_states, beta, d, config.nudged, k_plus)
-    # dF/dtheta at (s^beta, beta): a cost that depends on parameters (a softmax readout's
-    # weights) contributes beta dC/dtheta there and nothing at beta = 0
-    if config.variant == "symmetric":
-        nudged_minus = relax_(model, x, free_states, -beta, d, config.nudged, k_minus)
-        delta = system.param_grads_delta(nudged.states, nudged_minus.states, params, inputs,
-                                         beta, -beta)
-        scale = 1.0 / (2.0 * beta * batch)
-        steps = nudged.steps + nudged_minus.steps
-        conv = nudged.converged & nudged_minus.converged
-    else:
-        delta = system.param_grads_delta(nudged.states, free_states, params, inputs, beta, 0.0)
-        scale = 1.0 / (beta * batch)
-        steps, conv = nudged.steps, nudged.converged
-    grads = tuple(scale * g for g in delta)
-    return grads, steps, conv
-
-
-def _holomorphic(model, x, d, free_states, inputs, config: EPConfig, key=None):
-    """The first Fourier coefficient of `dF/dtheta(s^beta, beta)` on `|beta| = config.beta`
-    (with `temperature > 0`: `_holomorphic_noisy`, the PRNG key `key`)."""
-    import numpy as np
-
-    if config.temperature > 0:
-        return _holomorphic_noisy(model, x, d, free_states, inputs, config, key)
-    system, params = model.system, model.params
-    n, r = config.n_points, float(config.beta)
-    acc = None
-    steps = jnp.zeros((), jnp.int32)
-    conv = jnp.asarray(True)
-    for k in range(n // 2 + 1):
-        angle = 2.0 * np.pi * k / n
-        real_point = k == 0 or 2 * k == n
-        # conj(beta_k) = beta_{N-k}: its term is the conjugate, so count the pair once, twice
-        weight = 1.0 if real_point else 2.0
-        if real_point:
-            beta_k = jnp.asarray(r if k == 0 else -r, x.dtype)
-            phase = 1.0 if k == 0 else -1.0
-        else:
-            beta_k = complex(r * np.cos(angle), r * np.sin(angle))
-            phase = complex(np.cos(angle), -np.sin(angle))
-        res = relax_core(model, x, free_states, beta_k, d, config.nudged)
-        g = system.param_grads(res.states, params, inputs, beta_k)
-        term = tuple(weight * jnp.real(phase * gi) for gi in g)
-        acc = term if acc is None else tuple(a + t for a, t in zip(acc, term))
-        steps = steps + res.steps
-        conv = conv & res.converged
-    scale = 1.0 / (n * r * x.shape[0])
-    return tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params)), steps, conv
-
-
-def _holomorphic_noisy(model, x, d, free_states, inputs, config: EPConfig, key):
-    """Holomorphic EP with neuron noise (Laborieux & Zenke 2022, their `noisy_ep_gradN`).
-
-    For `k = 0 .. N-1` in turn, a Langevin phase of the complex dynamics at `beta_k` for the
-    nudged horizon (fixed steps `config.nudged.dt0`), starting from the state where point `k-1`
-    ended (point 0 from the free state), with real noise on the real parts; `dF/dtheta` is read
-    at the end of each point, and the estimate is the real part of `(1/(N |beta|)) sum_k
-    exp(-2 pi i k/N) dF/dtheta(s_k, beta_k)`. At `T -> 0` with horizons long enough for every
-    point to settle it is the deterministic estimate. One `lax.scan` over the points (one
-    compiled phase), the sum carried along.
-    """
-    import numpy as np
-
-    from ..dynamics import langevin
-
-    system, params = model.system, model.params
-    n, r, cfg = config.n_points, float(config.beta), config.nudged
-    cdtype = jnp.result_type(x.dtype, jnp.complex64)
-    angles = 2.0 * np.pi * np.arange(n) / n
-    betas = jnp.asarray(r * np.exp(1j * angles), cdtype)
-    phases = jnp.asarray(np.exp(-1j * angles), cdtype)
-
-    def point(carry, xs):
-        s, acc = carry
-        beta_k, phase_k, key_k = xs
-        res = langevin(model, x, s, temperature=config.temperature, key=key_k, t1=cfg.t1,
-                       dt=cfg.dt0, beta=beta_k, d=d, require_gibbs=False,
-                       backend=_noisy_backend(cfg))
-        g = system.param_grads(res.states, params, inputs, beta_k)
-        acc = tuple(a + jnp.real(phase_k * gi).astype(a.dtype) for a, gi in zip(acc, g))
-        return (res.states, acc), res.steps
-
-    s0 = tuple(jnp.asarray(a, cdtype) for a in free_states)
-    acc0 = tuple(jnp.zeros(p.shape, x.dtype) for p in params)
-    (_, acc), steps = jax.lax.scan(point, (s0, acc0), (betas, phases, jax.random.split(key, n)))
-    scale = 1.0 / (n * r * x.shape[0])
-    grads = tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params))
-    return grads, jnp.sum(steps), jnp.asarray(True)
+    if config.temperature > 0 and key is None:
+        raise ConfigError("`key` is required with `temperature` > 0 (the neuron noise).")
+    grads, st = EP.from_config(config)(model, x, d, s0, key=key, labels=labels)
+    return grads, EPResult(st.free_states, st.free_steps, st.free_converged, st.nudged_steps,
+                           st.nudged_converged, st.loss, st.correct)
