@@ -17,6 +17,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
@@ -35,8 +36,8 @@ VARIANTS = ("one-sided", "random-sign", "symmetric", "holomorphic")
 def _positive_beta(beta) -> None:
     if isinstance(beta, jax.core.Tracer):
         return
-    b = jnp.asarray(beta)
-    if b.ndim != 0 or not bool(jnp.isfinite(b)) or not bool(b > 0):
+    b = np.asarray(beta)  # NumPy: a check at construction never traces, even inside jit
+    if b.ndim != 0 or not np.isfinite(b) or not b > 0:
         raise ConfigError(f"`beta`={beta!r} must be a positive finite number (its sign is "
                           "chosen by the nudging: OneSided, RandomSign, Symmetric, Holomorphic).")
 

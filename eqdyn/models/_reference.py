@@ -28,10 +28,14 @@ def hopfield_energy_reference(states, weights, biases, x, d, beta, rho):
 def check_hopfield_derivation(sizes, activation: str, *, batch: int = 4, seed: int = 0) -> dict:
     """Max abs deviation of the derived gradients and energy from `jax.grad` of the reference.
 
-    Runs in float64 (enables `jax_enable_x64`). Returns a dict with `state_grads`, `param_grads`,
-    `energy` (max abs errors) and `max`.
+    Runs in float64 (inside `jax.enable_x64(True)`: the global setting is left as it was).
+    Returns a dict with `state_grads`, `param_grads`, `energy` (max abs errors) and `max`.
     """
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):
+        return _check_hopfield_derivation(sizes, activation, batch, seed)
+
+
+def _check_hopfield_derivation(sizes, activation, batch, seed) -> dict:
     sizes = tuple(sizes)
     system = hopfield_system(sizes, activation, "gradient")
     rho = get_activation(activation).fn
@@ -85,9 +89,14 @@ def check_derivation(system, reference=None, *, batch: int = 3, seed: int = 0,
       `dF/dtheta` along random velocities and `dbeta/dt`;
     - `field`: the vector field against `-(1/tau_k) dF/ds_k` (gradient formulation only).
 
-    Returns the errors and their `max`.
+    Returns the errors and their `max`. Runs inside `jax.enable_x64(True)`: the global
+    setting is left as it was.
     """
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):
+        return _check_derivation(system, reference, batch, seed, beta)
+
+
+def _check_derivation(system, reference, batch, seed, beta) -> dict:
     e = system.derivation.energy
     f64 = jnp.float64
     rng = np.random.default_rng(seed)  # numpy: no compilation per shape
