@@ -52,7 +52,7 @@ def training_particles(leaves, model, cfg, n_train, run_dir):
     The leaves are those of `dict(key, opt_state, params, particles[, tracked])`, in order.
     Raises `SystemExit` naming the run and the shapes when they are not where they should be.
     """
-    from eqdyn.learning import checkpoint_layout
+    from eqdyn.training import checkpoint_layout
 
     parts = leaves[checkpoint_layout(cfg, model)["particles"]]
     want = [(n_train, n) for n in model.state_sizes]
@@ -73,10 +73,8 @@ def run(args) -> dict:
     import jax.numpy as jnp
 
     from eqdyn.data import load_dataset
-    from eqdyn.dynamics._relax import relax_core
-    from eqdyn.learning import load_trained
-    from eqdyn.learning._checkpoint import load_checkpoint_leaves
-    from eqdyn.learning._trainer import _relax_configs
+    from eqdyn.dynamics import relax_core
+    from eqdyn.training import load_checkpoint_leaves, load_trained, relax_configs
 
     t_bench = time.perf_counter()
     load_start, busy, info = start_run()
@@ -109,7 +107,7 @@ def run(args) -> dict:
     inputs = [(x_all[b], (tuple(jnp.asarray(p[b], dtype) for p in particles) if particles is not None
                           else model.init_state(bsz, dtype)), d_all[b]) for b in idx]
     jax.block_until_ready(inputs)
-    free_cfg = _relax_configs(dataclasses.replace(cfg, anderson=0))[0]  # the run's free phase
+    free_cfg = relax_configs(dataclasses.replace(cfg, anderson=0))[0]  # the run's free phase
     memories = [0, *args.memories]
     def relaxation(m):  # the model is an argument, as in training (not baked-in constants)
         rc = dataclasses.replace(free_cfg, anderson=m)

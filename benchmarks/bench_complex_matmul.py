@@ -44,8 +44,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_epoch import load_report, save_result, start_run  # noqa: E402
 
-from eqdyn.learning import EPConfig, ep_gradient, resolve_config  # noqa: E402
-from eqdyn.learning._trainer import _relax_configs, build_model  # noqa: E402
+from eqdyn.learning import EPConfig, ep_gradient  # noqa: E402
+from eqdyn.training import build_model, relax_configs, resolve_config  # noqa: E402
 from eqdyn.models import EnergyModel, compile_system  # noqa: E402
 
 CASES = {
@@ -108,7 +108,7 @@ def batch(n=20):
 def estimate_fns(preset: str, over: dict, x, d):
     """`{"promoting": fn, "split": fn}`, each `key -> (grads, nudged steps)`, compiled."""
     cfg = resolve_config(preset, **over)
-    free, nudged, _ = _relax_configs(cfg)
+    free, nudged, _ = relax_configs(cfg)
     ep = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free, nudged=nudged,
                   temperature=cfg.temperature, n_points=cfg.n_points)
     model = build_model(cfg, jax.random.PRNGKey(0), jnp.float32)

@@ -60,8 +60,9 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
     import jax
     import jax.numpy as jnp
 
-    from eqdyn.learning import EPConfig, make_optimizer, resolve_config
-    from eqdyn.learning._trainer import _relax_configs, _train_chunk, build_model
+    from eqdyn.learning import EPConfig
+    from eqdyn.training import (build_model, make_optimizer, relax_configs, resolve_config,
+                                train_chunk)
 
     n_layers = arch.count("-")
     lr = tuple(0.1 * 0.25 ** k for k in range(n_layers))  # sb17's per-layer ratios
@@ -69,7 +70,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
     def setup(backend, m=0):
         cfg = resolve_config(preset="sb17-1h", arch=arch, backend=backend, lr=lr, free_t1=t1,
                              nudged_t1=t1, max_steps=100_000, seed=seed, anderson=m)
-        free_cfg, nudged_cfg, _ = _relax_configs(cfg)
+        free_cfg, nudged_cfg, _ = relax_configs(cfg)
         ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
         return cfg, ep_cfg, make_optimizer(cfg, tuple(range(n_layers)) * 2)
 
@@ -86,7 +87,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
     key = jax.random.PRNGKey(seed + 1)
     opt_state = opt.init(model.params)
     if warmup:  # train a little (blocks, the fastest) so that the network is not a fresh one
-        model, opt_state, particles, key, _ = _train_chunk(
+        model, opt_state, particles, key, _ = train_chunk(
             model, opt_state, particles, key, x, y, jnp.asarray(warm_rows), ep_cfg, opt, True)
     out = []
     methods = [(b, b, 0) for b in BACKENDS] + ([("anderson", "blocks", anderson)]
@@ -95,7 +96,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
         _, ep_cfg, opt = setup(backend, m)
 
         def chunk(m, o, p, k):
-            res = _train_chunk(m, o, p, k, x, y, jnp.asarray(rows), ep_cfg, opt, True)
+            res = train_chunk(m, o, p, k, x, y, jnp.asarray(rows), ep_cfg, opt, True)
             jax.block_until_ready(res)
             return res
 

@@ -9,7 +9,7 @@ Measured in one run (so that ratios are meaningful even on a busy machine):
 - NumPy (`numpy_reference.NumpyEP`, OpenBLAS on one thread, in a subprocess): the first N
   batches of eqdyn's epoch 1 from the same initial weights, in the same order, with the same
   random signs of beta, extrapolated to the epoch's batch count. eqdyn runs the same N batches
-  too (`_train_chunk`), so step counts and final weights can be compared one to one;
+  too (`train_chunk`), so step counts and final weights can be compared one to one;
 - matmul FLOPs of the eqdyn epoch from the architecture and the measured step counts, the
   achieved GFLOP/s and its fraction of the JAX matmul peak (the count is documented in the JSON).
 
@@ -77,23 +77,9 @@ FLOP_NOTE = (
 
 def write_json_atomic(path: Path, obj) -> None:
     """Write standard JSON (NaN as null) through a temporary file, atomically."""
-    from eqdyn.learning._checkpoint import _finite
+    from eqdyn.training import write_json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json(path, obj)
 
 
 def matmul_flops(sizes, batch):
@@ -408,7 +394,7 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
     """Initial model, the first batches of epoch 1 and their signs, exactly as train() draws them."""
     import jax
 
-    from eqdyn.learning._trainer import _epoch_order
+    from eqdyn.training import epoch_order
     from eqdyn.models import LayeredHopfield, parse_arch
 
     sizes = parse_arch(cfg.arch)
@@ -419,12 +405,12 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
     n_batches = n_train // cfg.batch_size
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
-    perm = _epoch_order(k_perm, 0, n_train, n_chunks * per_chunk * cfg.batch_size)
+    perm = epoch_order(k_perm, 0, n_train, n_chunks * per_chunk * cfg.batch_size)
     perm = np.asarray(perm).reshape(-1, cfg.batch_size)
     nb = min(n_batches_np, perm.shape[0])
     batches = perm[:nb]
     signs, k = [], k_train
-    for _ in range(nb):  # _train_chunk: key, sub = split(key); beta > 0 where bernoulli(sub)
+    for _ in range(nb):  # train_chunk: key, sub = split(key); beta > 0 where bernoulli(sub)
         k, sub = jax.random.split(k)
         signs.append(bool(jax.random.bernoulli(sub)))
     return model, sizes, batches, np.asarray(signs), n_chunks * per_chunk
@@ -433,7 +419,7 @@ def _epoch_one_setup(cfg, dataset, n_batches_np: int):
 def bench_config(args):
     """The `TrainConfig` measured: sb17-1h, on digits with `--quick`, with `--arch`, `--lr`,
     `--backend`, `--batch-size` and `--beta` overriding it (a `ConfigError` names a bad one)."""
-    from eqdyn.learning import resolve_config
+    from eqdyn.training import resolve_config
 
     if args.quick:
         return resolve_config(preset="sb17-1h", dataset="digits", arch=args.arch or "64-256-10",
@@ -449,8 +435,8 @@ def run(args) -> dict:
     import jax.numpy as jnp
 
     from eqdyn.data import load_dataset
-    from eqdyn.learning import EPConfig, evaluate, make_optimizer, train
-    from eqdyn.learning._trainer import _relax_configs, _train_chunk
+    from eqdyn.learning import EPConfig
+    from eqdyn.training import evaluate, make_optimizer, relax_configs, train, train_chunk
 
     t_run = time.perf_counter()
     load_start, busy, info = start_run()
@@ -493,7 +479,7 @@ def run(args) -> dict:
             np_params = [z[f"arr_{i}"] for i in range(2 * L)]
 
     # 3. eqdyn on the same N batches (same init, order, signs): steps, weights, steady time
-    free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg)
+    free_cfg, nudged_cfg, eval_cfg = relax_configs(cfg)
     ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free_cfg, nudged=nudged_cfg)
     opt = make_optimizer(cfg, model0.n_layers)
     x_train = jnp.asarray(dataset.x_train)
@@ -502,7 +488,7 @@ def run(args) -> dict:
 
     def first_n():
         particles = model0.init_state(n_train)
-        out = _train_chunk(model0, opt.init(model0.params), particles,
+        out = train_chunk(model0, opt.init(model0.params), particles,
                            jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[1], x_train, y_train,
                            jnp.asarray(batches), ep_cfg, opt, cfg.persistent)
         jax.block_until_ready(out)
@@ -620,7 +606,7 @@ def run(args) -> dict:
             max_abs_param_diff_after_n_batches=max_param_diff,
             max_abs_param=max_param_scale,
             note=("the first N batches of eqdyn's epoch 1 (same initial weights, order and signs "
-                  "of beta) run by eqdyn's _train_chunk and by NumpyEP, both float32. Step counts "
+                  "of beta) run by eqdyn's train_chunk and by NumpyEP, both float32. Step counts "
                   "agree exactly until a residual crosses tol within float32 rounding of it (XLA "
                   "and OpenBLAS sum in different orders); from then on the two trajectories "
                   "differ by float32 noise amplified by training, not by algorithm (in float64 "

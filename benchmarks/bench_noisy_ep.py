@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eqdyn.learning import EPConfig, ep_gradient, resolve_config
-from eqdyn.learning._trainer import _relax_configs, build_model
+from eqdyn.learning import EPConfig, ep_gradient
+from eqdyn.training import build_model, relax_configs, resolve_config
 
 
 def estimate_fn(preset: str, backend: str | None):
@@ -33,7 +33,7 @@ def estimate_fn(preset: str, backend: str | None):
     if backend is not None:
         over.update(backend=backend, nudged_backend=backend)
     cfg = resolve_config(preset, **over)
-    free, nudged, _ = _relax_configs(cfg)
+    free, nudged, _ = relax_configs(cfg)
     ep = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free, nudged=nudged,
                   temperature=cfg.temperature, n_points=cfg.n_points)
     model = build_model(cfg, jax.random.PRNGKey(0), jnp.float32)

@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from eqdyn.data import load_dataset
-    from eqdyn.learning import EPConfig, ep_gradient, load_trained, resolve_config
-    from eqdyn.learning._trainer import _relax_configs, build_model
+    from eqdyn.learning import EPConfig, ep_gradient
+    from eqdyn.training import build_model, load_trained, relax_configs, resolve_config
 
     t_bench = time.perf_counter()
     load_start, busy, info = start_run()
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         norms = {}
         for nudged_backend in ("fused", "blocks"):
             cfg = resolve_config("sb17-2h", nudged_backend=nudged_backend, variant="one-sided")
-            free, nudged, _ = _relax_configs(cfg)
+            free, nudged, _ = relax_configs(cfg)
             ep = EPConfig(beta=cfg.beta, variant="one-sided", free=free, nudged=nudged)
             grads, aux = ep_gradient(model, x, d, model.init_state(x.shape[0], x.dtype), ep)
             norms[nudged_backend] = dict(

@@ -87,7 +87,7 @@ def _parse_sets(items) -> dict:
 def run(args) -> dict:
     import jax
 
-    from eqdyn.learning import resolve_config, train
+    from eqdyn.training import resolve_config, train
 
     sets = _parse_sets(args.set)
     if args.epochs is not None:
@@ -155,7 +155,7 @@ def _max_rss_mb() -> float | None:
 
 
 def main(argv=None) -> int:
-    from eqdyn.learning import PRESETS
+    from eqdyn.training import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

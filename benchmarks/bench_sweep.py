@@ -1,7 +1,7 @@
 """Throughput of a sweep: many small runs vectorised with vmap vs the same runs one by one.
 
 The same runs (every seed x beta on the bundled digits) are trained twice in one process:
-once by `eqdyn.learning._sweep.sweep` (all runs of a group stacked, one vmapped program) and
+once by `eqdyn.training.sweep` (all runs of a group stacked, one vmapped program) and
 once sequentially by `eqdyn.train` (one compilation, reused by every run). Both walls include
 their one compilation and every evaluation (validation after each epoch, train / val / test at
 the end). Reported: runs per minute of each, the speed-up, and the largest parameter
@@ -51,8 +51,7 @@ def main(argv=None) -> int:
 
     from eqdyn._distributed import parse_devices
     from eqdyn.data import load_dataset
-    from eqdyn.learning import resolve_config, train
-    from eqdyn.learning._sweep import format_sweep_table, sweep
+    from eqdyn.training import format_sweep_table, resolve_config, sweep, train
 
     t_bench = time.perf_counter()
     load_start, busy, info = start_run()

@@ -80,7 +80,7 @@ def run(args) -> dict:
     cmd = [sys.executable, "-m", "eqdyn.cli", "train", "--preset", args.preset]
     data_dir = args.data_dir
     if data_dir is None and "EQDYN_DATA_DIR" not in os.environ:
-        from eqdyn.learning import resolve_config
+        from eqdyn.training import resolve_config
 
         shared = REPO.parent / "shared" / "data" / resolve_config(args.preset).dataset
         data_dir = str(shared) if shared.is_dir() else None
@@ -138,7 +138,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    from eqdyn.learning import PRESETS
+    from eqdyn.training import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -29,7 +29,7 @@ serve both as the baseline of `bench_epoch.py` and as an independent numerical c
   `g = 1/(beta B) [dF/dtheta(u^beta) - dF/dtheta(u^0)]` with
   `dF/dW_k = -rho(u_{k-1})^T rho(u_k)` (input side: raw `x`) and `dF/db_k = -sum_batch rho(u_k)`;
   the nudged phase starts from the free state; `beta` carries the per-batch random sign;
-- the training step of `eqdyn/learning/_trainer.py` (`_train_chunk`, SGD via optax):
+- the training step of `eqdyn/training/_loop.py` (`train_chunk`, SGD via optax):
   `theta <- theta + (-lr_k) g` with layer `k`'s rate shared by `W_k` and `b_k`, and persistent
   particles: the free phase starts from the example's last free state `u` (zeros at first),
   and the new free state is written back.

@@ -31,15 +31,14 @@ SPLITS = ("train", "val", "test")
 
 
 def rescore(run_dir, tol: float, progress=print) -> dict:
-    from eqdyn.learning import evaluate, load_run
-    from eqdyn.learning._trainer import _relax_configs
+    from eqdyn.training import evaluate, load_run, relax_configs
 
     run = load_run(run_dir)  # the checkpoint, read once: parameters and every split's particles
     model, cfg, ds = run.model, run.cfg, run.dataset
     # as `train` scores: a feedforward pass for backprop-trained networks, relaxation otherwise
     # (a data-parallel run rounded `eval_batch` up to its device count; here it is as given)
     feedforward = cfg.algo == "backprop"
-    eval_cfg = _relax_configs(dataclasses.replace(cfg, tol=tol))[2]
+    eval_cfg = relax_configs(dataclasses.replace(cfg, tol=tol))[2]
     out = {}
     for split in SPLITS:
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")

@@ -17,10 +17,7 @@ from .dynamics import RelaxConfig as RelaxConfig
 from .dynamics import RelaxResult as RelaxResult
 from .dynamics import relax as relax
 from .learning import EPConfig as EPConfig
-from .learning import TrainConfig as TrainConfig
 from .learning import ep_gradient as ep_gradient
-from .learning import resolve_config as resolve_config
-from .learning import train as train
 from .models import Activation as Activation
 from .models import AbstractEnergyModel as AbstractEnergyModel
 from .models import EnergyModel as EnergyModel
@@ -30,3 +27,10 @@ from .models import register_activation as register_activation
 from .symbolic import Energy as Energy
 from .symbolic import derive as derive
 from .symbolic import layered_hopfield_energy as layered_hopfield_energy
+from .training import PRESETS as PRESETS
+from .training import TrainConfig as TrainConfig
+from .training import evaluate as evaluate
+from .training import load_run as load_run
+from .training import load_trained as load_trained
+from .training import resolve_config as resolve_config
+from .training import train as train

@@ -39,7 +39,8 @@ def _add_train(sub):
 
 def _run_flags(p):
     """The settings of one training run (`train`; `sweep` for all that it does not vary)."""
-    from .learning import PRESETS
+    from .training import (ALGOS, BACKENDS, COSTS, FORMULATIONS, OPTIMIZERS, PLASTICITY,
+                           PRESETS, SCHEDULES, VARIANTS)
 
     g = p.add_argument_group("data")
     g.add_argument("--preset", choices=sorted(PRESETS), help="named settings (flags override)")
@@ -54,16 +55,15 @@ def _run_flags(p):
                    "(see derivations/energies/); built for --arch")
     g.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh or a registered "
                    "one (with --energy: overrides the file's)")
-    g.add_argument("--formulation", choices=["gradient", "leaky"],
+    g.add_argument("--formulation", choices=FORMULATIONS,
                    help="ds/dt=-dF/ds, or the leaky-integrator form du/dt = -u + W rho(u) + b "
                    "(default for hard_sigmoid; with a smooth activation the continuous Hopfield "
                    "network, which needs --cost cross_entropy)")
-    g.add_argument("--cost", choices=["squared_error", "cross_entropy"],
+    g.add_argument("--cost", choices=COSTS,
                    help="cost of the built-in layered energy: squared error on the output layer "
                    "(default) or a softmax readout of the last hidden layer")
     g = p.add_argument_group("learning")
-    g.add_argument("--algo", choices=["ep", "cep", "chl", "rbp", "bptt", "backprop",
-                                      "continuous"],
+    g.add_argument("--algo", choices=ALGOS,
                    help="learning rule: EP (default), continual EP (weights updated at every "
                    "nudged Euler step), contrastive Hebbian learning, recurrent "
                    "backprop at the fixed point, backprop through time (bptt always unrolls "
@@ -71,10 +71,10 @@ def _run_flags(p):
                    "through the feedforward network of the same weights, or continuous: "
                    "clock-free EP, one ODE per batch in which the teacher arrives when the "
                    "network is at rest and the weights follow the STDP-form rule")
-    g.add_argument("--plasticity", choices=["consolidate", "online"],
+    g.add_argument("--plasticity", choices=PLASTICITY,
                    help="with --algo continuous: add each synapse's integrated change when the "
                    "episode ends (default), or move the weights inside the solve")
-    g.add_argument("--variant", choices=["one-sided", "random-sign", "symmetric", "holomorphic"],
+    g.add_argument("--variant", choices=VARIANTS,
                    help="EP nudging (default random-sign); holomorphic: complex beta on "
                    "--n-points points of the circle |beta| (needs a holomorphic activation "
                    "such as sigmoid or tanh)")
@@ -88,9 +88,9 @@ def _run_flags(p):
                    "--n-points points in turn, each from where the last ended, the noise on "
                    "the real parts)")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
-    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"],
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optax optimiser, one per layer group with its --lr (default sgd)")
-    g.add_argument("--schedule", choices=["constant", "cosine", "exponential"],
+    g.add_argument("--schedule", choices=SCHEDULES,
                    help="learning-rate schedule over the run (default constant)")
     g.add_argument("--lr-decay", type=float,
                    help="per-epoch factor of --schedule exponential (e.g. 0.95)")
@@ -110,11 +110,11 @@ def _run_flags(p):
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("relaxation")
     g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
-    g.add_argument("--backend", choices=["diffrax", "fused", "blocks"],
+    g.add_argument("--backend", choices=BACKENDS,
                    help="diffrax (default); fused: the same Euler steps in one while loop "
                    "with one field evaluation per step; blocks: exact layer-by-layer updates "
                    "(odd layers, then even ones) to the same fixed points, hard sigmoid only")
-    g.add_argument("--nudged-backend", choices=["diffrax", "fused", "blocks"],
+    g.add_argument("--nudged-backend", choices=BACKENDS,
                    help="the nudged phase's own backend (default: --backend), e.g. the paper's "
                    "truncated Euler second phase after a free phase relaxed by blocks")
     g.add_argument("--anderson", type=int, metavar="M",
@@ -148,7 +148,7 @@ def _cmd_train(args) -> int:
     multi = initialize(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    from .learning import resolve_config, train
+    from .training import resolve_config, train
 
     overrides = {k: getattr(args, k) for k in RUN_FLAGS}
     overrides["devices"] = parse_devices(args.devices)
@@ -160,7 +160,7 @@ def _cmd_train(args) -> int:
                     "its directory and settings (only --epochs, --data-dir, --backend and "
                     "--devices may change)."
                 )
-        from .learning._trainer import read_run_settings
+        from .training import read_run_settings
 
         run_dir = Path(args.resume)
         saved = read_run_settings(run_dir, "`--resume`")
@@ -247,8 +247,7 @@ def _add_sweep(sub):
 
 def _cmd_sweep(args) -> int:
     from ._distributed import parse_devices
-    from .learning._checkpoint import write_json
-    from .learning._sweep import format_sweep_table, sweep
+    from .training import format_sweep_table, sweep, write_json
 
     overrides = {k: getattr(args, k) for k in RUN_FLAGS if k not in ("beta", "lr")}
     betas = None
@@ -345,6 +344,8 @@ def _cmd_derive(args) -> int:
 
 
 def _add_compare(sub):
+    from .training import BACKENDS, OPTIMIZERS, SCHEDULES
+
     p = sub.add_parser(
         "compare",
         help="train several learning rules from the same initialisation and tabulate them",
@@ -367,12 +368,12 @@ def _add_compare(sub):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=["diffrax", "fused", "blocks"])
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--n-points", type=int, help="ep-holo: points on the circle (default 4)")
     p.add_argument("--nudged-t1", type=float,
                    help="horizon of the second phase (cep: its Euler steps are nudged_t1/dt0)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--schedule", choices=["constant", "cosine", "exponential"])
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--lr-decay", type=float, help="per-epoch factor of --schedule exponential")
     p.add_argument("--cosine-hold", type=float,
                    help="fraction of the run at the full rate before --schedule cosine decays")
@@ -381,8 +382,7 @@ def _add_compare(sub):
 
 
 def _cmd_compare(args) -> int:
-    from .learning import compare, format_table
-    from .learning._checkpoint import write_json
+    from .training import compare, format_table, write_json
 
     overrides = {k: getattr(args, k) for k in (
         "dataset", "data_dir", "arch", "energy", "activation", "beta", "lr", "batch_size",
@@ -488,8 +488,8 @@ def _cmd_analyze(args) -> int:
     matplotlib.use("Agg")  # files only, no window
     from . import analysis
     from .analysis import plots
-    from .learning._checkpoint import write_json
     from .models import LayeredHopfield, get_activation, parse_arch
+    from .training import write_json
 
     act = get_activation(args.activation or (
         "steep_sigmoid" if args.study == "training" else "sigmoid"))
@@ -556,7 +556,7 @@ def _cmd_analyze(args) -> int:
                              "trained network.")
         if args.run:
             from .data import load_dataset
-            from .learning import load_trained
+            from .training import load_trained
 
             model, cfg, epoch = load_trained(args.run[0], dtype=jnp.float64)
             data = load_dataset(cfg.dataset, cfg.data_dir)

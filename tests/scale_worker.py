@@ -42,12 +42,12 @@ def step_by_step(n_devices: int) -> list[float]:
 
     from eqdyn._distributed import DataParallel, resolve_devices
     from eqdyn.learning import EPConfig, make_optimizer, resolve_config
-    from eqdyn.learning._trainer import _relax_configs, _train_chunk, build_model
+    from eqdyn.training import build_model, relax_configs, train_chunk
 
     cfg = resolve_config(**SETTINGS)
     data = tiny_dataset()
     model = build_model(cfg, jax.random.PRNGKey(0))
-    free, nudged, _ = _relax_configs(cfg)
+    free, nudged, _ = relax_configs(cfg)
     ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free, nudged=nudged)
     opt = make_optimizer(cfg, model.lr_groups)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train, jnp.int32)
@@ -58,8 +58,8 @@ def step_by_step(n_devices: int) -> list[float]:
     xr, yr = dp.replicate((x, y))
     diffs = []
     for b in range(3):
-        *one, _ = _train_chunk(*one, x, y, jnp.asarray(perm[b]), ep_cfg, opt, True)
-        *many, _ = _train_chunk(*many, xr, yr, dp.replicate(perm[b]), ep_cfg, opt, True,
+        *one, _ = train_chunk(*one, x, y, jnp.asarray(perm[b]), ep_cfg, opt, True)
+        *many, _ = train_chunk(*many, xr, yr, dp.replicate(perm[b]), ep_cfg, opt, True,
                                 shard=dp.constraint)
         diffs.append(max_diff(one[0].params, many[0].params))
     return diffs
@@ -99,7 +99,7 @@ def main(argv) -> None:
         except ConfigError as exc:
             result["indivisible_error"] = str(exc)
     if mode == "sweep-devices":
-        from eqdyn.learning._sweep import sweep
+        from eqdyn.training import sweep
 
         kw = {k: v for k, v in SETTINGS.items() if k not in ("beta", "epochs")}
         a = sweep(3, betas=[0.5, 1.0], epochs=1, progress=None, dataset=data, **kw)

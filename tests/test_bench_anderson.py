@@ -20,7 +20,7 @@ from eqdyn.learning import (  # noqa: E402
     resolve_config,
     train,
 )
-from eqdyn.learning._checkpoint import load_checkpoint_leaves  # noqa: E402
+from eqdyn.training import load_checkpoint_leaves  # noqa: E402
 
 SETTINGS = {
     "sgd, tracked val/test": dict(eval_persistent=True),  # tracked leaves after the particles

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from eqdyn._compile import cheap_jit
-from eqdyn.learning._trainer import _all_finite, _epoch_order
+from eqdyn.training import epoch_order
+from eqdyn.training._loop import _all_finite
 from eqdyn.models import LayeredHopfield
 from eqdyn.models._network import glorot_uniform
 
@@ -30,7 +31,7 @@ def test_glorot_uniform_matches_op_by_op_draws(dtype):
 def test_epoch_order_matches_permutation():
     key = jax.random.PRNGKey(0)
     for epoch in (0, 7):
-        got = _epoch_order(key, epoch, 1003, 1000)
+        got = epoch_order(key, epoch, 1003, 1000)
         want = jax.random.permutation(jax.random.fold_in(key, epoch), 1003)[:1000]
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 

@@ -222,9 +222,9 @@ def test_anderson_is_refused_outside_block_sweeps():
     with pytest.raises(ConfigError, match="accelerates block sweeps"):
         resolve_config(dataset="digits", backend="fused", anderson=3)
     cfg = resolve_config(dataset="digits", backend="blocks", nudged_backend="fused", anderson=3)
-    from eqdyn.learning._trainer import _relax_configs
+    from eqdyn.training import relax_configs
 
-    free, nudged, evaluate = _relax_configs(cfg)
+    free, nudged, evaluate = relax_configs(cfg)
     assert (free.anderson, nudged.anderson, evaluate.anderson) == (3, 0, 0)
 
 
@@ -327,14 +327,14 @@ def test_relax_compiles_once_per_configuration(rng, backend, monkeypatch):
 def test_training_compiles_once_across_runs(tmp_path):
     """Two `train` calls with equal settings (a compare, a notebook, a resumed run) trace
     the training step once: the optimiser and the relaxation settings compare equal."""
-    import eqdyn.learning._trainer as trainer_mod
+    import eqdyn.training._dispatch as dispatch_mod
     from eqdyn.data import load_dataset
     from eqdyn.learning import resolve_config, train
 
     traces = []
-    original = trainer_mod.ep_gradient
+    original = dispatch_mod.ep_gradient
     mp = pytest.MonkeyPatch()
-    mp.setattr(trainer_mod, "ep_gradient",
+    mp.setattr(dispatch_mod, "ep_gradient",
                lambda *a, **k: traces.append(1) or original(*a, **k))
     try:
         data = load_dataset("digits", val_size=200)

@@ -19,10 +19,19 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-import eqdyn.learning._trainer as trainer_mod
+import eqdyn.training._dispatch as dispatch_mod
+import eqdyn.training._loop as loop_mod
 from eqdyn._errors import CheckpointError, ConfigError
 from eqdyn.dynamics import RelaxConfig, max_norm
-from eqdyn.learning import EPConfig, ep_gradient, resolve_config, train
+from eqdyn.learning import EPConfig, ep_gradient
+from eqdyn.training import (
+    build_model,
+    make_optimizer,
+    relax_configs,
+    resolve_config,
+    train,
+    train_chunk,
+)
 from eqdyn.models import LayeredHopfield
 
 pytestmark = pytest.mark.usefixtures("cached_derivations")
@@ -219,14 +228,14 @@ def shared_optimizer():
     and `make_optimizer` builds fresh closures on every call, so each `train` call would
     recompile the whole EP step. Memoising it keeps the three runs below to one compilation.
     """
-    original = trainer_mod.make_optimizer
+    original = loop_mod.make_optimizer
 
     @functools.lru_cache(maxsize=None)
     def cached(cfg, n_layers, steps):
         return original(cfg, n_layers, steps)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(trainer_mod, "make_optimizer",
+    mp.setattr(loop_mod, "make_optimizer",
                lambda cfg, n, steps=1: cached(_opt_key(cfg), n, steps))
     yield
     mp.undo()
@@ -242,14 +251,14 @@ def run_a(tmp_path_factory):
     """Two uninterrupted epochs on digits, counting how often the EP step is traced."""
     run_dir = tmp_path_factory.mktemp("train") / "A"
     traces = []
-    original = trainer_mod.ep_gradient
+    original = dispatch_mod.ep_gradient
 
     def counting(*args, **kwargs):
         traces.append(1)  # ep_gradient only runs while `_train_chunk` is being traced
         return original(*args, **kwargs)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(trainer_mod, "ep_gradient", counting)
+    mp.setattr(dispatch_mod, "ep_gradient", counting)
     try:
         metrics = train(_cfg(), run_dir=run_dir, progress=None)
     finally:
@@ -292,19 +301,19 @@ def test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles():
     # `train` runs `_train_chunk_donating` (the particles updated in place); benchmarks and
     # tests use `_train_chunk`: the two must give the same numbers, bit for bit
     cfg = _cfg()
-    model = trainer_mod.build_model(cfg, jax.random.PRNGKey(0))
-    free, nudged, _ = trainer_mod._relax_configs(cfg)
+    model = build_model(cfg, jax.random.PRNGKey(0))
+    free, nudged, _ = relax_configs(cfg)
     ep_cfg = EPConfig(variant=cfg.variant, beta=cfg.beta, free=free, nudged=nudged)
-    opt = trainer_mod.make_optimizer(cfg, model.n_layers)
+    opt = make_optimizer(cfg, model.n_layers)
     x = jax.random.uniform(jax.random.PRNGKey(1), (60, 64))
     y = jnp.arange(60, dtype=jnp.int32) % 10
     rows = jax.random.permutation(jax.random.PRNGKey(2), 60).reshape(6, 10)
     fresh = lambda: tuple(jnp.full((60, n), 0.25) for n in model.state_sizes)  # noqa: E731
     key = jax.random.PRNGKey(3)
-    plain = trainer_mod._train_chunk(model, opt.init(model.params), fresh(), key, x, y, rows,
+    plain = train_chunk(model, opt.init(model.params), fresh(), key, x, y, rows,
                                      ep_cfg, opt, True)
     particles = fresh()
-    donated = trainer_mod._train_chunk_donating(
+    donated = loop_mod._train_chunk_donating(
         (model, opt.init(model.params), key, x, y, rows, ep_cfg, opt, True), particles)
     for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(plain, eqx.is_array)),
                     jax.tree_util.tree_leaves(eqx.filter(donated, eqx.is_array))):
@@ -315,8 +324,7 @@ def test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles():
 def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path, monkeypatch):
     import threading
 
-    from eqdyn.learning import _checkpoint
-    from eqdyn.learning._checkpoint import CheckpointWriter, load_checkpoint_leaves
+    from eqdyn.training import CheckpointWriter, _checkpoint, load_checkpoint_leaves
 
     release, original = threading.Event(), _checkpoint._write_snapshot
 
@@ -352,7 +360,7 @@ def test_checkpoint_writer_snapshots_orders_and_reports_errors(tmp_path, monkeyp
 
 def test_a_failed_background_write_does_not_hide_the_error_that_stopped_training(
         tmp_path, monkeypatch):
-    from eqdyn.learning import _checkpoint
+    from eqdyn.training import _checkpoint
 
     def full(*args):
         raise OSError(28, "No space left on device")
@@ -365,9 +373,9 @@ def test_a_failed_background_write_does_not_hide_the_error_that_stopped_training
             raise RuntimeError("validation broke")
         return original_evaluate(*args, **kwargs)
 
-    original_evaluate = trainer_mod.evaluate
+    original_evaluate = loop_mod.evaluate
     monkeypatch.setattr(_checkpoint, "_write_snapshot", full)
-    monkeypatch.setattr(trainer_mod, "evaluate", failing_evaluate)
+    monkeypatch.setattr(loop_mod, "evaluate", failing_evaluate)
     with pytest.raises(RuntimeError, match="validation broke") as info:
         train(_cfg(epochs=2), run_dir=tmp_path / "run", progress=None)
     assert any("Writing the last checkpoint also failed" in n and "No space left" in n
@@ -394,7 +402,7 @@ def test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly(run_a
     where an uninterrupted one does), the from-zero numbers beside; the top-level numbers
     equal an evaluation from the saved particles."""
     from eqdyn.data import load_dataset
-    from eqdyn.learning._trainer import _relax_configs, evaluate
+    from eqdyn.training import evaluate
 
     _, metrics_a, _ = run_a
     whole = train(_cfg(eval_persistent=True), run_dir=tmp_path / "W", progress=None)
@@ -412,7 +420,7 @@ def test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly(run_a
     cfg = _cfg()
     data = load_dataset("digits")
     model = whole["model"]
-    ev = _relax_configs(cfg)[2]
+    ev = relax_configs(cfg)[2]
     x, y = data.x_test[:50], data.y_test[:50]
     plain = evaluate(model, x, y, ev, batch=32)
     zero = evaluate(model, x, y, ev, batch=32, s0=model.init_state(50))
@@ -425,8 +433,7 @@ def test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly(run_a
 
 
 def test_eval_persistent_needs_persistent_relaxing_runs():
-    from eqdyn.learning._sweep import sweep
-    from eqdyn.learning._trainer import evaluate
+    from eqdyn.training import evaluate, sweep
 
     with pytest.raises(ConfigError, match="eval_persistent"):
         _cfg(eval_persistent=True, persistent=False)
@@ -569,7 +576,7 @@ def test_train_loads_the_data_on_a_thread_without_hiding_errors(monkeypatch, tmp
             loaded.set()
 
     monkeypatch.setattr(eqdyn.data, "load_dataset", load_and_signal)
-    monkeypatch.setattr(trainer_mod, "build_model", failing_build)
+    monkeypatch.setattr(loop_mod, "build_model", failing_build)
     with pytest.raises(DataError, match="no file"):  # the data's error first, as in sequence
         train(cfg, progress=None)
 
@@ -581,7 +588,7 @@ def test_train_loads_the_data_on_a_thread_without_hiding_errors(monkeypatch, tmp
         finished.set()
 
     monkeypatch.setattr(eqdyn.data, "load_dataset", slow_load)
-    monkeypatch.setattr(trainer_mod, "build_model",
+    monkeypatch.setattr(loop_mod, "build_model",
                         lambda *a, **k: (_ for _ in ()).throw(ConfigError("bad build")))
     try:
         with pytest.raises(ConfigError, match="bad build"):

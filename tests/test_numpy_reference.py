@@ -22,7 +22,7 @@ from numpy_reference import NumpyEP, one_hot, time_grid  # noqa: E402
 
 from eqdyn.dynamics import RelaxConfig  # noqa: E402
 from eqdyn.learning import EPConfig, TrainConfig, ep_gradient, make_optimizer  # noqa: E402
-from eqdyn.learning._trainer import _train_chunk  # noqa: E402
+from eqdyn.training import train_chunk  # noqa: E402
 from eqdyn.models import LayeredHopfield  # noqa: E402
 
 SIZES = (20, 15, 10)
@@ -204,7 +204,7 @@ def test_training_steps_with_persistent_particles_match(backend, sizes, beta):
             k, sub = jax.random.split(k)
             signs.append(bool(jax.random.bernoulli(sub)))
         all_signs += signs
-        model, opt_state, particles, key, stats = _train_chunk(
+        model, opt_state, particles, key, stats = train_chunk(
             model, opt_state, particles, key, xj, yj, jnp.asarray(perm), ep_cfg, opt, True
         )
         for i, idx in enumerate(perm):

@@ -20,7 +20,8 @@ import pytest
 from eqdyn import ConfigError
 from eqdyn._distributed import check_devices, initialize, parse_devices, resolve_devices
 from eqdyn.learning import resolve_config, train
-from eqdyn.learning._sweep import _group_key, format_sweep_table, sweep
+from eqdyn.training import format_sweep_table, sweep
+from eqdyn.training._sweep import _group_key
 
 WORKER = Path(__file__).with_name("scale_worker.py")
 ROOT = WORKER.parent.parent
@@ -104,9 +105,9 @@ def test_devices_setting_is_checked():
 
 
 def test_devices_may_change_on_resume(tmp_path):
-    from eqdyn.learning._trainer import _RESUMABLE
+    from eqdyn.training import RESUMABLE
 
-    assert "devices" in _RESUMABLE
+    assert "devices" in RESUMABLE
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -17,8 +17,7 @@ import numpy as np
 
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig
-from ..learning._ep import VARIANTS, EPConfig, ep_gradient
-from ..learning._references import rbp_gradient
+from ..learning import VARIANTS, EPConfig, ep_gradient, rbp_gradient
 from ._early import relative_error
 
 __all__ = ["BiasStudy", "bias_vs_beta"]

@@ -74,7 +74,7 @@ def convergence_study(archs=(), *, activation: str = "sigmoid", batch: int = 8,
         rows.append(_study_one(model, x, sizes, solvers, tol, t1, dtype))
     for run_dir in run_dirs:
         from ..data import load_dataset
-        from ..learning import load_trained
+        from ..training import load_trained
 
         model, cfg, epoch = load_trained(run_dir, dtype=dtype)
         data = load_dataset(cfg.dataset, cfg.data_dir)

@@ -24,8 +24,7 @@ import numpy as np
 
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig, relax_core
-from ..learning._ep import EPConfig, ep_gradient
-from ..learning._references import rbp_gradient
+from ..learning import EPConfig, ep_gradient, rbp_gradient
 from ._early import cosine, relative_error
 
 __all__ = ["NoiseStudy", "noise_study", "DEFAULT_ESTIMATORS"]

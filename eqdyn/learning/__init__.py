@@ -1,6 +1,6 @@
 """Learning rules as objects with one interface, `rule(model, x, d, s0, *, key, labels) ->
 (grads, Stats)`: EP with its nudgings, CHL, the exact references (RBP, BPTT, backprop),
-continual EP and the clock-free learner; and the trainer."""
+continual EP and the clock-free learner. The trainer is `eqdyn.training`."""
 
 from ._rule import AbstractRule as AbstractRule
 from ._rule import AbstractLocalRule as AbstractLocalRule
@@ -30,24 +30,21 @@ from ._ep import EPResult as EPResult
 from ._ep import ep_gradient as ep_gradient
 from ._continual import CEP_VARIANTS as CEP_VARIANTS
 from ._continual import continual_ep_step as continual_ep_step
-from ._trainer import ALGOS as ALGOS
-from ._trainer import OPTIMIZERS as OPTIMIZERS
-from ._trainer import PRESETS as PRESETS
-from ._trainer import SCHEDULES as SCHEDULES
-from ._trainer import TrainConfig as TrainConfig
-from ._trainer import TrainedRun as TrainedRun
-from ._trainer import checkpoint_layout as checkpoint_layout
-from ._trainer import evaluate as evaluate
-from ._trainer import load_run as load_run
-from ._trainer import load_trained as load_trained
-from ._trainer import make_optimizer as make_optimizer
-from ._trainer import resolve_config as resolve_config
-from ._trainer import train as train
 from ._references import bptt_gradient as bptt_gradient
 from ._references import chl_gradient as chl_gradient
 from ._references import feedforward_backprop_gradient as feedforward_backprop_gradient
 from ._references import feedforward_predict as feedforward_predict
 from ._references import rbp_gradient as rbp_gradient
-from ._compare import COMPARE_ALGOS as COMPARE_ALGOS
-from ._compare import compare as compare
-from ._compare import format_table as format_table
+
+#: trainer names that lived here before 0.2 (`eqdyn.training` holds them now)
+_MOVED = ("ALGOS", "OPTIMIZERS", "PRESETS", "SCHEDULES", "TrainConfig", "TrainedRun",
+          "checkpoint_layout", "evaluate", "load_run", "load_trained", "make_optimizer",
+          "resolve_config", "train", "COMPARE_ALGOS", "compare", "format_table")
+
+
+def __getattr__(name):
+    if name in _MOVED:  # imported on first use: eqdyn.training imports this package
+        from .. import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

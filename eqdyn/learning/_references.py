@@ -32,7 +32,7 @@ from jaxtyping import Array
 
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig, relax_core
-from ..models._activations import get_activation
+from ..models import get_activation
 
 __all__ = [
     "RBP_SOLVERS",

@@ -4,6 +4,7 @@ from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
 from ._activations import register_activation as register_activation
+from ._energy_file import load_energy_file as load_energy_file
 from ._hopfield import LayeredHopfield as LayeredHopfield
 from ._network import AbstractEnergyModel as AbstractEnergyModel
 from ._network import EnergyModel as EnergyModel
@@ -15,6 +16,7 @@ from ._system import CompiledSystem as CompiledSystem
 from ._system import compile_system as compile_system
 from ._system import energy_system as energy_system
 from ._system import hopfield_system as hopfield_system
+from ._system import resolve_activations as resolve_activations
 from ._system import resolve_formulation as resolve_formulation
 from ._reference import check_hopfield_derivation as check_hopfield_derivation
 from ._reference import hopfield_energy_reference as hopfield_energy_reference

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from .._errors import ConfigError
-from ._trainer import _pct, resolve_config, train
+from ._config import resolve_config, validate
+from ._health import pct
+from ._loop import train
 
 __all__ = ["COMPARE_ALGOS", "compare", "format_table"]
 
@@ -67,12 +69,10 @@ def compare(
         from ..data import load_dataset
 
         dataset = load_dataset(base.dataset, base.data_dir, val_size=base.val_size)
-    from ._trainer import _validate
-
     cfgs = {}
     for name in algos:
         cfgs[name] = dataclasses.replace(base, **COMPARE_ALGOS[name])
-        _validate(cfgs[name])  # e.g. ep-holo with a hard sigmoid fails now, not after hours
+        validate(cfgs[name])  # e.g. ep-holo with a hard sigmoid fails now, not after hours
     rows = []
     for name in algos:
         cfg = cfgs[name]
@@ -102,7 +102,7 @@ def format_table(rows: Sequence[dict], header: bool = True) -> str:
                      f"{'free steps':>11} {'2nd-phase steps':>16}")
     for r in rows:
         lines.append(
-            f"{r['algo']:<10} {100 * r['train_accuracy']:>7.2f}% {_pct(r['val_accuracy']):>8} "
+            f"{r['algo']:<10} {100 * r['train_accuracy']:>7.2f}% {pct(r['val_accuracy']):>8} "
             f"{100 * r['test_accuracy']:>7.2f}% {r['wall_seconds']:>8.1f} "
             f"{r['mean_free_steps']:>11.1f} {r['mean_nudged_steps']:>16.1f}"
         )

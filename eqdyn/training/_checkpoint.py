@@ -134,8 +134,14 @@ class CheckpointWriter:
             exc.add_note(f"Writing the last checkpoint also failed: {write_error!r}")
 
 
-def load_checkpoint_leaves(run_dir: Path):
-    """`(leaves, meta)` of the checkpoint in `run_dir` (numpy arrays), or None if there is none."""
+def load_checkpoint_leaves(run_dir: str | os.PathLike):
+    """The raw contents of the checkpoint in `run_dir`, or `None` if there is none.
+
+    **Returns:** `(leaves, meta)`: the flat list of the saved state's leaves (NumPy arrays, in
+    the order of `jax.tree_util.tree_leaves` of the state; `checkpoint_layout` says where the
+    parameters and particles lie) and the metadata (`epoch`, `history`, `n_leaves`). Raises
+    `CheckpointError` when the file is unreadable.
+    """
     npz_path = Path(run_dir) / "checkpoint.npz"
     if not npz_path.exists():
         return None
@@ -151,7 +157,10 @@ def load_checkpoint_leaves(run_dir: Path):
     return leaves, meta
 
 
-def load_checkpoint(run_dir: Path, template: dict):
+def load_checkpoint(run_dir: str | os.PathLike, template: dict):
+    """The checkpoint in `run_dir` restored into the structure and dtypes of `template` (see
+    `state_template`): `(state, epoch, history)`, or `None` if there is none. Raises
+    `CheckpointError` when its leaves do not match the template's shapes."""
     loaded = load_checkpoint_leaves(run_dir)
     if loaded is None:
         return None

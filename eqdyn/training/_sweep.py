@@ -38,18 +38,12 @@ from jaxtyping import Array
 from .._distributed import DataParallel, resolve_devices, to_host
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig
-from ._ep import EPConfig
-from ._trainer import (
-    _LOCAL_RULES,
-    _continuous_setup,
-    _eval_batch,
-    _param_rates,
-    _relax_configs,
-    _train_chunk,
-    build_model,
-    make_optimizer,
-    resolve_config,
-)
+from ..learning import EPConfig
+from ._config import build_model, resolve_config
+from ._evaluate import _eval_batch
+from ._loop import train_chunk
+from ._optim import make_optimizer
+from ._registry import LOCAL_RULES, relax_configs, rule_settings
 
 __all__ = ["sweep", "format_sweep_table", "SWEEPABLE"]
 
@@ -97,7 +91,7 @@ def _vary_beta(cfg) -> bool:
 
 
 def _vary_lr(cfg) -> bool:
-    return cfg.algo not in _LOCAL_RULES
+    return cfg.algo not in LOCAL_RULES
 
 
 def _group_key(cfg, n_groups: int):
@@ -115,7 +109,7 @@ def _per_group(lr: tuple, n_groups: int) -> tuple:
 def _sweep_chunk(runs, x, y, ep_cfg, opt, persistent, algo, cont):
     def one(run):
         cfg = ep_cfg if run["beta"] is None else _ArrayBetaEPConfig.like(ep_cfg, run["beta"])
-        return _train_chunk(run["model"], run["opt_state"], run["particles"], run["key"], x, y,
+        return train_chunk(run["model"], run["opt_state"], run["particles"], run["key"], x, y,
                             run["batches"], cfg, opt, persistent, algo, cont)
 
     return eqx.filter_vmap(one)(runs)
@@ -170,11 +164,8 @@ def _train_group(cfgs: list, dataset, devices, say) -> tuple[list[dict], list]:
         perm_keys.append(k_perm)
     model0 = models[0]
     groups = model0.lr_groups
-    free_cfg, nudged_cfg, eval_cfg = _relax_configs(cfg0)
-    ep_cfg = EPConfig(beta=cfg0.beta, variant=cfg0.variant, free=free_cfg, nudged=nudged_cfg,
-                      temperature=cfg0.temperature, n_points=cfg0.n_points)
-    cont = (_continuous_setup(cfg0, groups) if cfg0.algo == "continuous" else
-            _param_rates(cfg0, groups) if cfg0.algo == "cep" else None)
+    eval_cfg = relax_configs(cfg0)[2]
+    ep_cfg, cont = rule_settings(cfg0, groups)
     feedforward = cfg0.algo == "backprop"
     x_train = jnp.asarray(dataset.x_train)
     y_train = jnp.asarray(dataset.y_train, jnp.int32)

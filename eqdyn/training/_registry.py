@@ -1,0 +1,151 @@
+"""The one map from the trainer's (and the CLI's) names to objects.
+
+Every choice `TrainConfig` takes by name is listed here, and `eqdyn.cli` derives its argparse
+`choices` from these tuples: learning rules (`ALGOS`), EP's nudging (`VARIANTS`), optimisers,
+schedules, costs, formulations, relaxation backends and solvers. The functions here turn a
+`TrainConfig` into the objects a run uses: the relaxation of each phase (`relax_configs`) and
+the settings of the learning rule (`rule_settings`); `eqdyn.training._dispatch` runs the rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .._errors import ConfigError
+from ..dynamics import SOLVERS as _SOLVERS
+from ..dynamics import OnSteady, RelaxConfig
+from ..learning import CEP_VARIANTS, PLASTICITY, VARIANTS, EPConfig, require_holomorphic
+from ..models import FORMULATIONS as FORMULATIONS
+
+__all__ = [
+    "ALGOS", "VARIANTS", "CEP_VARIANTS", "OPTIMIZERS", "SCHEDULES", "COSTS", "FORMULATIONS",
+    "BACKENDS", "SOLVERS", "PLASTICITY", "LOCAL_RULES", "relax_configs", "rule_settings",
+]
+
+#: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
+#: references (recurrent backprop at the fixed point, backprop through the Euler free
+#: relaxation), plain backprop through the feedforward network, and clock-free continuous EP.
+ALGOS = ("ep", "cep", "chl", "rbp", "bptt", "backprop", "continuous")
+#: optax optimisers by name (`momentum` applies to sgd; `weight_decay` is decoupled in adamw and
+#: an added `wd * theta` gradient term otherwise).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+#: learning-rate schedules over the whole run (`lr_decay`: the per-epoch factor of
+#: "exponential"; "cosine" decays to 0 at the last step, after holding the full rate for the
+#: first `cosine_hold` of the run).
+SCHEDULES = ("constant", "cosine", "exponential")
+#: costs of the built-in layered energy
+COSTS = ("squared_error", "cross_entropy")
+#: relaxation backends (see `eqdyn.dynamics.RelaxConfig`)
+BACKENDS = ("diffrax", "fused", "blocks")
+#: ODE solvers of the relaxation (see `eqdyn.dynamics.RelaxConfig`)
+SOLVERS = tuple(_SOLVERS)
+#: rules that move the weights themselves (plain SGD with the per-layer rates, no optimiser)
+LOCAL_RULES = ("cep", "continuous")
+
+
+def relax_configs(cfg) -> tuple[RelaxConfig, RelaxConfig, RelaxConfig]:
+    """The relaxations of a run: `(free, nudged, evaluation)` `RelaxConfig`s of `cfg`.
+
+    The free and nudged phases run to the steady state (`cfg.tol`) within `cfg.free_t1` /
+    `cfg.nudged_t1`, each with its backend (`cfg.nudged_backend` defaults to `cfg.backend`)
+    and, for block sweeps, Anderson acceleration of memory `cfg.anderson`; evaluation from
+    zero states runs up to `cfg.eval_t1` with plain sweeps (where a net has several fixed
+    points an accelerated relaxation may reach another, and the scores should not depend on
+    the speed-up). Failures are counted, not raised (`on_failure="ignore"`): the trainer
+    reports them per epoch. Raises `ConfigError` for settings a relaxation rejects.
+    """
+    if cfg.anderson and "blocks" not in (cfg.backend, cfg.nudged_backend):
+        raise ConfigError(
+            f"`anderson`={cfg.anderson} accelerates block sweeps: it needs backend 'blocks' "
+            "(or nudged_backend 'blocks'); set anderson 0 for other backends.")
+    blocks = lambda b: cfg.anderson if b == "blocks" else 0  # noqa: E731
+    common = dict(solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
+                  on_failure="ignore", backend=cfg.backend)
+    nb = cfg.nudged_backend or cfg.backend
+    return (
+        RelaxConfig(t1=cfg.free_t1, anderson=blocks(cfg.backend), **common),
+        RelaxConfig(t1=cfg.nudged_t1, **dict(common, backend=nb, anderson=blocks(nb))),
+        RelaxConfig(t1=cfg.eval_t1, **common),
+    )
+
+
+def param_rates(cfg, groups) -> tuple[float, ...]:
+    """The learning rate of every parameter (`cfg.lr` per group, or one rate for all)."""
+    lrs = cfg.lr * (max(groups) + 1) if len(cfg.lr) == 1 else cfg.lr
+    return tuple(float(lrs[g]) for g in groups)
+
+
+def continuous_setup(cfg, groups) -> tuple:
+    """(teacher, episode RelaxConfig, per-parameter rates, plasticity) for `algo='continuous'`."""
+    teacher = OnSteady(beta=cfg.beta, symmetric=cfg.variant == "symmetric", tol=cfg.tol)
+    relax_cfg = RelaxConfig(
+        solver=cfg.solver, dt0=cfg.dt0, tol=cfg.tol, max_steps=cfg.max_steps,
+        # the teacher waits for rest, however long the free part takes (up to the horizon of a
+        # relaxation from zero, `eval_t1`), then the nudged part and the two latches
+        t1=cfg.eval_t1 + cfg.nudged_t1 + 20.0 / teacher.rate, on_failure="ignore",
+    )
+    return teacher, relax_cfg, param_rates(cfg, groups), cfg.plasticity
+
+
+def rule_settings(cfg, groups) -> tuple[EPConfig, tuple | None]:
+    """The learning rule's settings for the compiled training step: `(ep_cfg, cont)`.
+
+    `ep_cfg` holds beta, the nudging variant and the two phases' relaxations (used by every
+    rule that relaxes); `cont` the extra settings of the local rules (`algo="continuous"`:
+    teacher, episode relaxation, per-parameter rates, plasticity; `"cep"`: the rates), `None`
+    otherwise. `groups` is the learning-rate group of each parameter (`model.lr_groups`).
+    """
+    free, nudged, _ = relax_configs(cfg)
+    ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free, nudged=nudged,
+                      temperature=cfg.temperature, n_points=cfg.n_points)
+    if cfg.algo == "continuous":
+        return ep_cfg, continuous_setup(cfg, groups)
+    if cfg.algo == "cep":
+        return ep_cfg, param_rates(cfg, groups)
+    return ep_cfg, None
+
+
+def check_rule(cfg, activations) -> None:
+    """The rule's settings (`algo`, `variant`, `beta`, `temperature`, `plasticity`,
+    `n_points`) against each other; `activations` are the network's (for holomorphic EP)."""
+    if cfg.algo not in ALGOS:
+        raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
+    if not (math.isfinite(cfg.temperature) and cfg.temperature >= 0):
+        raise ConfigError(f"`temperature`={cfg.temperature} must be a finite number >= 0.")
+    if cfg.temperature > 0 and cfg.algo != "ep":
+        raise ConfigError(
+            f"`temperature`={cfg.temperature} (neuron noise) is implemented for `algo`='ep'; "
+            f"got `algo`={cfg.algo!r}."
+        )
+    if cfg.plasticity not in PLASTICITY:
+        raise ConfigError(
+            f"`plasticity`={cfg.plasticity!r} is not known; use 'consolidate' or 'online'."
+        )
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"`variant`={cfg.variant!r} is not known; use one of {VARIANTS}.")
+    if cfg.algo in LOCAL_RULES and (cfg.optimizer != "sgd" or cfg.momentum or cfg.weight_decay
+                                    or cfg.schedule != "constant"):
+        where = "inside the ODE" if cfg.algo == "continuous" else "at every nudged step"
+        raise ConfigError(
+            f"`algo`={cfg.algo!r} changes the weights {where} by the local rule "
+            f"(plain SGD with the per-layer `lr`); `optimizer`={cfg.optimizer!r}, `momentum`="
+            f"{cfg.momentum}, `weight_decay`={cfg.weight_decay}, `schedule`={cfg.schedule!r} "
+            "do not apply. Use optimizer='sgd' without momentum, weight decay or schedule."
+        )
+    if cfg.algo == "cep" and cfg.variant not in CEP_VARIANTS:
+        raise ConfigError(
+            f"`variant`={cfg.variant!r} is not available with `algo`='cep'; use one of "
+            f"{CEP_VARIANTS}."
+        )
+    if cfg.algo == "continuous" and cfg.variant == "holomorphic":
+        raise ConfigError("`variant`='holomorphic' is not available with `algo`='continuous'; "
+                          "use 'one-sided', 'random-sign' or 'symmetric'.")
+    if cfg.algo == "ep" and cfg.variant == "holomorphic":
+        require_holomorphic(activations)
+    if not (isinstance(cfg.n_points, int) and cfg.n_points >= 2):
+        raise ConfigError(f"`n_points`={cfg.n_points!r} must be an integer >= 2.")
+    if not (math.isfinite(cfg.beta) and cfg.beta > 0):
+        raise ConfigError(
+            f"`beta`={cfg.beta} must be a positive finite number (EP divides by it; its sign is "
+            "set by `variant`: one-sided, random-sign, symmetric or holomorphic)."
+        )
