@@ -89,7 +89,7 @@ def test_anderson_block_sweeps_reach_the_same_fixed_points(rng, beta):
 def test_anderson_mixing_accelerates_a_slow_linear_iteration():
     """On a linear map with spectral radius 0.99 (per example), Anderson mixing with memory 5
     reaches 1e-9 where the plain iteration is still far after the same number of steps."""
-    from eqdyn.dynamics._relax import _anderson_history, _anderson_mix
+    from eqdyn.dynamics._anderson import _anderson_history, _anderson_mix
 
     rng = np.random.default_rng(1)
     n, b, m = 30, 3, 5
@@ -110,7 +110,7 @@ def test_anderson_mixing_accelerates_a_slow_linear_iteration():
 def test_spd_solve_matches_lapack():
     """The unrolled Cholesky solve of Anderson's small normal equations equals LAPACK's, in
     float64, for every memory size and for badly scaled matrices."""
-    from eqdyn.dynamics._relax import _spd_solve
+    from eqdyn.dynamics._anderson import _spd_solve
 
     rng = np.random.default_rng(2)
     for m in range(1, 7):
@@ -126,7 +126,7 @@ def test_spd_solve_float32_and_large_memory():
     """In float32 the unrolled solve agrees with LAPACK to float32 accuracy on well-conditioned
     systems; memories above `_UNROLLED_SOLVE_MAX` take LAPACK; a singular matrix gives a
     non-finite or finite answer, never an exception (the mix then takes a plain step)."""
-    from eqdyn.dynamics._relax import _UNROLLED_SOLVE_MAX, _spd_solve
+    from eqdyn.dynamics._anderson import _UNROLLED_SOLVE_MAX, _spd_solve
 
     rng = np.random.default_rng(3)
     for m in (3, 5, _UNROLLED_SOLVE_MAX + 2):
@@ -143,7 +143,7 @@ def test_spd_solve_float32_and_large_memory():
 def test_anderson_forgets_a_nonfinite_slot():
     """A restart masks the forgotten slots; a non-finite difference left in one of them does
     not reach the next iterate (it is selected away, not multiplied by zero)."""
-    from eqdyn.dynamics._relax import _anderson_history, _anderson_mix
+    from eqdyn.dynamics._anderson import _anderson_history, _anderson_mix
 
     b, n, m = 3, 6, 4
     x = (jnp.ones((b, n)),)
@@ -164,7 +164,7 @@ def test_anderson_carried_gram_matches_its_history():
     """The Gram matrices `_anderson_mix` carries (one new row per step, restarts masking
     slots) equal those recomputed from the stored residual differences at every step, on a
     nonlinear map with kinks where examples restart, with two states of different sizes."""
-    from eqdyn.dynamics._relax import _anderson_history, _anderson_mix
+    from eqdyn.dynamics._anderson import _anderson_history, _anderson_mix
 
     rng = np.random.default_rng(0)
     b, m, sizes = 6, 4, (7, 3)
@@ -311,10 +311,9 @@ def test_relax_compiles_once_per_configuration(rng, backend, monkeypatch):
     from eqdyn.dynamics import relax
 
     traces = []
-    original = relax_mod._relax_real
-    monkeypatch.setattr(relax_mod, "_relax_real",
-                        lambda *a, **k: traces.append(1) or original(*a, **k))
-    relax_mod._relax_jit = relax_mod.eqx.filter_jit(relax_mod.relax_core)
+    original = relax_mod.relax_core
+    monkeypatch.setattr(relax_mod, "_relax_jit", relax_mod.eqx.filter_jit(
+        lambda *a, **k: traces.append(1) or original(*a, **k)))
     model = _model(rng)
     cfg = RelaxConfig(backend=backend, tol=1e-6, on_failure="ignore")
     for beta in (0.0, 0.3, -1.0, 0.7, 0.0):

@@ -34,9 +34,10 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConfigError
-from ._relax import _Field, _PairField
+from ._base import (AbstractRelaxation, RelaxProblem, RelaxResult, _Field, _PairField,
+                    check_number, concrete, leaf, status)
 
-__all__ = ["LangevinResult", "langevin", "SDE_SOLVERS", "LANGEVIN_BACKENDS"]
+__all__ = ["Langevin", "LangevinResult", "langevin", "SDE_SOLVERS", "LANGEVIN_BACKENDS"]
 
 #: SDE solvers by name (additive noise, so Ito and Stratonovich coincide).
 SDE_SOLVERS = {"euler": diffrax.Euler, "heun": diffrax.Heun}
@@ -59,7 +60,7 @@ class _Diffusion(eqx.Module):
     the real halves of a complex state split as `(Re s_1, ..., Re s_n, Im s_1, ..., Im s_n)`,
     see `_PairField`) it drives the real halves only: the imaginary halves get no noise."""
 
-    scales: tuple = eqx.field(static=True)
+    scales: tuple  # Python floats, or arrays (a traced temperature)
     control: tuple | None = eqx.field(static=True, default=None)
 
     def __call__(self, t, y, args):
@@ -98,8 +99,9 @@ def _langevin_fused(drift, args, y0, scales, key, t1: float, dt: float, ts=None)
     dtype = y0[0].dtype
     n = int(np.ceil(t1 / dt - 1e-9))
     dt_ = jnp.asarray(dt, dtype)
-    n_noisy = len(scales) if any(s != 0.0 for s in scales) else 0
-    amp = tuple(jnp.asarray(s * np.sqrt(dt), dtype) for s in scales)
+    # no draws when every scale is a known zero (a traced one may be anything)
+    n_noisy = len(scales) if any(concrete(s) != 0.0 for s in scales) else 0
+    amp = tuple(jnp.asarray(s * np.sqrt(dt)).astype(dtype) for s in scales)
     sizes = [int(np.prod(a.shape)) for a in y0[:n_noisy]]
     offsets = np.cumsum([0] + sizes)
 
@@ -251,17 +253,29 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
     def observe(y):  # the states in the dtype of x (diffrax may solve in the times' wider one)
         return tuple(a.astype(out_dtype) for a in pair(y))
 
+    y, ys, steps = _sde_solve(drift, args, y0, scales, key, t1, dt, ts, solver, backend,
+                              is_complex)
+    return LangevinResult(states=observe(y), ys=None if ys is None else observe(ys),
+                          steps=steps)
+
+
+def _sde_solve(drift, args, y0, scales, key, t1, dt, ts=None, solver="euler",
+               backend="diffrax", paired=False):
+    """The Langevin SDE `dy = drift dt + scale dW` from `y0` (real; with `paired`, the pairs
+    `(Re s, Im s)` of `_PairField`, noise on the real halves), `ceil(t1 / dt)` fixed steps.
+    Returns `(y, ys or None, steps)`, states as the solver left them (diffrax may widen a
+    float32 state to its times' dtype)."""
     if backend == "fused":
-        y, ys, steps = _langevin_fused(drift, args, y0, scales, key, float(t1), float(dt), ts)
-        return LangevinResult(states=observe(y), ys=None if ys is None else observe(ys),
-                              steps=steps)
+        return _langevin_fused(drift, args, y0, scales, key, float(t1), float(dt), ts)
+    dtype = y0[0].dtype
     # the Brownian motion has the states' shapes (complex states: their real parts')
-    shape = tuple(jax.ShapeDtypeStruct(s.shape, dtype) for s in s0)
+    real = y0[: len(y0) // 2] if paired else y0
+    shape = tuple(jax.ShapeDtypeStruct(s.shape, dtype) for s in real)
     # fixed steps: the unsafe (non-adaptive, draw-per-step) path is exact here and much cheaper
     # than a VirtualBrownianTree
     bm = diffrax.UnsafeBrownianPath(shape=shape, key=key)
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift),
-                              diffrax.ControlTerm(_Diffusion(scales, shape if is_complex
+                              diffrax.ControlTerm(_Diffusion(scales, shape if paired
                                                              else None), bm))
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype))])
@@ -272,9 +286,82 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
         max_steps=n_steps + 2, adjoint=diffrax.ForwardMode(),  # sampling, no backprop
     )
     final = sol.ys if ts is None else sol.ys[0]
+    return (tuple(a[-1] for a in final), None if ts is None else tuple(sol.ys[1]),
+            sol.stats["num_steps"])
 
-    return LangevinResult(
-        states=observe(tuple(a[-1] for a in final)),
-        ys=None if ts is None else observe(tuple(sol.ys[1])),
-        steps=sol.stats["num_steps"],
-    )
+
+class Langevin(AbstractRelaxation):
+    """A noisy relaxation: the Langevin SDE `tau ds = f dt + sqrt(2 T tau) dW` for a fixed
+    horizon (neuron noise; EP's noisy phases).
+
+    **Arguments:**
+
+    - `temperature`: `T >= 0` (an array leaf: a new temperature does not recompile).
+    - `dt`, `t1`: the fixed step and the horizon (static: they set the number of steps,
+      `ceil(t1 / dt)`).
+    - `tol`: the residual test of `converged` (an array leaf).
+    - `solver`: `"euler"` (Euler-Maruyama) or `"heun"` (`backend="diffrax"` only).
+    - `backend`: `"fused"` (default; `lax.fori_loop`s, one field evaluation per step) or
+      `"diffrax"` (`diffrax.diffeqsolve`), as `langevin`.
+
+    Needs `key`. It runs its whole horizon (status `fixed_horizon`, or `nonfinite`) and
+    reports what it measured: `residual` is the deterministic field's steady-state residual
+    at the final state, `converged` is `residual < tol`. The noise acts on whatever the
+    formulation integrates (the potentials of the leaky form too: neuron noise as in Laborieux
+    & Zenke 2022; only the gradient form has the Gibbs law `exp(-F/T)`, see `langevin`). A
+    complex problem (holomorphic EP) gets real noise on the real halves. The same states as
+    `langevin` for the same settings and key (tested).
+    """
+
+    temperature: Array
+    dt: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    tol: Array
+    solver: str = eqx.field(static=True)
+    backend: str = eqx.field(static=True)
+
+    def __init__(self, temperature, dt: float, t1: float, tol=1e-4, solver: str = "euler",
+                 backend: str = "fused"):
+        self.temperature, self.tol = leaf(temperature), leaf(tol)
+        self.dt, self.t1, self.solver, self.backend = dt, t1, solver, backend
+
+    def __check_init__(self):
+        check_number("Langevin", "temperature", self.temperature, allow_zero=True)
+        check_number("Langevin", "tol", self.tol, allow_zero=True)
+        for name in ("dt", "t1"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                    and v > 0):
+                raise ConfigError(f"`Langevin`: `{name}`={v!r} must be a positive number "
+                                  "(a Python number: it sets the number of steps).")
+        if self.solver not in SDE_SOLVERS:
+            raise ConfigError(f"`Langevin`: `solver`={self.solver!r} is not known; use one of "
+                              f"{sorted(SDE_SOLVERS)}.")
+        if self.backend not in LANGEVIN_BACKENDS:
+            raise ConfigError(f"`Langevin`: `backend`={self.backend!r} is not known; use one "
+                              f"of {LANGEVIN_BACKENDS}.")
+        if self.backend == "fused" and self.solver != "euler":
+            raise ConfigError(f"`Langevin`: backend='fused' is Euler-Maruyama; "
+                              f"`solver`={self.solver!r} needs backend='diffrax'.")
+
+    def solve(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None) -> RelaxResult:
+        if key is None:
+            raise ConfigError("`Langevin` draws neuron noise: pass a PRNG `key` (e.g. "
+                              "jax.random.PRNGKey(0)) to relax / relax_core.")
+        temperature = jnp.asarray(self.temperature)
+        scales = tuple(jnp.sqrt(2.0 * temperature / t) for t in problem.system.tau)
+        y0 = tuple(problem.y0)
+        y, _, steps = _sde_solve(problem.field, problem.args, y0, scales, key, self.t1,
+                                 self.dt, None, self.solver, self.backend, problem.paired)
+        y = tuple(a.astype(b.dtype) for a, b in zip(y, y0))
+        dtype = y0[0].dtype
+        residual = problem.residual(y)
+        finite = jnp.isfinite(residual)
+        converged, result = status(residual, 0.0)  # fixed_horizon or nonfinite
+        converged = finite & (residual < jnp.asarray(self.tol).astype(residual.dtype))
+        t = (steps.astype(dtype) * jnp.asarray(self.dt, dtype) if self.backend == "fused"
+             else jnp.asarray(self.t1, dtype))
+        return RelaxResult(y, steps, residual, converged, t, result)
+
+    def describe(self) -> str:
+        return f"Langevin(dt={self.dt:g}, t1={self.t1:g}, {self.backend})"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Sequence
 
 import jax
@@ -44,6 +45,10 @@ from .._errors import ConfigError, DerivationError
 from ..symbolic import Derivation, GeneratedCode, derive, generate_code, layered_hopfield_energy
 from ..symbolic._codegen import python_name
 from ._activations import Activation, get_activation
+
+#: system -> {shapes: whether the midpoint identity holds}: a cache beside the frozen systems
+#: (not written into them), gone with them
+_MIDPOINT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 __all__ = [
     "CompiledSystem", "compile_system", "energy_system", "hopfield_system", "resolve_formulation",
@@ -204,7 +209,7 @@ class CompiledSystem:
         in_shapes = tuple((3, *jnp.shape(i)[1:]) if jnp.ndim(i) == 2 else jnp.shape(i)
                           for i in inputs)
         key = (tuple(jnp.shape(p) for p in params), in_shapes)
-        cache = self.__dict__.setdefault("_midpoint_cache", {})
+        cache = _MIDPOINT_CACHE.setdefault(self, {})
         if key not in cache:
             cache[key] = self._probe_midpoint(params, in_shapes)
         return cache[key]
