@@ -88,3 +88,32 @@ def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(tmp_path, mo
     assert all(np.isfinite(a).all() for a in leaves if np.issubdtype(a.dtype, np.floating))
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert jax.tree_util.tree_leaves(load_run(tmp_path / "run").model.params)
+
+
+def test_progress_inside_an_epoch_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    lines = []
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = loop_mod._Progress(lines.append, True, 3, 5, total=40)
+    for _ in range(4):
+        bar.update(10)
+    assert bar.bar.n == 40  # (tqdm redraws at most every 0.1 s)
+    bar.close()
+    frames = sys.stderr.getvalue()
+    assert "epoch 3/5:   0%" in frames and "0/40" in frames and "batch/s" in frames
+    assert not lines  # the bar, not lines
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: plain lines
+    plain = loop_mod._Progress(lines.append, True, 3, 5, total=40, every=0.0)
+    for _ in range(4):
+        plain.update(10)
+    assert [line.split(",")[0] for line in lines] == [
+        "  epoch 3/5: 10/40 batches", "  epoch 3/5: 20/40 batches", "  epoch 3/5: 30/40 batches"]
+    silent = loop_mod._Progress(lines.append, False, 3, 5, total=40, every=0.0)
+    silent.update(10)
+    assert len(lines) == 3
