@@ -3,13 +3,20 @@
     eqdyn train [--preset NAME] [--dataset digits|mnist|fashion-mnist] [--devices all|N] [...]
     eqdyn sweep --seeds 8 --beta 0.1,0.5,1.0 [--lr 0.1,0.05 --lr 0.2,0.1] [train flags]
     eqdyn derive --arch 784-500-10 --activation hard_sigmoid [--latex] [--check]
-    eqdyn compare --algos ep,ep-sym,chl,rbp,bptt
+    eqdyn compare --algos ep,ep-sym,chl,rbp,bptt [--out DIR]
+    eqdyn plot RUN_DIR [RUN_DIR ...] [--out FILE.png]
     eqdyn analyze early-inference|bias|convergence|training|gdu|noise [--arch ...] [--out DIR]
+
+Every subcommand writes under `--out` (a folder; `--run-dir` is kept as an alias of
+`eqdyn train --out`). The study logic lives in `eqdyn.analysis` (`run_study`), the training in
+`eqdyn.training`; this module only parses and calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import sys
 import time
 from pathlib import Path
@@ -18,6 +25,68 @@ from ._errors import EqdynError
 
 DERIVE_TOLERANCE = 1e-10
 
+EPOCH_LINE = """\
+after each epoch, one line:
+  epoch   3/30          epochs done, of --epochs
+  loss 0.0123           mean cost C of the training examples at their free fixed points
+                        (1/2 |y - d|^2, or the cross-entropy of --cost cross_entropy),
+                        during the epoch, while the weights move
+  train 97.12%          training accuracy of those same free-phase predictions
+  val 96.50%            validation accuracy after the epoch, relaxed from zero states
+                        ("-": no validation split, --val-size 0)
+  free steps 12.3       mean solver steps (block sweeps with --backend blocks) per batch of
+                        the free phase
+  nudged 4.1            the same for the nudged phase(s) (0 for rules without one)
+  converged 100%/97%    share of free / nudged phases at steady state (max|ds/dt| < --tol)
+                        within their horizon (--free-t1, --nudged-t1); with --tol 0, the
+                        share that ran the full horizon with finite states; "(3 of 480
+                        relaxations did not)" counts the others
+  12.3s                 wall-clock seconds of the epoch, the validation pass included
+The run directory (--out) then holds config.json, checkpoint.* (every epoch), metrics.json
+(the per-epoch history and the final train/val/test scores) and curves.png (these columns
+per epoch; `eqdyn plot DIR ...` overlays several runs).
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help text with each flag's default where it has one, and epilogs kept as written.
+
+    argparse's `ArgumentDefaultsHelpFormatter` prints "(default: None)" for every flag a
+    preset may set; those flags show `TrainConfig`'s default instead (`_show_config_defaults`).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("(default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.option_strings in (["-h", "--help"], ["--version"])):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _show_config_defaults(p) -> None:
+    """Append `TrainConfig`'s default to the help of every flag that sets one of its fields
+    and has no argparse default (so that a preset can tell the flag was not given): the
+    defaults shown are those of the code, and cannot drift from it."""
+    from .training import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for action in p._actions:
+        value = defaults.get(action.dest)
+        if action.default is not None or value is None or "(default" in (action.help or ""):
+            continue
+        if isinstance(value, bool):
+            value = ("--" if value else "--no-") + action.dest.replace("_", "-")
+        elif isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        action.help = f"{action.help or ''} (default: {value})".lstrip()
+
+
+def _arch_default() -> str:
+    from .training import resolve_config
+
+    by = {name: resolve_config(dataset=name).arch for name in ("digits", "mnist")}
+    return f"digits {by['digits']}, mnist and fashion-mnist {by['mnist']}"
+
 
 def _add_train(sub):
     p = sub.add_parser(
@@ -25,15 +94,20 @@ def _add_train(sub):
         help="train a layered Hopfield network with Equilibrium Propagation",
         description="Train with EP. A --preset sets defaults (e.g. sb17-1h, the paper's Table 2 "
         "setting); any flag overrides it. Writes config.json, checkpoint.* (every epoch, "
-        "atomically) and metrics.json to the run directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "atomically), metrics.json and curves.png to the run directory (--out).",
+        epilog=EPOCH_LINE,
+        formatter_class=_Formatter,
     )
     _run_flags(p)
     _scale_flags(p, multihost=True)
     g = p.add_argument_group("run")
-    g.add_argument("--run-dir", help="output folder (default runs/<time>-<dataset>)")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    g.add_argument("--out", metavar="DIR",
+                   help="the run directory (default runs/<time>-<dataset>)")
+    g.add_argument("--run-dir", dest="out", help=argparse.SUPPRESS)  # the 0.1 name
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR (to a larger "
+                   "--epochs; it keeps its other settings)")
     g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    _show_config_defaults(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -44,27 +118,35 @@ def _run_flags(p):
 
     g = p.add_argument_group("data")
     g.add_argument("--preset", choices=sorted(PRESETS), help="named settings (flags override)")
-    g.add_argument("--dataset", help="digits (bundled, default), mnist or fashion-mnist")
-    g.add_argument("--data-dir", help="folder with the IDX .gz files (or set EQDYN_DATA_DIR)")
-    g.add_argument("--download", action="store_true", help="fetch missing IDX files from mirrors")
-    g.add_argument("--val-size", type=int, help="validation examples carved from training data")
+    g.add_argument("--dataset", help="digits (bundled with scikit-learn), mnist or "
+                   "fashion-mnist (IDX files: --download them, or name their folder with "
+                   "--data-dir)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="folder with the IDX .gz files (or set EQDYN_DATA_DIR)")
+    g.add_argument("--download", action="store_true",
+                   help="fetch missing MNIST / Fashion-MNIST files into --data-dir (default "
+                   "~/.cache/eqdyn)")
+    g.add_argument("--val-size", type=int,
+                   help="validation examples carved from the training data (default: digits "
+                   "150, MNIST 10000; 0: none)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", help="layer sizes, input first, e.g. 784-500-10")
+    g.add_argument("--arch", help="layer sizes, input first, e.g. 784-500-10 (default: "
+                   f"{_arch_default()})")
     g.add_argument("--energy", metavar="FILE.py",
                    help="train the network of a custom energy defined in this Python file "
                    "(see derivations/energies/); built for --arch")
-    g.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh or a registered "
-                   "one (with --energy: overrides the file's)")
+    g.add_argument("--activation", help="hard_sigmoid, sigmoid, tanh, steep_sigmoid or a "
+                   "registered one (with --energy: overrides the file's)")
     g.add_argument("--formulation", choices=FORMULATIONS,
                    help="ds/dt=-dF/ds, or the leaky-integrator form du/dt = -u + W rho(u) + b "
                    "(default for hard_sigmoid; with a smooth activation the continuous Hopfield "
                    "network, which needs --cost cross_entropy)")
     g.add_argument("--cost", choices=COSTS,
                    help="cost of the built-in layered energy: squared error on the output layer "
-                   "(default) or a softmax readout of the last hidden layer")
+                   "or a softmax readout of the last hidden layer")
     g = p.add_argument_group("learning")
     g.add_argument("--algo", choices=ALGOS,
-                   help="learning rule: EP (default), continual EP (weights updated at every "
+                   help="learning rule: EP, continual EP (weights updated at every "
                    "nudged Euler step), contrastive Hebbian learning, recurrent "
                    "backprop at the fixed point, backprop through time (bptt always unrolls "
                    "free_t1/dt0 Euler steps, whatever --solver/--backend say), plain backprop "
@@ -73,60 +155,68 @@ def _run_flags(p):
                    "network is at rest and the weights follow the STDP-form rule")
     g.add_argument("--plasticity", choices=PLASTICITY,
                    help="with --algo continuous: add each synapse's integrated change when the "
-                   "episode ends (default), or move the weights inside the solve")
+                   "episode ends, or move the weights inside the solve")
     g.add_argument("--variant", choices=VARIANTS,
-                   help="EP nudging (default random-sign); holomorphic: complex beta on "
+                   help="EP nudging; holomorphic: complex beta on "
                    "--n-points points of the circle |beta| (needs a holomorphic activation "
                    "such as sigmoid or tanh)")
     g.add_argument("--n-points", type=int,
-                   help="points on the circle for --variant holomorphic (default 4; the "
-                   "estimate's error is O(beta^N))")
-    g.add_argument("--beta", type=float, help="nudging strength (default 1.0)")
+                   help="points on the circle for --variant holomorphic (the estimate's "
+                   "error is O(beta^N))")
+    g.add_argument("--beta", type=float, help="nudging strength")
     g.add_argument("--temperature", type=float,
-                   help="neuron noise T (default 0): each phase is a Langevin SDE over its "
+                   help="neuron noise T: each phase is a Langevin SDE over its "
                    "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW (holomorphic: the "
                    "--n-points points in turn, each from where the last ended, the noise on "
                    "the real parts)")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="optax optimiser, one per layer group with its --lr (default sgd)")
+                   help="optax optimiser, one per layer group with its --lr")
     g.add_argument("--schedule", choices=SCHEDULES,
-                   help="learning-rate schedule over the run (default constant)")
+                   help="learning-rate schedule over the run")
     g.add_argument("--lr-decay", type=float,
                    help="per-epoch factor of --schedule exponential (e.g. 0.95)")
     g.add_argument("--cosine-hold", type=float,
                    help="fraction of the run at the full rate before --schedule cosine "
-                   "decays to 0 over the rest (default 0)")
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--epochs", type=int)
+                   "decays to 0 over the rest")
+    g.add_argument("--momentum", type=float, help="heavy-ball momentum of --optimizer sgd")
+    g.add_argument("--weight-decay", type=float,
+                   help="weight decay (decoupled with adamw, an added wd * theta gradient "
+                   "otherwise)")
+    g.add_argument("--batch-size", type=int, help="examples per training step")
+    g.add_argument("--epochs", type=int, help="passes over the training set")
     g.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=None,
                    help="warm-start each example's free phase from its last fixed point")
     g.add_argument("--eval-persistent", action=argparse.BooleanOptionalAction, default=None,
                    help="give the validation and test examples persistent particles too and "
                    "score every example from its own (Scellier & Bengio's protocol); the "
                    "from-zero errors are reported beside")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=int,
+                   help="seed of the initial weights, the batch order and the EP signs")
     g = p.add_argument_group("relaxation")
-    g.add_argument("--solver", help="euler (default), heun, tsit5, dopri5, kvaerno5, ...")
+    g.add_argument("--solver", help="euler, heun, tsit5, dopri5, kvaerno5, ... (diffrax "
+                   "solvers)")
     g.add_argument("--backend", choices=BACKENDS,
-                   help="diffrax (default); fused: the same Euler steps in one while loop "
+                   help="diffrax: the ODE solver of --solver; fused: the same Euler steps in one while loop "
                    "with one field evaluation per step; blocks: exact layer-by-layer updates "
                    "(odd layers, then even ones) to the same fixed points, hard sigmoid only")
     g.add_argument("--nudged-backend", choices=BACKENDS,
                    help="the nudged phase's own backend (default: --backend), e.g. the paper's "
                    "truncated Euler second phase after a free phase relaxed by blocks")
     g.add_argument("--anderson", type=int, metavar="M",
-                   help="Anderson acceleration of the block sweeps with memory M (0: off, "
-                   "the default): fewer sweeps to the same steady-state test, slower per sweep; "
+                   help="Anderson acceleration of the block sweeps with memory M (0: "
+                   "off): fewer sweeps to the same steady-state test, slower per sweep; "
                    "on CPU about even per batch (0.7-1.1x; see RelaxConfig)")
     g.add_argument("--dt0", type=float, help="(initial) step size in time units")
-    g.add_argument("--tol", type=float, help="steady state when max|ds/dt| < tol")
-    g.add_argument("--free-t1", type=float, help="horizon of the free phase")
+    g.add_argument("--tol", type=float,
+                   help="a relaxation stops at steady state, max|ds/dt| < tol; 0: no test, "
+                   "every relaxation runs its full horizon (t1/dt0 steps: the papers' fixed "
+                   "step counts)")
+    g.add_argument("--free-t1", type=float, help="horizon of the free phase (time units)")
     g.add_argument("--nudged-t1", type=float, help="horizon of the nudged phase")
     g.add_argument("--eval-t1", type=float, help="horizon when evaluating from zero states")
-    g.add_argument("--max-steps", type=int)
+    g.add_argument("--max-steps", type=int,
+                   help="most solver steps (or sweeps) of one relaxation")
 
 
 #: `TrainConfig` fields set by the flags of `_run_flags`
@@ -153,7 +243,7 @@ def _cmd_train(args) -> int:
     overrides = {k: getattr(args, k) for k in RUN_FLAGS}
     overrides["devices"] = parse_devices(args.devices)
     if args.resume:
-        for flag, value in (("--run-dir", args.run_dir), ("--preset", args.preset)):
+        for flag, value in (("--out", args.out), ("--preset", args.preset)):
             if value is not None:
                 raise EqdynError(
                     f"`{flag}`={value!r} cannot be combined with `--resume`: a resumed run keeps "
@@ -167,9 +257,11 @@ def _cmd_train(args) -> int:
         preset = saved.pop("preset", None)
         saved.update({k: v for k, v in overrides.items() if v is not None})
         cfg = resolve_config(preset, **saved)
+        if _nothing_left(run_dir, cfg):
+            return 0
     else:
         cfg = resolve_config(args.preset, **overrides)
-        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
+        run_dir = Path(args.out) if args.out else Path("runs") / (
             time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.dataset}"
         )
     lead = jax.process_index() == 0  # of several processes, one reports
@@ -192,9 +284,92 @@ def _cmd_train(args) -> int:
         print(f"\ninterrupted; continue with: eqdyn train --resume {run_dir}", file=sys.stderr)
         return 130
     if lead:
+        _write_curves([run_dir])
         print(f"test accuracy {metrics['test_accuracy']:.4f}; metrics in "
-              f"{run_dir / 'metrics.json'}")
+              f"{run_dir / 'metrics.json'}, curves in {run_dir / 'curves.png'}")
     return 0
+
+
+def _nothing_left(run_dir: Path, cfg) -> bool:
+    """Whether the run in `run_dir` has trained all `cfg.epochs` and been scored: then say so
+    (and how to train on) instead of scoring it again."""
+    import json
+
+    from .training import load_trained
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False  # not scored yet (stopped after its last checkpoint): train() scores it
+    done = load_trained(run_dir)[2]
+    if done != cfg.epochs or metrics.get("epochs") != done:  # fewer: train; more: refused
+        return False
+    print(f"eqdyn train: {run_dir} has already trained {done} of --epochs {cfg.epochs}: "
+          f"nothing left to train (test accuracy {metrics['test_accuracy']:.4f}, in "
+          f"{run_dir / 'metrics.json'}). To train on, resume with a larger --epochs, e.g. "
+          f"eqdyn train --resume {run_dir} --epochs {done + 10}", flush=True)
+    return True
+
+
+def _write_curves(run_dirs, out=None) -> Path:
+    """Draw the learning curves of the runs in `run_dirs` into `out` (default: the one run's
+    `curves.png`)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no window
+    from .analysis import plots
+
+    runs = []
+    for d in map(Path, run_dirs):
+        for name in ("metrics.json", "checkpoint.json"):  # finished, or still training
+            if (d / name).exists():
+                runs.append((d.name, json.loads((d / name).read_text())))
+                break
+        else:
+            raise EqdynError(f"{str(d)!r} holds no metrics.json or checkpoint.json; is it a "
+                             "run directory of eqdyn train (its --out)?")
+    out = Path(out) if out else Path(run_dirs[0]) / "curves.png"
+    fig = plots.plot_runs(runs)
+    plots.save_figure(fig, out)
+    matplotlib.pyplot.close(fig)
+    return out
+
+
+def _add_plot(sub):
+    p = sub.add_parser(
+        "plot",
+        help="draw the learning curves of one or several training runs, overlaid",
+        description="Draw loss, training and validation error, relaxation steps and "
+        "convergence per epoch of each run directory (eqdyn train --out), overlaid in one "
+        "figure. A run still training is drawn from its last checkpoint.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--out", metavar="FILE.png",
+                   help="the figure (default: RUN_DIR/curves.png for one run, "
+                   "runs/plot-<time>.png for several)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args) -> int:
+    out = args.out
+    if out is None and len(args.runs) > 1:
+        out = Path("runs") / ("plot-" + time.strftime("%Y%m%d-%H%M%S") + ".png")
+    print(f"wrote {_write_curves(args.runs, out)}")
+    return 0
+
+
+def _table_paths(out, default_dir: str, name: str) -> tuple[Path, Path]:
+    """`(JSON, PNG)` of a table written to `--out`: a folder (`NAME.json`, `NAME.png` in it) or,
+    as in 0.1, a `.json` file (the PNG beside it)."""
+    if out is None:
+        out = Path("runs") / (default_dir + "-" + time.strftime("%Y%m%d-%H%M%S"))
+    out = Path(out)
+    if out.suffix == ".json":
+        return out, out.with_suffix(".png")
+    return out / f"{name}.json", out / f"{name}.png"
 
 
 def _scale_flags(p, multihost: bool):
@@ -233,15 +408,18 @@ def _add_sweep(sub):
     _run_flags(p)
     g = p.add_argument_group("sweep")
     g.add_argument("--seeds", type=int, default=4,
-                   help="seeds per setting: --seed, --seed + 1, ... (default seed 0)")
+                   help="seeds per setting: --seed, --seed + 1, ...")
     g.add_argument("--beta", help="comma-separated nudging strengths, e.g. 0.1,0.5,1.0")
     g.add_argument("--lr", action="append",
                    help="a learning-rate setting (one rate, or per-layer rates input side first, "
                    "e.g. 0.1,0.05); repeat the flag to sweep several")
     _scale_flags(p, multihost=False)
     g = p.add_argument_group("output")
-    g.add_argument("--out", help="JSON file (default runs/sweep-<time>.json)")
+    g.add_argument("--out", metavar="DIR",
+                   help="folder for sweep.json (default runs/sweep-<time>); a name ending in "
+                   ".json is the file itself")
     g.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    _show_config_defaults(p)
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -263,8 +441,7 @@ def _cmd_sweep(args) -> int:
                    **overrides)
     result.pop("models")
     result["command"] = "eqdyn " + " ".join(sys.argv[1:])
-    out = Path(args.out) if args.out else Path("runs") / (
-        "sweep-" + time.strftime("%Y%m%d-%H%M%S") + ".json")
+    out = _table_paths(args.out, "sweep", "sweep")[0]
     write_json(out, result)
     print(format_sweep_table(result))
     print(f"{len(result['runs'])} runs in {result['wall_seconds']:.1f}s; wrote {out}")
@@ -278,12 +455,15 @@ def _add_derive(sub):
         description="Derive tau_k ds_k/dt = -dF/ds_k, dF/dtheta and (with --stdp) the STDP form "
         "d/dt dF/dtheta of the layered Hopfield energy, or of the energy in --energy FILE.py, "
         "and print them; --check compares them with jax.grad / jax.jvp in float64.",
+        formatter_class=_Formatter,
     )
     p.add_argument("--arch", default="784-500-10", help="layer sizes, input first")
     p.add_argument("--energy", metavar="FILE.py", help="a Python file defining `energy`")
     p.add_argument("--cost", choices=["squared_error", "cross_entropy"], default="squared_error",
                    help="cost of the built-in layered energy (cross_entropy: softmax readout)")
-    p.add_argument("--activation", help="hard_sigmoid (default), sigmoid, tanh, or registered")
+    p.add_argument("--activation",
+                   help="hard_sigmoid, sigmoid, tanh, or a registered one (default: "
+                   "hard_sigmoid, or the --energy file's own)")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
     p.add_argument("--stdp", action="store_true", help="also print the STDP form of the rule")
     p.add_argument("--code", action="store_true", help="also print the generated JAX source")
@@ -353,31 +533,38 @@ def _add_compare(sub):
         "relaxation and optimiser, and print one table (accuracy, wall time, mean relaxation "
         "steps). Rules: ep (one-sided), ep-rs (random-sign), ep-sym (symmetric), ep-holo "
         "(holomorphic; needs --activation sigmoid or tanh), cep (continual EP), continuous "
-        "(clock-free EP), chl, rbp, bptt, backprop (feedforward).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "(clock-free EP), chl, rbp, bptt, backprop (feedforward). Writes the table as "
+        "compare.json and a bar chart compare.png to --out.",
+        formatter_class=_Formatter,
     )
     p.add_argument("--algos", default="ep,ep-sym,chl,rbp,bptt", help="comma-separated rules")
-    p.add_argument("--preset", help="named settings (flags override)")
-    p.add_argument("--dataset", help="digits (default), mnist or fashion-mnist")
-    p.add_argument("--data-dir", help="folder with the IDX .gz files")
+    p.add_argument("--preset", help="named settings (flags override; see train --help)")
+    p.add_argument("--dataset", help="digits, mnist or fashion-mnist")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the IDX .gz files")
     p.add_argument("--arch", help="layer sizes, input first")
     p.add_argument("--energy", metavar="FILE.py", help="a custom energy file (see train --help)")
-    p.add_argument("--activation", help="hard_sigmoid (default), sigmoid or tanh")
-    p.add_argument("--beta", type=float)
+    p.add_argument("--activation", help="hard_sigmoid, sigmoid or tanh")
+    p.add_argument("--beta", type=float, help="nudging strength of the EP rules")
     p.add_argument("--lr", help="learning rate(s), input side first")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=BACKENDS)
-    p.add_argument("--n-points", type=int, help="ep-holo: points on the circle (default 4)")
+    p.add_argument("--batch-size", type=int, help="examples per training step")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    p.add_argument("--seed", type=int, help="seed of the shared initial weights and batches")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="relaxation backend (see train --help)")
+    p.add_argument("--n-points", type=int, help="ep-holo: points on the circle")
     p.add_argument("--nudged-t1", type=float,
                    help="horizon of the second phase (cep: its Euler steps are nudged_t1/dt0)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optax optimiser")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="learning-rate schedule over the run")
     p.add_argument("--lr-decay", type=float, help="per-epoch factor of --schedule exponential")
     p.add_argument("--cosine-hold", type=float,
                    help="fraction of the run at the full rate before --schedule cosine decays")
-    p.add_argument("--out", help="JSON file for the table (default runs/compare-<time>.json)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for compare.json and compare.png (default "
+                   "runs/compare-<time>); a name ending in .json is the table's file, the "
+                   "chart beside it")
+    _show_config_defaults(p)
     p.set_defaults(func=_cmd_compare)
 
 
@@ -392,10 +579,15 @@ def _cmd_compare(args) -> int:
     print(format_table([], header=True), flush=True)
     rows = compare(algos, preset=args.preset, progress=lambda s: print(s, flush=True),
                    **overrides)
-    out = Path(args.out) if args.out else Path("runs") / (
-        time.strftime("%Y%m%d-%H%M%S") + "-compare.json")
-    write_json(out, {"rows": rows})
-    print(f"wrote {out}")
+    out, png = _table_paths(args.out, "compare", "compare")
+    write_json(out, {"rows": rows, "command": "eqdyn " + " ".join(sys.argv[1:])})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .analysis import plots
+
+    plots.save_figure(plots.plot_compare(rows), png)
+    print(f"wrote {out} and {png}")
     return 0
 
 
@@ -412,11 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_derive(sub)
     _add_compare(sub)
+    _add_plot(sub)
     _add_analyze(sub)
+    parser.commands = sub.choices  # for the suggestions of `main`
     return parser
-
-
-STUDIES = ("early-inference", "bias", "convergence", "training", "gdu", "noise")
 
 
 def _add_analyze(sub):
@@ -437,9 +628,11 @@ def _add_analyze(sub):
         "Hopfield network, against recurrent backprop: Laborieux & Zenke 2022; on a random "
         "20-16-16-5 network with a softmax readout, or the trained network of --run). Writes "
         "STUDY.json and STUDY.png to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
-    p.add_argument("study", choices=STUDIES)
+    from .analysis import STUDIES
+
+    p.add_argument("study", choices=STUDIES, help="the study to run")
     p.add_argument("--arch", help="layer sizes (default: early-inference 20-16-14-12-5, bias "
                    "5-6-3); for convergence and gdu a comma-separated list (default "
                    "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10; gdu "
@@ -447,7 +640,8 @@ def _add_analyze(sub):
     p.add_argument("--activation",
                    help="sigmoid (default; steep_sigmoid for training), tanh, steep_sigmoid or "
                    "hard_sigmoid (bias: holomorphic EP is left out for activations with kinks)")
-    p.add_argument("--beta", type=float, default=1e-3, help="early-inference: the nudge")
+    p.add_argument("--beta", type=float, default=1e-3,
+                   help="early-inference: the nudge (training: 0.1 unless given)")
     p.add_argument("--batch", type=int, default=8, help="random inputs in [0, 1]")
     p.add_argument("--n-points", type=int, default=4, help="bias: holomorphic EP's N")
     p.add_argument("--steps", type=int, default=200, help="training: SGD steps")
@@ -461,7 +655,7 @@ def _add_analyze(sub):
                    help="gdu: nudged-phase duration in units of tau")
     p.add_argument("--run", action="append", default=[], metavar="DIR",
                    help="convergence: also study the trained network of this run directory "
-                   "(eqdyn train --run-dir), on its first --batch test images; repeatable. "
+                   "(eqdyn train --out), on its first --batch test images; repeatable. "
                    "noise: study that network (one run) instead of a random one")
     p.add_argument("--temperature", type=float, default=8e-4,
                    help="noise: T of every phase (8e-4 = std 0.04 per step of dt 1, Laborieux "
@@ -472,7 +666,7 @@ def _add_analyze(sub):
                    help="noise: comma-separated VARIANT:BETA[:N] (N for holomorphic)")
     p.add_argument("--solvers", default="euler,tsit5",
                    help="convergence: comma-separated solvers, or blocks (leaky formulation)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)
 
@@ -480,159 +674,20 @@ def _add_analyze(sub):
 def _cmd_analyze(args) -> int:
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)  # the program's setting: the studies are float64
     import matplotlib
-    import numpy as np
 
     matplotlib.use("Agg")  # files only, no window
-    from . import analysis
-    from .analysis import plots
-    from .models import LayeredHopfield, get_activation, parse_arch
+    from .analysis import plots, run_study
     from .training import write_json
 
-    act = get_activation(args.activation or (
-        "steep_sigmoid" if args.study == "training" else "sigmoid"))
     out = Path(args.out) if args.out else Path("runs") / (
         f"analyze-{args.study}-" + time.strftime("%Y%m%d-%H%M%S"))
-    if args.batch < 1:
-        raise EqdynError(f"`--batch`={args.batch} must be a positive integer.")
-    rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    if args.study == "training":
-        from .data import load_dataset
-
-        data = load_dataset("digits")
-        sizes = parse_arch(args.arch or "64-32-10")
-        model = LayeredHopfield(sizes, act.name, key=jax.random.PRNGKey(args.seed),
-                                dtype=jnp.float64)
-        print(f"eqdyn analyze training: digits {'-'.join(map(str, sizes))} ({act.name}), "
-              f"{args.steps} steps", flush=True)
-        beta = 0.1 if args.beta == 1e-3 else args.beta
-        record = analysis.training_dynamics(
-            model, np.asarray(data.x_train, np.float64), data.y_train, n_steps=args.steps,
-            lr=args.lr, beta=beta, batch_size=20, seed=args.seed)
-        fig = plots.plot_training(record)
-        print(f"  final loss EP {record.loss_ep[-10:].mean():.4f}, RBP "
-              f"{record.loss_rbp[-10:].mean():.4f}; cosine EP vs gradient: min "
-              f"{record.cosine.min():.6f}, mean {record.cosine.mean():.6f}")
-    elif args.study == "gdu":
-        archs = (args.arch or "10-12-4,10-12-12-4,10-12-12-12-4").split(",")
-        for a in archs:
-            parse_arch(a)
-        try:
-            dts = tuple(float(v) for v in args.dts.split(","))
-            free_times = tuple(float(v) for v in args.free_times.split(","))
-        except ValueError:
-            raise EqdynError(f"`--dts`={args.dts!r} and `--free-times`={args.free_times!r} "
-                             "must be comma-separated numbers, e.g. 1,0.1 and 4,100.") from None
-        print(f"eqdyn analyze gdu: {', '.join(archs)} ({act.name}), dt {dts}, free phase "
-              f"{free_times} tau, nudged {args.horizon:g} tau", flush=True)
-        record = analysis.gdu_study(archs, activation=act.name, dts=dts, free_times=free_times,
-                                    horizon=args.horizon, batch=args.batch, seed=args.seed)
-        fig = plots.plot_gdu_study(record)
-        for r in record.rows:
-            i = int(np.nanargmin(np.asarray(r["error_neurons"]) + r["error_params"]))
-            print(f"  {r['arch']:<16} dt {r['dt']:<4g} T {r['n_free']:<5} residual "
-                  f"{r['free_residual']:.1e}: best beta {record.betas[i]:.0e}, relative error "
-                  f"neurons {r['error_neurons'][i]:.1e} weights {r['error_params'][i]:.1e}, "
-                  f"sign agreement {r['sign_neurons'][i]:.4f} / {r['sign_params'][i]:.4f}")
-    elif args.study == "noise":
-        from .models import EnergyModel
-        from .symbolic import layered_hopfield_energy
-
-        estimators = []
-        for item in args.estimators.split(","):
-            parts = item.strip().split(":")
-            try:
-                variant, beta = parts[0], float(parts[1])
-                n = int(parts[2]) if len(parts) > 2 else 2
-            except (IndexError, ValueError):
-                raise EqdynError(f"`--estimators` item {item!r}: write VARIANT:BETA[:N], e.g. "
-                                 "one-sided:0.1 or holomorphic:0.4:10.") from None
-            estimators.append((variant, beta, n))
-        if len(args.run) > 1:
-            raise EqdynError(f"`--run` given {len(args.run)} times; the noise study takes one "
-                             "trained network.")
-        if args.run:
-            from .data import load_dataset
-            from .training import load_trained
-
-            model, cfg, epoch = load_trained(args.run[0], dtype=jnp.float64)
-            data = load_dataset(cfg.dataset, cfg.data_dir)
-            x = jnp.asarray(data.x_test[:args.batch], jnp.float64)
-            d = jax.nn.one_hot(jnp.asarray(data.y_test[:args.batch]), model.n_outputs,
-                               dtype=jnp.float64)
-            what = f"{args.run[0]} ({cfg.arch}, {epoch} epochs), {args.batch} test images"
-        else:
-            sizes = parse_arch(args.arch or "20-16-16-5")
-            act = get_activation(args.activation or "steep_sigmoid")
-            model = EnergyModel(layered_hopfield_energy(sizes, cost="cross_entropy"), act.name,
-                                "leaky", key=jax.random.PRNGKey(args.seed), dtype=jnp.float64)
-            x = jnp.asarray(rng.uniform(size=(args.batch, sizes[0])))
-            d = jax.nn.one_hot(jnp.asarray(rng.integers(0, sizes[-1], args.batch)), sizes[-1],
-                               dtype=jnp.float64)
-            what = f"{'-'.join(map(str, sizes))} ({act.name}, softmax readout), batch {args.batch}"
-        print(f"eqdyn analyze noise: {what}, T = {args.temperature:g}, {args.n_keys} draws",
-              flush=True)
-        record = analysis.noise_study(model, x, d, temperature=args.temperature,
-                                      estimators=estimators, n_keys=args.n_keys, seed=args.seed)
-        fig = plots.plot_noise(record)
-        for lab in record.labels:
-            print(f"  {lab:<30} error per draw {np.mean(record.errors[lab]):.3f} (cos "
-                  f"{np.mean(record.cosines[lab]):.4f}); of the average "
-                  f"{record.mean_error[lab]:.3f}; noiseless {record.noiseless_error[lab]:.4f}")
-    elif args.study == "convergence":
-        default = "" if args.run else "20-32-10,20-32-32-10,20-32-32-32-10,20-128-10"
-        archs = [a for a in (args.arch or default).split(",") if a]
-        for a in archs:
-            parse_arch(a)
-        solvers = tuple(v.strip() for v in args.solvers.split(",") if v.strip())
-        from .dynamics import SOLVERS
-        unknown = [v for v in solvers if v != "blocks" and v not in SOLVERS]
-        if unknown:
-            raise EqdynError(f"`--solvers` {unknown} not known; use {sorted(SOLVERS)} or blocks.")
-        print(f"eqdyn analyze convergence: {', '.join(archs + args.run)} ({act.name})",
-              flush=True)
-        record = analysis.convergence_study(archs, activation=act.name, batch=args.batch,
-                                            seed=args.seed, solvers=solvers,
-                                            run_dirs=tuple(args.run))
-        fig = plots.plot_convergence(record)
-        for r in record.rows:
-            pred = "-" if r["predicted_t"] is None else f"{r['predicted_t']:.1f}"
-            if r["trained"]:
-                print(f"  trained {r['trained']['run_dir']} ({r['trained']['epochs']} epochs):")
-            print(f"  {r['arch']:<18} steps {r['steps']}  t* {r['t_settle']:.1f}  slowest rate "
-                  f"{r['slowest_rate']:.3f} -> predicted {pred}  energy "
-                  f"max increase {r['energy_increase']:.1e}")
-    else:
-        default = "20-16-14-12-5" if args.study == "early-inference" else "5-6-3"
-        sizes = parse_arch(args.arch or default)
-        model = LayeredHopfield(sizes, act.name, key=jax.random.PRNGKey(args.seed),
-                                dtype=jnp.float64)
-        x = jnp.asarray(rng.uniform(size=(args.batch, sizes[0])))
-        d = jax.nn.one_hot(jnp.asarray(rng.integers(0, sizes[-1], args.batch)), sizes[-1],
-                           dtype=jnp.float64)
-        print(f"eqdyn analyze {args.study}: {'-'.join(map(str, sizes))} ({act.name}), "
-              f"batch {args.batch}", flush=True)
-        if args.study == "early-inference":
-            record = analysis.early_inference(model, x, d, beta=args.beta)
-            fig = plots.plot_early_inference(record)
-            for k, name in enumerate(record.layers):
-                print(f"  {name:<5} ({record.distance[k]} from output): arrival "
-                      f"{record.arrival[k]:.3g}, final cos vs ds*/dbeta "
-                      f"{record.cos_adjoint[k, -1]:.6f}, cos(ds/dt, backprop) at t=1 "
-                      f"{record.cos_backprop_velocity[k, np.searchsorted(record.times, 1.0)]:.3f}")
-        else:
-            variants = ("one-sided", "symmetric") + (("holomorphic",) if act.holomorphic else ())
-            record = analysis.bias_vs_beta(model, x, d, variants=variants,
-                                           n_points=args.n_points)
-            fig = plots.plot_bias(record)
-            for v, slope in record.slopes.items():
-                print(f"  {v:<12} log-log slope {slope:.3f}")
+    record, fig, activation = run_study(args.study, args, say=lambda s: print(s, flush=True))
     out.mkdir(parents=True, exist_ok=True)
     data = record.to_json()
-    data.update(study=args.study, activation=act.name, seed=args.seed,
+    data.update(study=args.study, activation=activation, seed=args.seed,
                 seconds=time.perf_counter() - t0,
                 command="eqdyn analyze " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "")
     write_json(out / f"{args.study}.json", data)
@@ -641,9 +696,30 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _refuse_unknown(parser, args, extra) -> None:
+    """argparse's "unrecognized arguments", with the closest flags of the subcommand and where
+    to read about them (exits 2)."""
+    sub = parser.commands[args.command]
+    known = [o for a in sub._actions for o in a.option_strings if a.help != argparse.SUPPRESS]
+    hints = []
+    for item in extra:
+        flag = item.split("=")[0]
+        if flag.startswith("-"):
+            close = difflib.get_close_matches(flag, known, n=2, cutoff=0.7)
+            if close:
+                hints.append(f"{flag}: did you mean {' or '.join(close)}?")
+    # no usage block: the train command's is 25 lines, and the error would scroll away
+    print(f"eqdyn {args.command}: error: unrecognized arguments: {' '.join(extra)}"
+          + "".join(f"\n  {h}" for h in hints)
+          + f"\nsee `eqdyn {args.command} --help` for every flag", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _refuse_unknown(parser, args, extra)
     try:
         return args.func(args)
     except EqdynError as exc:

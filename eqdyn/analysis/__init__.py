@@ -22,3 +22,5 @@ from ._noise import NoiseStudy as NoiseStudy
 from ._noise import noise_study as noise_study
 from ._training import TrainingDynamics as TrainingDynamics
 from ._training import training_dynamics as training_dynamics
+from ._studies import STUDIES as STUDIES
+from ._studies import run_study as run_study

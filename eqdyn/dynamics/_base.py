@@ -225,17 +225,19 @@ class RelaxResult(eqx.Module):
 def status(residual, tol, converged=None, exhausted=None):
     """`(converged, result)` of a relaxation that ended with `residual`.
 
-    `converged` (default `residual < tol`) is the success test; a non-finite residual is
-    `nonfinite`; otherwise `tol == 0` is `fixed_horizon` and anything else is `exhausted`
-    (default `max_steps_reached`).
+    `converged` (default `residual < tol`, or with `tol == 0`, no steady-state test, the whole
+    horizon run) is the success test; a non-finite residual is `nonfinite`; a success at
+    `tol == 0` is `fixed_horizon`, one below a positive `tol` `successful`; anything else is
+    `exhausted` (default `max_steps_reached`).
     """
     finite = jnp.isfinite(residual)
     tol = as_dtype(tol, residual.dtype)
-    conv = (residual < tol) if converged is None else converged
+    conv = ((residual < tol) | (tol == 0)) if converged is None else converged
     conv = conv & finite
     exhausted = RESULTS.max_steps_reached if exhausted is None else exhausted
-    result = RESULTS.where(conv, RESULTS.successful, RESULTS.where(
-        ~finite, RESULTS.nonfinite, RESULTS.where(tol == 0, RESULTS.fixed_horizon, exhausted)))
+    result = RESULTS.where(conv, RESULTS.where(tol == 0, RESULTS.fixed_horizon,
+                                               RESULTS.successful), RESULTS.where(
+        ~finite, RESULTS.nonfinite, exhausted))
     return conv, result
 
 

@@ -50,7 +50,10 @@ class RelaxConfig(eqx.Module):
     - `dt0`: initial (adaptive) or fixed (`euler`, or `adaptive=False`) step in time units.
       With a fixed step, choose `t1` a multiple of `dt0`: diffrax then takes exactly `dt0`
       per step (otherwise the steps after the first are spread evenly up to `t1`).
-    - `tol`: steady state when `max |ds/dt| < tol` over the batch.
+    - `tol`: steady state when `max |ds/dt| < tol` over the batch. `tol=0` turns the test
+      off: every relaxation runs its full horizon (a fixed number of steps, `t1 / dt0`, the
+      papers' protocol) and counts as converged (result `fixed_horizon`) when it got there
+      with finite states; an adaptive solver then needs explicit `rtol` and `atol`.
     - `t1`: horizon; a relaxation that has not reached `tol` by then did not converge.
     - `max_steps`: solver step budget.
     - `adaptive`: PID step-size control (default: the solver's own default, see `SOLVERS`).
@@ -94,8 +97,15 @@ class RelaxConfig(eqx.Module):
             )
         for name in ("dt0", "tol", "t1"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ConfigError(f"`{name}`={v!r} must be a positive finite number.")
+            if not (isinstance(v, (int, float)) and np.isfinite(v)
+                    and (v > 0 or (name == "tol" and v == 0))):
+                raise ConfigError(f"`{name}`={v!r} must be a positive finite number"
+                                  + (" (or 0: run the full horizon)." if name == "tol" else "."))
+        if self.tol == 0 and self.is_adaptive and (self.rtol is None or self.atol is None):
+            raise ConfigError(
+                f"`tol`=0 (run the full horizon) with the adaptive `solver`={self.solver!r} "
+                "leaves its step-size control without tolerances (rtol and atol default to tol): "
+                "give `rtol` and `atol`, or use a fixed step (solver 'euler').")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise ConfigError(f"`max_steps`={self.max_steps!r} must be a positive integer.")
         if not (isinstance(self.anderson, int) and not isinstance(self.anderson, bool)

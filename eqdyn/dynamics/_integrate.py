@@ -102,8 +102,11 @@ class Integrate(AbstractRelaxation):
         tol = as_dtype(self.tol, residual.dtype)
         dr = sol.result
         ended = (dr == diffrax.RESULTS.successful) | (dr == diffrax.RESULTS.max_steps_reached)
+        # tol 0: no steady-state test (the event never fires), success is reaching t1
+        reached = (dr == diffrax.RESULTS.event_occurred) | (residual < tol) | (
+            (tol == 0) & (dr == diffrax.RESULTS.successful))
         converged, result = status(
-            residual, self.tol, (dr == diffrax.RESULTS.event_occurred) | (residual < tol),
+            residual, self.tol, reached,
             RESULTS.where(ended, RESULTS.max_steps_reached, RESULTS.solver_failed))
         return RelaxResult(states, sol.stats["num_steps"], residual, converged, sol.ts[-1],
                            result)
