@@ -358,12 +358,12 @@ def plot_runs(runs):
     axes[1].set_ylabel("error rate (%)")
     if np.any([np.nanmax(100 * (1 - _history(m, "train_accuracy")), initial=0) > 0
                for _, m in runs]):
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        axes[1].set_yscale("log")
-        for axis in (axes[1].yaxis,):  # 20, 10, 5 rather than 2 x 10^1, 10^1, 5 x 10^0
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axes[1].set_yscale("log")  # ticks 1, 2, 5, 10, ... rather than 2 x 10^0
+        axes[1].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axes[1].yaxis.set_minor_formatter(NullFormatter())
     axes[2].set_title("relaxation (solid: free, dashed: nudged)")
     axes[2].set_ylabel("mean steps (or sweeps) per batch")
     axes[3].set_title("at steady state (solid: free, dashed: nudged)")
@@ -413,7 +413,8 @@ def plot_compare(rows):
         ax.set_xticks(x, names)
         ax.grid(alpha=0.3, axis="y")
     if cfg:
-        fig.suptitle(f"{cfg.get('dataset')} {cfg.get('arch')}, {cfg.get('epochs')} epochs, "
-                     "same initial weights and batches", fontsize=10)
+        n = cfg.get("epochs")
+        fig.suptitle(f"{cfg.get('dataset')} {cfg.get('arch')}, {n} epoch{'' if n == 1 else 's'}"
+                     ", same initial weights and batches", fontsize=10)
     fig.tight_layout()
     return fig
