@@ -38,6 +38,15 @@ def test_table_rows_come_from_the_json():
     assert mod.render_readme(text, "T") == f"a\n{mod.START}\nT\n{mod.END}\nb\n"
 
 
+def test_readme_headline_rows_name_existing_results():
+    mod = _module()
+    results = mod.load_named()
+    assert all(name in results for _, name in mod.HEADLINE)
+    lines = mod.headline(results).splitlines()
+    assert len(lines) == 2 + len(mod.HEADLINE)
+    assert lines[2].startswith("| `eqdyn train --preset sb17-1h` | mnist, 784-500-10 | ")
+
+
 def test_load_report_measures_steal_from_its_own_start(monkeypatch):
     # benchmarks/bench_epoch.py: the steal share over a run, from the counters `start_run`
     # keeps in `info` (no module state); the private counters stay out of the JSON
