@@ -23,6 +23,7 @@ from ._integrate import Integrate as Integrate
 from ._langevin import SDE_SOLVERS as SDE_SOLVERS
 from ._langevin import Langevin as Langevin
 from ._langevin import LangevinResult as LangevinResult
+from ._optimistix import OptimistixRoot as OptimistixRoot
 from ._langevin import langevin as langevin
 from ._relax import Trajectory as Trajectory
 from ._relax import relax as relax

@@ -204,7 +204,10 @@ class BlockSweeps(AbstractRelaxation):
     Why hand-written rather than optimistix: `optx.FixedPointIteration` on this sweep map
     would test convergence on the whole batch in its own norm (not the system's KKT residual
     with the bounds' outward forces ignored) and has no per-example Anderson mixing;
-    `optx.Newton`/`optx.Chord` solve dense Jacobians (see `OptimistixRoot` for the numbers).
+    `optx.Newton`/`optx.Chord` solve dense Jacobians. Measured (`python
+    benchmarks/bench_roots.py`, float64, batch 20, tol 1e-8): 18 sweeps 0.22 ms on 64-64-10
+    against Newton's 24 ms, 12 sweeps 2.0 ms on 784-500-10 against Newton's 19 s and chord's
+    3.7 s (see `OptimistixRoot`).
     """
 
     max_sweeps: int = eqx.field(static=True)

@@ -43,7 +43,11 @@ class FusedEuler(AbstractRelaxation):
     Why hand-written rather than optimistix: `optx.FixedPointIteration` on `y + dt f(y)` is
     this iteration, but stops on its own (rtol, atol) test of the step, not on the system's
     steady-state residual (the KKT residual of `F` with the bounds' outward forces ignored),
-    and reports no residual; see `OptimistixRoot` for Newton and chord (numbers there).
+    and reports no residual. Measured (`python benchmarks/bench_roots.py`, float64, batch 20,
+    hard sigmoid, tol 1e-8): on 64-64-10 it took 99 steps (0.9 ms) to its test at rtol = atol
+    = 1e-10 where this loop stops after 79 (1.3 ms; its steps are cheaper, with no residual
+    per step, but when it stops is not the steady-state test); on 784-500-10, 71 steps 24 ms
+    against 57 steps 3.6 ms. Newton and chord: see `OptimistixRoot`.
     """
 
     dt: Array
