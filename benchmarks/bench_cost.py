@@ -60,7 +60,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
     import jax
     import jax.numpy as jnp
 
-    from eqdyn.learning import EPConfig
+    from eqdyn.learning import EP, EPConfig
     from eqdyn.training import (build_model, make_optimizer, relax_configs, resolve_config,
                                 train_chunk)
 
@@ -88,7 +88,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
     opt_state = opt.init(model.params)
     if warmup:  # train a little (blocks, the fastest) so that the network is not a fresh one
         model, opt_state, particles, key, _ = train_chunk(
-            model, opt_state, particles, key, x, y, jnp.asarray(warm_rows), ep_cfg, opt, True)
+            model, opt_state, particles, key, x, y, jnp.asarray(warm_rows), EP.from_config(ep_cfg), opt, True)
     out = []
     methods = [(b, b, 0) for b in BACKENDS] + ([("anderson", "blocks", anderson)]
                                                  if anderson else [])
@@ -96,7 +96,7 @@ def measure(arch, x, y, n_batches, t1, warmup, seed=0, anderson=0) -> list[dict]
         _, ep_cfg, opt = setup(backend, m)
 
         def chunk(m, o, p, k):
-            res = train_chunk(m, o, p, k, x, y, jnp.asarray(rows), ep_cfg, opt, True)
+            res = train_chunk(m, o, p, k, x, y, jnp.asarray(rows), EP.from_config(ep_cfg), opt, True)
             jax.block_until_ready(res)
             return res
 

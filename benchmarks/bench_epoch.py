@@ -435,7 +435,7 @@ def run(args) -> dict:
     import jax.numpy as jnp
 
     from eqdyn.data import load_dataset
-    from eqdyn.learning import EPConfig
+    from eqdyn.learning import EP, EPConfig
     from eqdyn.training import evaluate, make_optimizer, relax_configs, train, train_chunk
 
     t_run = time.perf_counter()
@@ -490,7 +490,7 @@ def run(args) -> dict:
         particles = model0.init_state(n_train)
         out = train_chunk(model0, opt.init(model0.params), particles,
                            jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[1], x_train, y_train,
-                           jnp.asarray(batches), ep_cfg, opt, cfg.persistent)
+                           jnp.asarray(batches), EP.from_config(ep_cfg), opt, cfg.persistent)
         jax.block_until_ready(out)
         return out
 

@@ -41,7 +41,7 @@ def step_by_step(n_devices: int) -> list[float]:
     import jax.numpy as jnp
 
     from eqdyn._distributed import DataParallel, resolve_devices
-    from eqdyn.learning import EPConfig, make_optimizer, resolve_config
+    from eqdyn.learning import EP, EPConfig, make_optimizer, resolve_config
     from eqdyn.training import build_model, relax_configs, train_chunk
 
     cfg = resolve_config(**SETTINGS)
@@ -58,8 +58,8 @@ def step_by_step(n_devices: int) -> list[float]:
     xr, yr = dp.replicate((x, y))
     diffs = []
     for b in range(3):
-        *one, _ = train_chunk(*one, x, y, jnp.asarray(perm[b]), ep_cfg, opt, True)
-        *many, _ = train_chunk(*many, xr, yr, dp.replicate(perm[b]), ep_cfg, opt, True,
+        *one, _ = train_chunk(*one, x, y, jnp.asarray(perm[b]), EP.from_config(ep_cfg), opt, True)
+        *many, _ = train_chunk(*many, xr, yr, dp.replicate(perm[b]), EP.from_config(ep_cfg), opt, True,
                                 shard=dp.constraint)
         diffs.append(max_diff(one[0].params, many[0].params))
     return diffs

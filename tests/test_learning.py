@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-import eqdyn.training._dispatch as dispatch_mod
 import eqdyn.training._loop as loop_mod
 from eqdyn._errors import CheckpointError, ConfigError
 from eqdyn.dynamics import RelaxConfig, max_norm
-from eqdyn.learning import EPConfig, ep_gradient
+from eqdyn.learning import EP, AbstractRule, EPConfig, ep_gradient
 from eqdyn.training import (
     build_model,
     make_optimizer,
@@ -251,14 +250,17 @@ def run_a(tmp_path_factory):
     """Two uninterrupted epochs on digits, counting how often the EP step is traced."""
     run_dir = tmp_path_factory.mktemp("train") / "A"
     traces = []
-    original = dispatch_mod.ep_gradient
+    original = loop_mod.build_rule
 
-    def counting(*args, **kwargs):
-        traces.append(1)  # ep_gradient only runs while `_train_chunk` is being traced
-        return original(*args, **kwargs)
+    class Counting(AbstractRule):  # the rule only runs while the chunk is being traced
+        inner: AbstractRule
+
+        def __call__(self, *args, **kwargs):
+            traces.append(1)
+            return self.inner(*args, **kwargs)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(dispatch_mod, "ep_gradient", counting)
+    mp.setattr(loop_mod, "build_rule", lambda cfg, groups: Counting(original(cfg, groups)))
     try:
         metrics = train(_cfg(), run_dir=run_dir, progress=None)
     finally:
@@ -311,10 +313,10 @@ def test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles():
     fresh = lambda: tuple(jnp.full((60, n), 0.25) for n in model.state_sizes)  # noqa: E731
     key = jax.random.PRNGKey(3)
     plain = train_chunk(model, opt.init(model.params), fresh(), key, x, y, rows,
-                                     ep_cfg, opt, True)
+                                     EP.from_config(ep_cfg), opt, True)
     particles = fresh()
     donated = loop_mod._train_chunk_donating(
-        (model, opt.init(model.params), key, x, y, rows, ep_cfg, opt, True), particles)
+        (model, opt.init(model.params), key, x, y, rows, EP.from_config(ep_cfg), opt, True), particles)
     for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(plain, eqx.is_array)),
                     jax.tree_util.tree_leaves(eqx.filter(donated, eqx.is_array))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

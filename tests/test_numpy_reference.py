@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from numpy_reference import NumpyEP, one_hot, time_grid  # noqa: E402
 
 from eqdyn.dynamics import RelaxConfig  # noqa: E402
-from eqdyn.learning import EPConfig, TrainConfig, ep_gradient, make_optimizer  # noqa: E402
+from eqdyn.learning import EP, EPConfig, TrainConfig, ep_gradient, make_optimizer  # noqa: E402
 from eqdyn.training import train_chunk  # noqa: E402
 from eqdyn.models import LayeredHopfield  # noqa: E402
 
@@ -205,7 +205,7 @@ def test_training_steps_with_persistent_particles_match(backend, sizes, beta):
             signs.append(bool(jax.random.bernoulli(sub)))
         all_signs += signs
         model, opt_state, particles, key, stats = train_chunk(
-            model, opt_state, particles, key, xj, yj, jnp.asarray(perm), ep_cfg, opt, True
+            model, opt_state, particles, key, xj, yj, jnp.asarray(perm), EP.from_config(ep_cfg), opt, True
         )
         for i, idx in enumerate(perm):
             st = ref.step(x[idx], one_hot(labels[idx], sizes[-1], np.float64), idx, signs[i],

@@ -33,7 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
+
 
 from .._errors import ConfigError
 from ._phase import is_noisy, run_phase

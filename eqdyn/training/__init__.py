@@ -19,6 +19,7 @@ from ._evaluate import evaluate as evaluate
 from ._loop import epoch_order as epoch_order
 from ._loop import train as train
 from ._loop import train_chunk as train_chunk
+from ._optim import LOCAL_OPTIMIZER as LOCAL_OPTIMIZER
 from ._optim import make_optimizer as make_optimizer
 from ._presets import PRESETS as PRESETS
 from ._registry import ALGOS as ALGOS
@@ -33,7 +34,7 @@ from ._registry import SCHEDULES as SCHEDULES
 from ._registry import SOLVERS as SOLVERS
 from ._registry import VARIANTS as VARIANTS
 from ._registry import relax_configs as relax_configs
-from ._registry import rule_settings as rule_settings
+from ._registry import build_rule as build_rule
 from ._run_io import RESUMABLE as RESUMABLE
 from ._run_io import TrainedRun as TrainedRun
 from ._run_io import checkpoint_layout as checkpoint_layout

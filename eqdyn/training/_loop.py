@@ -28,14 +28,14 @@ import optax
 from .._compile import cheap_jit
 from .._distributed import DataParallel, is_writer, resolve_devices, to_host
 from .._errors import ConfigError
+from ..learning import AbstractLocalRule, AbstractRule, Backprop
 from ..models import parse_arch
 from ._checkpoint import CheckpointWriter, load_checkpoint, write_json
 from ._config import TrainConfig, build_model
-from ._dispatch import rule_step
 from ._evaluate import evaluate
 from ._health import check_epoch, divergence_error, failure_counts, format_epoch, pct
-from ._optim import make_optimizer
-from ._registry import LOCAL_RULES, relax_configs, rule_settings
+from ._optim import LOCAL_OPTIMIZER, make_optimizer
+from ._registry import build_rule, relax_configs
 from ._run_io import check_resume, keep_energy_file, state_template
 
 __all__ = ["train", "train_chunk", "epoch_order"]
@@ -45,8 +45,7 @@ def _finite(arrays) -> jax.Array:
     return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in arrays], bool))
 
 
-def _chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persistent,
-           algo="ep", cont=None, shard=None):
+def _chunk(model, opt_state, particles, key, x, y, batches, rule, opt, persistent, shard=None):
     """One chunk of training steps (a `lax.scan` over `batches`, rows of example indices)."""
     n_classes = model.n_outputs
 
@@ -62,17 +61,19 @@ def _chunk(model, opt_state, particles, key, x, y, batches, ep_cfg, opt, persist
             s0 = model.init_state(xb.shape[0], xb.dtype)
         if shard is not None:  # data parallel: the batch axis split over the device mesh
             xb, db, lb, s0 = shard((xb, db, lb, s0))
-        out, free_states, stats = rule_step(algo, ep_cfg, cont, model, xb, db, s0, sub, lb)
-        if algo in LOCAL_RULES:  # the rule moved the weights itself
-            model = out
-        else:
-            updates, opt_state = opt.update(out, opt_state, model.params)
-            model = model.with_params(optax.apply_updates(model.params, updates))
+        grads, st = rule(model, xb, db, s0, key=sub, labels=lb)
+        updates, opt_state = opt.update(grads, opt_state, model.params)
+        model = model.with_params(optax.apply_updates(model.params, updates))
+        free_states = st.free_states
         if persistent:
             particles = tuple(p.at[idx].set(s) for p, s in zip(particles, free_states))
         # per batch: are the new parameters and the free states finite (names the first bad
         # batch without a host sync per batch)
-        stats = dict(stats, finite=_finite((*model.params, *free_states)))
+        stats = dict(loss=st.loss, correct=st.correct, free_steps=st.free_steps,
+                     nudged_steps=st.nudged_steps, free_converged=st.free_converged,
+                     nudged_converged=st.nudged_converged, free_result=st.free_result,
+                     nudged_result=st.nudged_result,
+                     finite=_finite((*model.params, *free_states)))
         return (model, opt_state, particles, key), stats
 
     (model, opt_state, particles, key), stats = jax.lax.scan(
@@ -109,11 +110,11 @@ def _in_background(fn, *args, **kwargs) -> concurrent.futures.Future:
 
 
 #: The compiled training chunk, `train_chunk(model, opt_state, particles, key, x, y, rows,
-#: ep_cfg, opt, persistent, algo="ep", cont=None, shard=None) -> (model, opt_state,
-#: particles, key, stats)`: one `lax.scan` of the rule `algo` (settings `ep_cfg`, `cont` from
-#: `rule_settings`) and the optax optimiser `opt` over `rows` (one row of example indices of
-#: `x`, `y` per batch); `stats` holds per-batch arrays (loss, correct, steps, converged flags,
-#: `finite`). Its inputs stay valid (benchmarks and tests rerun a chunk from one state);
+#: rule, opt, persistent, shard=None) -> (model, opt_state, particles, key, stats)`: one
+#: `lax.scan` of the learning rule `rule` (any `eqdyn.learning.AbstractRule`; its numbers are
+#: leaves, so a new beta does not recompile) and the optax optimiser `opt` over `rows` (one row
+#: of example indices of `x`, `y` per batch); `stats` holds per-batch arrays (loss, correct,
+#: steps, converged flags, status codes, `finite`). Its inputs stay valid (benchmarks and tests rerun a chunk from one state);
 #: `train` donates the particles instead.
 train_chunk = eqx.filter_jit(_chunk)
 
@@ -210,8 +211,10 @@ def train(
     progress: Callable[[str], None] | None = print,
     dataset=None,
     download: bool = False,
+    rule: AbstractRule | None = None,
 ) -> dict:
-    """Train a network by the rule `cfg.algo`; return the metrics (also in `metrics.json`).
+    """Train a network by the rule `cfg.algo` (or `rule`); return the metrics (also in
+    `metrics.json`).
 
     The rule is EP (`"ep"`, with `cfg.variant`), continual EP (`"cep"`), contrastive Hebbian
     learning (`"chl"`), recurrent backprop at the fixed point (`"rbp"`), backprop through the
@@ -230,6 +233,10 @@ def train(
       with the default `print` and a terminal, a progress bar inside long epochs).
     - `dataset`: an `eqdyn.data.Dataset` to use instead of loading `cfg.dataset`.
     - `download`: fetch missing MNIST / Fashion-MNIST files from the public mirrors.
+    - `rule`: a learning rule object (any `eqdyn.learning.AbstractRule`, built-in or your own)
+      to train with instead of the one `cfg.algo` names (`build_rule(cfg, ...)`); the rest of
+      `cfg` (network, data, optimiser, evaluation) applies as usual. A rule that moves the
+      weights itself (`AbstractLocalRule`) is applied with `LOCAL_OPTIMIZER`.
 
     **Returns:** the metrics dict (final accuracies and errors, `history` with one entry per
     epoch including the relaxations that did not converge, `model`: the trained network).
@@ -249,8 +256,13 @@ def train(
     writes = run_dir is not None and is_writer()  # one process of several writes the files
 
     _, _, eval_cfg = relax_configs(cfg)
-    ep_cfg, cont = rule_settings(cfg, model.lr_groups)
-    feedforward = cfg.algo == "backprop"
+    own_rule = rule is not None
+    if rule is None:
+        rule = build_rule(cfg, model.lr_groups)
+    elif not isinstance(rule, AbstractRule):
+        raise ConfigError(f"`rule`={rule!r} must be a learning rule (an eqdyn.learning."
+                          "AbstractRule, e.g. EP(0.5, Symmetric())).")
+    feedforward = isinstance(rule, Backprop)
 
     x_train = jnp.asarray(dataset.x_train)
     y_train = jnp.asarray(dataset.y_train, jnp.int32)
@@ -269,7 +281,8 @@ def train(
     # n_chunks - 1 batches of each epoch's random permutation are left out
     n_chunks = -(-n_batches // cfg.chunk)
     per_chunk = n_batches // n_chunks
-    opt = make_optimizer(cfg, model.lr_groups, n_chunks * per_chunk)
+    opt = (LOCAL_OPTIMIZER if isinstance(rule, AbstractLocalRule)
+           else make_optimizer(cfg, model.lr_groups, n_chunks * per_chunk))
     # eval_persistent: the validation and test examples keep their own particles too
     state = state_template(cfg, model, opt, k_train, n_train,
                            {s: getattr(dataset, f"x_{s}").shape[0] for s in ("val", "test")})
@@ -289,6 +302,8 @@ def train(
         saved_cfg = cfg.to_json()
         if energy_sha is not None:
             saved_cfg["energy_sha256"] = energy_sha
+        if own_rule:  # a fact about the run, not a setting (`algo` did not pick the rule)
+            saved_cfg["rule"] = repr(rule)
         write_json(run_dir / "config.json", saved_cfg)
     if dp is not None:
         state = dp.replicate(state)
@@ -315,8 +330,8 @@ def train(
             try:
                 for c in range(n_chunks):
                     model, opt_state, particles, key, st = _train_chunk_donating(
-                        (model, opt_state, key, x_train, y_train, perm[c], ep_cfg, opt,
-                         cfg.persistent, cfg.algo, cont, dp and dp.constraint),
+                        (model, opt_state, key, x_train, y_train, perm[c], rule, opt,
+                         cfg.persistent, dp and dp.constraint),
                         particles,
                     )
                     stats.append(to_host(st))

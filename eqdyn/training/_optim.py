@@ -8,9 +8,13 @@ import math
 import optax
 
 from .._errors import ConfigError
-from ._registry import OPTIMIZERS, SCHEDULES
+from ._registry import LOCAL_RULES, OPTIMIZERS, SCHEDULES
 
-__all__ = ["make_optimizer"]
+__all__ = ["make_optimizer", "LOCAL_OPTIMIZER"]
+
+#: The optimiser of a rule that moves the weights itself (`eqdyn.learning.AbstractLocalRule`):
+#: it returns minus its change as `grads`, which plain SGD at rate 1 applies.
+LOCAL_OPTIMIZER = optax.sgd(1.0)
 
 
 def make_optimizer(cfg, groups, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
@@ -26,10 +30,13 @@ def make_optimizer(cfg, groups, steps_per_epoch: int | None = None) -> optax.Gra
       the first `cfg.cosine_hold` of the `cfg.epochs * steps_per_epoch` updates and decays to
       0 over the rest, "exponential" multiplies by `cfg.lr_decay` per epoch).
 
-    **Returns:** an `optax.GradientTransformation`. Cached per setting: the optimiser is a
+    **Returns:** an `optax.GradientTransformation` (`LOCAL_OPTIMIZER` for the rules that move
+    the weights themselves, `cfg.algo` in `LOCAL_RULES`). Cached per setting: the optimiser is a
     static argument of the compiled training step, so an equal one must be the same object for
     repeated `train` calls not to recompile.
     """
+    if cfg.algo in LOCAL_RULES:
+        return LOCAL_OPTIMIZER
     if isinstance(groups, int):
         groups = tuple(range(groups)) * 2
     if steps_per_epoch is None:

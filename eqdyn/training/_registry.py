@@ -4,7 +4,7 @@ Every choice `TrainConfig` takes by name is listed here, and `eqdyn.cli` derives
 `choices` from these tuples: learning rules (`ALGOS`), EP's nudging (`VARIANTS`), optimisers,
 schedules, costs, formulations, relaxation backends and solvers. The functions here turn a
 `TrainConfig` into the objects a run uses: the relaxation of each phase (`relax_configs`) and
-the settings of the learning rule (`rule_settings`); `eqdyn.training._dispatch` runs the rule.
+the learning rule (`build_rule`: an `eqdyn.learning.AbstractRule`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import math
 from .._errors import ConfigError
 from ..dynamics import SOLVERS as _SOLVERS
 from ..dynamics import OnSteady, RelaxConfig
-from ..learning import CEP_VARIANTS, PLASTICITY, VARIANTS, EPConfig, require_holomorphic
+from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
+                        AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, NoisyPhase,
+                        require_holomorphic)
 from ..models import FORMULATIONS as FORMULATIONS
 
 __all__ = [
     "ALGOS", "VARIANTS", "CEP_VARIANTS", "OPTIMIZERS", "SCHEDULES", "COSTS", "FORMULATIONS",
-    "BACKENDS", "SOLVERS", "PLASTICITY", "LOCAL_RULES", "relax_configs", "rule_settings",
+    "BACKENDS", "SOLVERS", "PLASTICITY", "LOCAL_RULES", "relax_configs", "build_rule",
 ]
 
 #: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
@@ -87,22 +89,43 @@ def continuous_setup(cfg, groups) -> tuple:
     return teacher, relax_cfg, param_rates(cfg, groups), cfg.plasticity
 
 
-def rule_settings(cfg, groups) -> tuple[EPConfig, tuple | None]:
-    """The learning rule's settings for the compiled training step: `(ep_cfg, cont)`.
+def _steps(cfg: RelaxConfig) -> int:
+    """The fixed step count a horizon gives (BPTT's unrolled steps, continual EP's nudged
+    steps): `t1 / dt0`, at least one."""
+    return max(1, int(round(cfg.t1 / cfg.dt0)))
 
-    `ep_cfg` holds beta, the nudging variant and the two phases' relaxations (used by every
-    rule that relaxes); `cont` the extra settings of the local rules (`algo="continuous"`:
-    teacher, episode relaxation, per-parameter rates, plasticity; `"cep"`: the rates), `None`
-    otherwise. `groups` is the learning-rate group of each parameter (`model.lr_groups`).
+
+def build_rule(cfg, groups) -> AbstractRule:
+    """The learning rule `cfg` names, as an `eqdyn.learning` rule object.
+
+    `cfg.algo` picks the rule and `cfg.variant` EP's nudging (`NUDGINGS`); the phases relax by
+    `relax_configs(cfg)` (noisy with `cfg.temperature > 0`); `cfg.beta` and the per-parameter
+    rates (`cfg.lr` by `groups`, the learning-rate group of each parameter, for the local
+    rules) become the rule's array leaves.
     """
     free, nudged, _ = relax_configs(cfg)
-    ep_cfg = EPConfig(beta=cfg.beta, variant=cfg.variant, free=free, nudged=nudged,
-                      temperature=cfg.temperature, n_points=cfg.n_points)
-    if cfg.algo == "continuous":
-        return ep_cfg, continuous_setup(cfg, groups)
+    if cfg.algo == "ep":
+        nudging = (Holomorphic(cfg.n_points) if cfg.variant == "holomorphic"
+                   else NUDGINGS[cfg.variant]())
+        if cfg.temperature > 0:
+            free, nudged = NoisyPhase(free, cfg.temperature), NoisyPhase(nudged, cfg.temperature)
+        return EP(cfg.beta, nudging, free, nudged)
+    if cfg.algo == "chl":
+        return CHL(free, nudged)
+    if cfg.algo == "rbp":
+        return RBP(free)
+    if cfg.algo == "bptt":
+        return BPTT(dt=free.dt0, n_steps=_steps(free), tol=free.tol)
+    if cfg.algo == "backprop":
+        return Backprop()
     if cfg.algo == "cep":
-        return ep_cfg, param_rates(cfg, groups)
-    return ep_cfg, None
+        return ContinualEP(cfg.beta, param_rates(cfg, groups), NUDGINGS[cfg.variant](), free,
+                           dt=nudged.dt0, n_steps=_steps(nudged), tol=nudged.tol)
+    if cfg.algo == "continuous":
+        teacher, relax_cfg, rates, plasticity = continuous_setup(cfg, groups)
+        return ClockFree(teacher, relax_cfg, rates, plasticity,
+                         random_sign=cfg.variant == "random-sign")
+    raise ConfigError(f"`algo`={cfg.algo!r} is not known; use one of {ALGOS}.")
 
 
 def check_rule(cfg, activations) -> None:

@@ -33,17 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array
 
 from .._distributed import DataParallel, resolve_devices, to_host
 from .._errors import ConfigError
-from ..dynamics import RelaxConfig
-from ..learning import EPConfig
 from ._config import build_model, resolve_config
 from ._evaluate import _eval_batch
 from ._loop import train_chunk
 from ._optim import make_optimizer
-from ._registry import LOCAL_RULES, relax_configs, rule_settings
+from ._registry import LOCAL_RULES, build_rule, relax_configs
 
 __all__ = ["sweep", "format_sweep_table", "SWEEPABLE"]
 
@@ -53,22 +50,6 @@ SWEEPABLE = ("seed", "beta", "lr")
 _NO_BETA = ("chl", "rbp", "bptt", "backprop")
 #: Statistics aggregated per setting.
 _METRICS = ("test_accuracy", "val_accuracy", "train_accuracy", "final_loss")
-
-
-class _ArrayBetaEPConfig(eqx.Module):
-    """An `EPConfig` whose `beta` is an array, so that it can differ between vmapped runs (the
-    estimators read `config.beta` only through `jnp.asarray`). Everything else is static."""
-
-    beta: Array
-    variant: str = eqx.field(static=True)
-    free: RelaxConfig = eqx.field(static=True)
-    nudged: RelaxConfig = eqx.field(static=True)
-    temperature: float = eqx.field(static=True)
-    n_points: int = eqx.field(static=True)
-
-    @classmethod
-    def like(cls, cfg: EPConfig, beta) -> "_ArrayBetaEPConfig":
-        return cls(beta, cfg.variant, cfg.free, cfg.nudged, cfg.temperature, cfg.n_points)
 
 
 class _RunRates(eqx.Module):
@@ -106,11 +87,12 @@ def _per_group(lr: tuple, n_groups: int) -> tuple:
 
 
 @eqx.filter_jit
-def _sweep_chunk(runs, x, y, ep_cfg, opt, persistent, algo, cont):
+def _sweep_chunk(runs, x, y, rule, opt, persistent):
     def one(run):
-        cfg = ep_cfg if run["beta"] is None else _ArrayBetaEPConfig.like(ep_cfg, run["beta"])
+        # each run's beta is its rule's array leaf
+        r = rule if run["beta"] is None else eqx.tree_at(lambda t: t.beta, rule, run["beta"])
         return train_chunk(run["model"], run["opt_state"], run["particles"], run["key"], x, y,
-                            run["batches"], cfg, opt, persistent, algo, cont)
+                           run["batches"], r, opt, persistent)
 
     return eqx.filter_vmap(one)(runs)
 
@@ -165,7 +147,7 @@ def _train_group(cfgs: list, dataset, devices, say) -> tuple[list[dict], list]:
     model0 = models[0]
     groups = model0.lr_groups
     eval_cfg = relax_configs(cfg0)[2]
-    ep_cfg, cont = rule_settings(cfg0, groups)
+    rule = build_rule(cfg0, groups)
     feedforward = cfg0.algo == "backprop"
     x_train = jnp.asarray(dataset.x_train)
     y_train = jnp.asarray(dataset.y_train, jnp.int32)
@@ -222,7 +204,7 @@ def _train_group(cfgs: list, dataset, devices, say) -> tuple[list[dict], list]:
             batches = perms[:, c]
             runs["batches"] = dp.split(batches) if dp is not None else batches
             model, opt_state, particles, key, st = _sweep_chunk(
-                runs, x_train, y_train, ep_cfg, opt, cfg0.persistent, cfg0.algo, cont)
+                runs, x_train, y_train, rule, opt, cfg0.persistent)
             runs.update(model=model, opt_state=opt_state, particles=particles, key=key)
             stats.append(to_host(st))
         del runs["batches"]
