@@ -330,13 +330,14 @@ def plot_runs(runs):
     - `runs`: a list of `(label, metrics)` pairs, `metrics` a run's `metrics.json` (or its
       `checkpoint.json`: a run still training) as a dict with `history`.
 
-    **Returns:** a figure of four panels against the epoch: the mean cost (training, solid, and
+    **Returns:** a figure of four panels (2 x 2) against the epoch: the mean cost (training, solid, and
     validation, dashed), the error rate in % (training, solid, and validation, dashed; log
     axis), the mean relaxation steps per batch (free phase, solid, nudged phase, dashed) and
     the share of relaxations that reached the steady state (free, solid; nudged, dashed).
     """
     plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.0))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.0))
+    axes = axes.ravel()
     colors = plt.cm.tab10(np.arange(len(runs)) % 10)
     for (label, m), c in zip(runs, colors):
         epoch = _history(m, "epoch")
