@@ -194,8 +194,8 @@ class RelaxResult(eqx.Module):
     **Fields:** `states` (integrated variables, one `(B, n_k)` array per layer), `steps`
     (steps, or sweeps, taken), `residual` (the steady-state residual at the end, measured:
     never NaN unless the states are), `converged` (`result == RESULTS.successful`; for
-    `fixed_horizon`, `residual < tol`), `t` (time reached, or sweeps), `result` (a `RESULTS`
-    item).
+    `fixed_horizon`: at `tol = 0`, the horizon run with finite states, and for a noisy
+    relaxation, `residual < tol`), `t` (time reached, or sweeps), `result` (a `RESULTS` item).
 
     Built without `result` (the 0.1 signature), the status is derived from `converged` and
     the residual.
