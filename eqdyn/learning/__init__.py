@@ -13,7 +13,7 @@ from ._nudging import Symmetric as Symmetric
 from ._nudging import Holomorphic as Holomorphic
 from ._nudging import check_holomorphic as check_holomorphic
 from ._nudging import require_holomorphic as require_holomorphic
-from ._phase import NoisyPhase as NoisyPhase
+from ._phase import noisy_phase as noisy_phase
 from ._ep import EP as EP
 from ._ep import NUDGINGS as NUDGINGS
 from ._rules import CHL as CHL

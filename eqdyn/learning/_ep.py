@@ -24,7 +24,7 @@ from .._errors import ConfigError
 from ..dynamics import RelaxConfig
 from ._nudging import (AbstractNudging, Holomorphic, OneSided, RandomSign, Symmetric,
                        check_holomorphic, require_holomorphic)
-from ._phase import NoisyPhase, is_noisy, run_phase
+from ._phase import is_noisy, noisy_phase, run_phase
 from ._rule import AbstractRule, Stats, as_leaf, free_phase_stats, status_code
 
 __all__ = ["EP", "EPConfig", "EPResult", "ep_gradient", "VARIANTS", "NUDGINGS",
@@ -50,7 +50,7 @@ class EP(AbstractRule):
     - `beta`: the nudging strength (> 0; an array leaf, so changing it does not recompile).
     - `nudging`: `OneSided()`, `RandomSign()` (default), `Symmetric()` or `Holomorphic(n)`.
     - `free`: the free phase's relaxation (a relaxation object or a `RelaxConfig`; a
-      `NoisyPhase` for neuron noise).
+      `Langevin` relaxation for neuron noise, which then needs a `key`).
     - `nudged`: the nudged phase's relaxation, started from the free fixed point (default:
       `free`).
 
@@ -80,8 +80,8 @@ class EP(AbstractRule):
                    "holomorphic": Holomorphic(config.n_points)}[config.variant]
         free, nudged = config.free, config.nudged
         if config.temperature > 0:
-            free = NoisyPhase(free, config.temperature)
-            nudged = NoisyPhase(nudged, config.temperature)
+            free = noisy_phase(free, config.temperature)
+            nudged = noisy_phase(nudged, config.temperature)
         return cls(config.beta, nudging, free, nudged)
 
     def __call__(self, model, x, d, s0, *, key: PRNGKeyArray | None = None, labels=None):

@@ -15,7 +15,7 @@ from .._errors import ConfigError
 from ..dynamics import SOLVERS as _SOLVERS
 from ..dynamics import OnSteady, RelaxConfig
 from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
-                        AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, NoisyPhase,
+                        AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, noisy_phase,
                         require_holomorphic)
 from ..models import FORMULATIONS as FORMULATIONS
 
@@ -108,7 +108,7 @@ def build_rule(cfg, groups) -> AbstractRule:
         nudging = (Holomorphic(cfg.n_points) if cfg.variant == "holomorphic"
                    else NUDGINGS[cfg.variant]())
         if cfg.temperature > 0:
-            free, nudged = NoisyPhase(free, cfg.temperature), NoisyPhase(nudged, cfg.temperature)
+            free, nudged = noisy_phase(free, cfg.temperature), noisy_phase(nudged, cfg.temperature)
         return EP(cfg.beta, nudging, free, nudged)
     if cfg.algo == "chl":
         return CHL(free, nudged)
