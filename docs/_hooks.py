@@ -28,6 +28,8 @@ PLANNED = {
                            "runs it."),
     "relaxations.md": ("Relaxations", "[Choosing a relaxation](how-to/relaxation.md) describes "
                        "the settings."),
+    "rules.md": ("Learning rules", "[Concepts](concepts.md#what-ep-estimates-and-why) "
+                 "describes the rules."),
     "presets.md": ("Presets", "`eqdyn train --help` lists them; "
                    "[reproducing a paper](how-to/reproduce.md) describes them."),
 }
