@@ -218,3 +218,20 @@ def test_train_with_a_rule_written_outside_eqdyn(tmp_path):
     for a, b in zip(fd["history"], rbp["history"]):
         assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / 256
     assert "FiniteDifferences" in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_the_bias_study_compiles_once_per_variant():
+    """12 betas, three nudgings: three compiled estimates (0.1 compiled one per beta: 36)."""
+    import eqdyn.analysis._bias as bias_mod
+
+    model = eqdyn.LayeredHopfield("5-6-3", "sigmoid", "gradient", key=jax.random.PRNGKey(0),
+                                  dtype=jnp.float64)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 5), jnp.float64)
+    d = jax.nn.one_hot(jnp.arange(4) % 3, 3, dtype=jnp.float64)
+    before = bias_mod._estimate._cached._cache_size()
+    study = eqdyn.analysis.bias_vs_beta(
+        model, x, d, betas=np.geomspace(0.01, 0.3, 12), n_points=3,
+        config=RelaxConfig(dt0=0.5, tol=1e-8, t1=2000.0, max_steps=10000))
+    assert bias_mod._estimate._cached._cache_size() - before == 3
+    # the betas were used: each variant's error changes along the grid
+    assert all(len(set(np.round(e, 12))) == 12 for e in study.errors.values())

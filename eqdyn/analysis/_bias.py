@@ -17,12 +17,19 @@ import numpy as np
 
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig
-from ..learning import VARIANTS, EPConfig, ep_gradient, rbp_gradient
+from ..learning import EP, VARIANTS, Holomorphic, OneSided, Symmetric, rbp_gradient
 from ._early import relative_error
 
 __all__ = ["BiasStudy", "bias_vs_beta"]
 
-_ep = eqx.filter_jit(ep_gradient)
+
+def _run(rule, model, x, d, s0):
+    return rule(model, x, d, s0)
+
+
+#: EP's estimate, compiled once per nudging: beta is the rule's array leaf, so the grid of betas
+#: reuses one program (`_estimate._cached._cache_size()` counts them; tested)
+_estimate = eqx.filter_jit(_run)
 _rbp = eqx.filter_jit(rbp_gradient)
 
 
@@ -85,12 +92,13 @@ def bias_vs_beta(model, x, d, *, betas=None, variants=("one-sided", "symmetric",
             f"the free phase did not reach `tol`={config.tol:g} by t1={config.t1:g}; pass a "
             "`config` with a longer horizon, more `max_steps` or a looser `tol`.")
     errors, slopes = {}, {}
+    nudgings = dict(symmetric=Symmetric(), holomorphic=Holomorphic(n_points))
+    nudgings["one-sided"] = OneSided()
     for v in variants:
         errs = []
         for b in betas:
-            cfg = EPConfig(beta=float(b), variant=v, free=config, nudged=config,
-                           n_points=n_points)
-            g, ep_aux = _ep(model, x, d, aux.free_states, cfg)
+            g, ep_aux = _estimate(EP(float(b), nudgings[v], config, config), model, x, d,
+                                  aux.free_states)
             # a nudged phase that did not settle gives no estimate: nan, left out of the fit
             errs.append(relative_error(g, ref) if bool(ep_aux.nudged_converged)
                         else float("nan"))
