@@ -402,7 +402,7 @@ def _add_sweep(sub):
         "other. Settings that change shapes or structure (--arch, --algo, --variant, "
         "--optimizer, --batch-size, ...) take one value: run one sweep per value. Prints a table "
         "(mean ± sample std over seeds per setting) and writes it with every run to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
         conflict_handler="resolve",
     )
     _run_flags(p)
@@ -541,7 +541,7 @@ def _add_compare(sub):
     p.add_argument("--preset", help="named settings (flags override; see train --help)")
     p.add_argument("--dataset", help="digits, mnist or fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the IDX .gz files")
-    p.add_argument("--arch", help="layer sizes, input first")
+    p.add_argument("--arch", help=f"layer sizes, input first (default: {_arch_default()})")
     p.add_argument("--energy", metavar="FILE.py", help="a custom energy file (see train --help)")
     p.add_argument("--activation", help="hard_sigmoid, sigmoid or tanh")
     p.add_argument("--beta", type=float, help="nudging strength of the EP rules")

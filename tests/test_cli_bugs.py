@@ -53,7 +53,7 @@ def _is_png(path):
 
 def test_val_loss_is_the_mean_cost_computed_by_hand(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", *SMALL, "--quiet", "--out", str(run)]) == 0
+    assert main(["train", "--dataset", "digits", *SMALL, "--quiet", "--out", str(run)]) == 0
     assert _is_png(run / "curves.png")
     # resuming a finished run: nothing to train, said so, nothing rewritten
     before = (run / "metrics.json").read_text()
@@ -117,6 +117,13 @@ def test_train_help_shows_the_config_defaults(capsys):
         after = text.split(flag, 1)[1].split(" --", 1)[0]
         assert f"(default: {value})" in after, (flag, after)
     assert "free steps 12.3" in text  # the epilog explains the epoch line
+
+
+@pytest.mark.parametrize("command", ["sweep", "compare", "derive", "plot", "analyze"])
+def test_no_help_says_default_none(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "default: None" not in capsys.readouterr().out
 
 
 def test_a_wrong_flag_names_the_close_one(capsys):
