@@ -4,7 +4,8 @@ For every network of the grid (MNIST inputs, hard sigmoid, the sb17 settings: be
 random sign, batch 20, persistent particles, tol 1e-3) and both fast relaxations — fixed-step
 Euler at dt 0.5 in one while loop (`backend="fused"`) and exact block sweeps
 (`backend="blocks"`), and with `--anderson M` the block sweeps with Anderson acceleration
-of memory M (`method` "anderson") — one run measures, from the same weights (a fresh network trained for `--warmup` batches):
+of memory M (`method` "anderson") — one run measures, from the same weights (a fresh network
+trained for `--warmup` batches):
 
 - the free and nudged steps (Euler steps or sweeps; one field evaluation each) of a chunk of
   batches from zero states (`cold`, an example's first visit) and of the same batches again

@@ -183,7 +183,8 @@ def render(architectures=ARCHITECTURES) -> str:
         "",
         *HOPFIELD_LAYERS,
         "- `\\dot{s}_k = ds_k/dt` is the velocity of state `s_k` along the trajectory, printed",
-        "  `\\dot{h}_{1}`, `\\dot{y}` (`dh_1/dt` in plain text); `\\dot{\\beta} = dbeta/dt`. `eta` is the learning rate.",
+        "  `\\dot{h}_{1}`, `\\dot{y}` (`dh_1/dt` in plain text); `\\dot{\\beta} = dbeta/dt`. "
+        "`eta` is the learning rate.",
         *NOTATION,
         "",
         "## From the EP update to a rule in time",

@@ -190,8 +190,8 @@ def langevin(model, x, s0=None, *, temperature: float, key: PRNGKeyArray, t1: fl
       state-independent constants once; same law, but the noise is drawn from `key`
       differently from diffrax's, so not the same paths; `ts` saved the same way, by linear
       interpolation between steps). When `t1` is not a multiple of `dt` it ends at the next
-      multiple, as `relax_core`'s fused backend (diffrax ends at `t1`, its steps after the first spread evenly). EP's noisy
-      phases use it for `RelaxConfig`s with `backend="fused"` or `"blocks"`.
+      multiple, as `relax_core`'s fused backend (diffrax ends at `t1`, its steps after the
+      first spread evenly). EP's noisy phases use it for `RelaxConfig`s with `backend="fused"` or `"blocks"`.
     - `require_gibbs`: refuse the leaky formulation (default). With `False` the noise acts on
       the potentials of the leaky form too (neuron noise as in Laborieux & Zenke 2022), whose
       stationary law is then not `exp(-F/T)`.

@@ -83,7 +83,7 @@ class Activation:
         """
         import sympy as sp
 
-        from ..symbolic._codegen import scalar_function_source
+        from ..symbolic import scalar_function_source
 
         expr = sp.sympify(expr)
         if var is None:
@@ -96,7 +96,7 @@ class Activation:
             var = free[0]
         real = sp.Symbol(str(var), real=True)  # so that |u|' = sign(u), not re/im parts
         expr, var = expr.subs(var, real), real
-        from ..symbolic._codegen import python_name
+        from ..symbolic import python_name
 
         def compile_(e, fname):
             ns = {"jnp": jnp}

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from .._compile import run_once
 from .._errors import ConfigError, DerivationError
 from ..symbolic import Derivation, GeneratedCode, derive, generate_code, layered_hopfield_energy
-from ..symbolic._codegen import python_name
+from ..symbolic import python_name
 from ._activations import Activation, get_activation
 
 #: system -> {shapes: whether the midpoint identity holds}: a cache beside the frozen systems

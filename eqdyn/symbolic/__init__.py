@@ -5,6 +5,8 @@ Imports SymPy only, never JAX.
 
 from ._codegen import GeneratedCode as GeneratedCode
 from ._codegen import generate_code as generate_code
+from ._codegen import python_name as python_name
+from ._codegen import scalar_function_source as scalar_function_source
 from ._energy import BATCH as BATCH
 from ._energy import Derivation as Derivation
 from ._energy import Energy as Energy

@@ -71,10 +71,10 @@ def evaluate(model, x, y, relax_cfg, batch: int = 1000,
         mask = np.arange(batch) < m
         xb, yb = pad(xb, m), pad(yb, m)
         sb = None if s0 is None else tuple(put(pad(a[i:i + batch], m)) for a in s0)
-        c, l, s, v, st = _eval_batch(model, put(xb), put(yb), put(mask), relax_cfg,
-                                     feedforward, sb)
+        c, total, s, v, st = _eval_batch(model, put(xb), put(yb), put(mask), relax_cfg,
+                                         feedforward, sb)
         correct += float(c)
-        cost += float(l)
+        cost += float(total)
         steps.append(int(s))
         conv.append(bool(v))
         if s0 is not None:

@@ -114,8 +114,8 @@ def _in_background(fn, *args, **kwargs) -> concurrent.futures.Future:
 #: `lax.scan` of the learning rule `rule` (any `eqdyn.learning.AbstractRule`; its numbers are
 #: leaves, so a new beta does not recompile) and the optax optimiser `opt` over `rows` (one row
 #: of example indices of `x`, `y` per batch); `stats` holds per-batch arrays (loss, correct,
-#: steps, converged flags, status codes, `finite`). Its inputs stay valid (benchmarks and tests rerun a chunk from one state);
-#: `train` donates the particles instead.
+#: steps, converged flags, status codes, `finite`). Its inputs stay valid (benchmarks and
+#: tests rerun a chunk from one state); `train` donates the particles instead.
 train_chunk = eqx.filter_jit(_chunk)
 
 

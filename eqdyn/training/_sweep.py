@@ -120,9 +120,9 @@ def _evaluate_runs(models, x, y, relax_cfg, batch, feedforward, put) -> dict:
     steps, conv = [], []
     for i in range(n_batches):
         sl = slice(i * batch, (i + 1) * batch)
-        c, l, s, v = to_host(_eval_runs(models, put(xp[sl]), put(yp[sl]), put(mask[sl]),
-                                        relax_cfg, feedforward))
-        correct, cost = correct + c.astype(np.float64), cost + l.astype(np.float64)
+        c, total, s, v = to_host(_eval_runs(models, put(xp[sl]), put(yp[sl]), put(mask[sl]),
+                                            relax_cfg, feedforward))
+        correct, cost = correct + c.astype(np.float64), cost + total.astype(np.float64)
         steps.append(s)
         conv.append(v)
     return dict(accuracy=correct / n, loss=cost / n, steps=np.mean(steps, axis=0),
