@@ -20,7 +20,8 @@ for examples where no unit crosses a bound under the nudge: examples with a pote
 to a bound than `3 |beta| max|du*/dbeta|` are left out of the metrics (measured: one of 8
 examples of a random 20-16-14-12-5 net had a unit 7e-5 from a bound; beta = 1e-4 flipped it
 and its fixed point jumped by 0.3, a quotient of 3000 against a sensitivity of 1). The
-*arrival time* of layer `k` is the first saved time at which `||q_k(t)||` reaches a fraction `arrival_fraction` of `||ds_k*/dbeta||`.
+*arrival time* of layer `k` is the first saved time at which `||q_k(t)||` reaches a fraction
+`arrival_fraction` of `||ds_k*/dbeta||`.
 """
 
 from __future__ import annotations
