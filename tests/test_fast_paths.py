@@ -326,15 +326,14 @@ def test_relax_compiles_once_per_configuration(rng, backend, monkeypatch):
 def test_training_compiles_once_across_runs(tmp_path):
     """Two `train` calls with equal settings (a compare, a notebook, a resumed run) trace
     the training step once: the optimiser and the relaxation settings compare equal."""
-    import eqdyn.training._dispatch as dispatch_mod
+    import eqdyn.learning._ep as ep_mod
     from eqdyn.data import load_dataset
     from eqdyn.learning import resolve_config, train
 
-    traces = []
-    original = dispatch_mod.ep_gradient
+    traces = []  # the EP rule's free phase, once per trace of the rule
+    original = ep_mod.run_phase
     mp = pytest.MonkeyPatch()
-    mp.setattr(dispatch_mod, "ep_gradient",
-               lambda *a, **k: traces.append(1) or original(*a, **k))
+    mp.setattr(ep_mod, "run_phase", lambda *a, **k: traces.append(1) or original(*a, **k))
     try:
         data = load_dataset("digits", val_size=200)
         cfg = resolve_config(arch="64-64-10", epochs=1, batch_size=20, backend="blocks",

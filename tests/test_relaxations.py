@@ -237,6 +237,23 @@ def test_langevin_reports_its_fixed_horizon_and_measured_residual(linear, key):
         relax_core(model, x, s0, BETA, d, noisy)
 
 
+def test_complex_langevin_is_the_langevin_function(linear, key):
+    """A complex beta (holomorphic EP's noisy phases) reaches `Langevin.solve` as real pairs;
+    the states come back complex, equal to `langevin`'s for the same key."""
+    model, x, d, _ = linear
+    s0 = model.init_state(3, jnp.float64)
+    beta = complex(0.5, 0.2)
+    for backend in ("fused", "diffrax"):
+        res = relax_core(model, x, s0, beta, d, Langevin(1e-4, dt=0.5, t1=5.0, backend=backend),
+                         key=key)
+        ref = langevin(model, x, s0, temperature=1e-4, key=key, t1=5.0, dt=0.5, beta=beta, d=d,
+                       require_gibbs=False, backend=backend)
+        assert res.result == RESULTS.fixed_horizon and np.isfinite(float(res.residual))
+        for u, v in zip(res.states, ref.states):
+            assert jnp.iscomplexobj(u)
+            np.testing.assert_array_equal(u, v)
+
+
 def test_langevin_at_zero_temperature_is_fused_euler(linear, key):
     model, x, d, _ = linear
     s0 = model.init_state(3, jnp.float64)
