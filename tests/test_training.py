@@ -117,3 +117,15 @@ def test_progress_inside_an_epoch_is_a_bar_on_a_terminal_and_lines_otherwise(mon
     silent = loop_mod._Progress(lines.append, False, 3, 5, total=40, every=0.0)
     silent.update(10)
     assert len(lines) == 3
+
+
+def test_failure_counts_name_the_statuses():
+    from eqdyn.training._health import failure_counts
+
+    st = dict(free_converged=np.array([True, False, True, False]),
+              nudged_converged=np.array([True, True, True, True]),
+              free_result=np.array([0, 1, 0, 2]), nudged_result=np.array([0, 0, 0, 0]))
+    c = failure_counts(st)
+    assert (c["relaxations"], c["free_not_converged"], c["nudged_not_converged"]) == (8, 2, 0)
+    assert c["free_status"] == {"max_steps_reached": 1, "nonfinite": 1}
+    assert c["nudged_status"] == {}

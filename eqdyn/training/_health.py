@@ -31,15 +31,32 @@ def pct(v) -> str:
     return f"{100 * v:.2f}%" if v is not None and math.isfinite(v) else "-"
 
 
+def _by_status(codes) -> dict:
+    """How many batches' relaxations ended with each status other than success, by the name
+    of its `eqdyn.dynamics.RESULTS` entry (`{"max_steps_reached": 3}`)."""
+    from ..dynamics import RESULTS
+
+    names = {int(getattr(RESULTS, n)._value): n for n in
+             ("successful", "max_steps_reached", "nonfinite", "fixed_horizon", "solver_failed")}
+    codes = np.asarray(codes, int).ravel()
+    return {names.get(c, str(c)): int(np.sum(codes == c)) for c in np.unique(codes) if c != 0}
+
+
 def failure_counts(st: dict) -> dict:
     """The relaxations of an epoch that did not reach a steady state: one free and one nudged
     relaxation per batch (a whole batch relaxes together), counted from the per-batch
-    `free_converged` / `nudged_converged` flags of the training chunks."""
+    `free_converged` / `nudged_converged` flags of the training chunks, and the statuses they
+    ended with (`free_status`, `nudged_status`: counts by `RESULTS` name, from the rules'
+    status codes)."""
     n = int(np.size(st["free_converged"]))
     free = n - int(np.sum(np.asarray(st["free_converged"], bool)))
     nudged = n - int(np.sum(np.asarray(st["nudged_converged"], bool)))
-    return dict(relaxations=2 * n, free_not_converged=free, nudged_not_converged=nudged,
-                not_converged_fraction=(free + nudged) / max(1, 2 * n))
+    out = dict(relaxations=2 * n, free_not_converged=free, nudged_not_converged=nudged,
+               not_converged_fraction=(free + nudged) / max(1, 2 * n))
+    for phase in ("free", "nudged"):
+        if f"{phase}_result" in st:
+            out[f"{phase}_status"] = _by_status(st[f"{phase}_result"])
+    return out
 
 
 def format_epoch(h: dict, epochs: int) -> str:
