@@ -148,3 +148,14 @@ def test_tol_zero_trains_fixed_step_counts_and_plot_overlays(tmp_path, capsys):
     assert _is_png(out)
     assert main(["plot", str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo, key", [("bptt", "free_converged"), ("cep", "nudged_converged")])
+def test_tol_zero_counts_fixed_counts_as_converged_in_every_rule(algo, key, tmp_path):
+    # bptt's unrolled free phase and continual EP's nudged steps are fixed counts already; with
+    # tol 0 they are what was asked for, not relaxations that failed to settle
+    run = tmp_path / algo
+    assert main(["train", "--algo", algo, *SMALL, "--quiet", "--tol", "0", "--free-t1", "10",
+                 "--nudged-t1", "2", "--lr", "0.01,0.005", "--out", str(run)]) == 0
+    h = json.loads((run / "metrics.json").read_text())["history"][-1]
+    assert h[key] == 1.0
