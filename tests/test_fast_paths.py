@@ -137,7 +137,15 @@ def test_spd_solve_float32_and_large_memory():
         assert got.dtype == np.float32
         want = np.linalg.solve(a.astype(np.float64), b.astype(np.float64)[..., None])[..., 0]
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
-    _spd_solve(jnp.zeros((2, 4, 4), jnp.float32), jnp.ones((2, 4), jnp.float32))
+    # singular: the zero matrix's pivots are floored at float32's tiny (1.2e-38), so the answer
+    # is huge (measured 8.5e37 = 1/tiny in every entry), not an exception nor a plausible value
+    zero = np.asarray(_spd_solve(jnp.zeros((2, 4, 4), jnp.float32), jnp.ones((2, 4), jnp.float32)))
+    assert zero.shape == (2, 4) and zero.dtype == np.float32
+    assert np.all(~np.isfinite(zero) | (np.abs(zero) > 1e30)), zero
+    # a consistent singular system (rank 1) gets one of its exact solutions (measured e_1)
+    ones = np.ones((2, 4, 4), np.float32)
+    x = np.asarray(_spd_solve(jnp.asarray(ones), jnp.ones((2, 4), jnp.float32)))
+    np.testing.assert_allclose(ones @ x[..., None], np.ones((2, 4, 1)), rtol=0, atol=1e-6)
 
 
 def test_anderson_forgets_a_nonfinite_slot():
