@@ -68,9 +68,14 @@ def test_backprop_reference_is_measured_not_asserted(early):
     # layer moves, and it is a cosine
     c = early.cos_backprop_velocity
     assert c.shape == early.cos_adjoint.shape
-    finite = c[np.isfinite(c)]
-    assert finite.size > c.size // 4
-    assert np.all(np.abs(finite) <= 1 + 1e-12)
+    finite = np.isfinite(c)
+    assert finite.sum() > c.size // 4
+    # each recorded value is the cosine of that layer's velocity with backprop's error signal,
+    # recomputed here in NumPy from the two arrays
+    for k, i in zip(*np.nonzero(finite)):
+        v, b = np.ravel(early.velocity[k][i]), np.ravel(early.backprop[k])
+        want = v @ b / (np.linalg.norm(v) * np.linalg.norm(b))
+        assert c[k, i] == pytest.approx(want, abs=1e-12), (k, i)
     data = json.loads(json.dumps(early.to_json()))
     assert data["layers"] == list(early.layers)
 

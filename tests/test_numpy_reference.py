@@ -163,9 +163,20 @@ def test_negative_unit_beta_settles_on_the_box():
     d = one_hot(labels, SIZES[-1], np.float64)
     model, ref = _reference(weights, biases)
     ref = NumpyEP(SIZES, weights, biases, dtype=np.float64, beta=1.0, tol=1e-6)
-    _, plus = ref.ep_gradient(x, d, ref.init_state(B), +1.0)
-    _, minus = ref.ep_gradient(x, d, ref.init_state(B), -1.0)
-    assert plus["nudged_steps"] < 100 and minus["nudged_steps"] < 100
+    cfg = EPConfig(beta=1.0, variant="random-sign", free=_relax_cfg(1e-6, 50.0),
+                   nudged=_relax_cfg(1e-6, 50.0))
+    s0 = tuple(jnp.asarray(s) for s in ref.init_state(B))
+    for sign in (+1.0, -1.0):
+        g_ref, a_ref = ref.ep_gradient(x, d, ref.init_state(B), sign)
+        assert a_ref["nudged_steps"] < 100
+        # the first key whose draw is this sign (eqdyn: +beta where bernoulli is True)
+        key = next(k for k in map(jax.random.PRNGKey, range(20))
+                   if bool(jax.random.bernoulli(k)) == (sign > 0))
+        grads, aux = _ep_jit(model, jnp.asarray(x), jnp.asarray(d), s0, cfg, key=key)
+        assert int(aux.free_steps) == a_ref["free_steps"]
+        assert int(aux.nudged_steps) == a_ref["nudged_steps"]
+        for a, b in zip(grads, g_ref):
+            np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=TOL)
     u_free, _ = ref.relax(x, ref.init_state(B), d, 0.0, 50.0)
     u_minus, _ = ref.relax(x, u_free, d, -1.0, 50.0)
     y = np.clip(u_minus[-1], 0.0, 1.0)
