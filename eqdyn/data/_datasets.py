@@ -414,6 +414,12 @@ def _resolve_folder(
 
 def _read_pair(name: str, images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim == 1 and labels.ndim == 3:
+        raise DataError(
+            f"`path`='{images_path}' holds 1-d data (labels?) and '{labels_path}' holds "
+            f"{labels.shape[1:]} arrays (images?): the image and label files look swapped; "
+            "give each its own name"
+        )
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(
             f"`path`='{images_path}' holds {images.dtype} images of shape {images.shape[1:]}; "

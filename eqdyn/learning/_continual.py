@@ -23,7 +23,7 @@ from jaxtyping import PRNGKeyArray
 from .._errors import ConfigError
 from ..dynamics import relax_core
 from ._ep import EPConfig, EPResult
-from ._rule import free_phase_stats
+from ._rule import check_batch, free_phase_stats
 
 __all__ = ["continual_ep_step", "CEP_VARIANTS"]
 
@@ -60,6 +60,7 @@ def continual_ep_step(model, x, d, s0, config: EPConfig, lr, *, key: PRNGKeyArra
         raise ConfigError(
             f"`temperature`={config.temperature} (neuron noise) is not implemented for "
             "continual EP; use an EPConfig with temperature=0.")
+    check_batch(x, d, s0)
     params = tuple(model.params)
     lrs = tuple(lr) if isinstance(lr, (tuple, list)) else (lr,) * len(params)
     if len(lrs) != len(params):

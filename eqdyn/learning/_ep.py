@@ -25,7 +25,7 @@ from ..dynamics import RelaxConfig
 from ._nudging import (AbstractNudging, Holomorphic, OneSided, RandomSign, Symmetric,
                        check_holomorphic, require_holomorphic)
 from ._phase import is_noisy, noisy_phase, run_phase
-from ._rule import AbstractRule, Stats, as_leaf, free_phase_stats, status_code
+from ._rule import AbstractRule, Stats, as_leaf, check_batch, free_phase_stats, status_code
 
 __all__ = ["EP", "EPConfig", "EPResult", "ep_gradient", "VARIANTS", "NUDGINGS",
            "check_holomorphic", "require_holomorphic"]
@@ -85,6 +85,7 @@ class EP(AbstractRule):
         return cls(config.beta, nudging, free, nudged)
 
     def __call__(self, model, x, d, s0, *, key: PRNGKeyArray | None = None, labels=None):
+        check_batch(x, d, s0)
         noisy = is_noisy(self.free) or is_noisy(self.nudged_relaxation)
         if (self.nudging.needs_key or noisy) and key is None:
             raise ConfigError(f"`key` is required for {type(self.nudging).__name__} nudging"

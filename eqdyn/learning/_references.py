@@ -33,6 +33,7 @@ from jaxtyping import Array
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig, relax_core
 from ..models import get_activation
+from ._rule import check_batch
 
 __all__ = [
     "RBP_SOLVERS",
@@ -182,6 +183,7 @@ def rbp_gradient(
     if solver not in RBP_SOLVERS:
         raise ConfigError(f"`solver`={solver!r} is not known; use one of {RBP_SOLVERS}.")
     relax_config = relax_config or RelaxConfig()
+    check_batch(x, d, s0)
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -258,6 +260,7 @@ def bptt_gradient(model, x, d, s0, *, dt: float, n_steps: int, labels=None):
         raise ConfigError(f"`dt`={dt!r} must be a positive finite number (a Python float).")
     if not (isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps > 0):
         raise ConfigError(f"`n_steps`={n_steps!r} must be a positive integer.")
+    check_batch(x, d, s0)
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -339,6 +342,7 @@ def chl_gradient(
             f"prediction of `{model.energy.name}` is `{model.energy.prediction}`, not a state "
             "(e.g. a softmax readout). Use EP or a reference gradient instead."
         )
+    check_batch(x, d, s0)
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -390,6 +394,7 @@ def feedforward_backprop_gradient(model, x, d, *, labels=None):
     **Returns:** `(grads, aux)`: `grads` a tuple in the order of `model.params`, `aux` a
     `FeedforwardResult`.
     """
+    check_batch(x, d)
     batch = x.shape[0]
 
     def loss_fn(p):

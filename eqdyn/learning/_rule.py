@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from .._errors import ConfigError
+
 __all__ = ["AbstractRule", "AbstractLocalRule", "Stats", "free_phase_stats", "status_code",
-           "as_leaf"]
+           "as_leaf", "check_batch"]
 
 
 def as_leaf(v):
@@ -76,6 +78,35 @@ def status_code(res) -> Array:
         value = getattr(result, "_value", result)
         return jnp.asarray(value, jnp.int32)
     return jnp.where(res.converged, 0, 1).astype(jnp.int32)
+
+
+def check_batch(x, d, s0=None) -> None:
+    """Refuse a rule's batch whose rows do not line up, or (outside a trace) that holds
+    non-finite values, which would otherwise come back as silently NaN gradients.
+
+    **Arguments:**
+
+    - `x`, `d`: input `(B, n_in)` and target `(B, n_out)`.
+    - `s0`: the initial states (a tuple of `(B, n_k)` arrays), or `None`.
+    """
+    states = s0 if isinstance(s0, (tuple, list)) else ([] if s0 is None else [s0])
+    named = [("x", x), ("d", d)] + [(f"s0[{i}]", s) for i, s in enumerate(states)]
+    rows = {name: jnp.shape(a)[0] if jnp.ndim(a) else None for name, a in named}
+    if len(set(rows.values())) > 1:
+        raise ConfigError(
+            "the batch's arrays must have one row per example, but their first dimensions are "
+            + ", ".join(f"`{n}`: {r}" for n, r in rows.items())
+            + "; pass inputs, targets and initial states of the same batch."
+        )
+    for name, a in named:
+        if isinstance(a, jax.core.Tracer) or not jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            continue
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(a))))  # no XLA op to compile
+        if bad:
+            raise ConfigError(
+                f"`{name}` has {bad} non-finite values (NaN/inf); the relaxation would carry them "
+                "into every state and gradient. Pass finite inputs, targets and initial states."
+            )
 
 
 def free_phase_stats(model, x, d, free_states, labels=None):

@@ -36,7 +36,7 @@ from ._evaluate import evaluate
 from ._health import check_epoch, divergence_error, failure_counts, format_epoch, pct
 from ._optim import LOCAL_OPTIMIZER, make_optimizer
 from ._registry import build_rule, relax_configs
-from ._run_io import check_resume, keep_energy_file, state_template
+from ._run_io import check_resume, keep_energy_file, make_run_dir, state_template
 
 __all__ = ["train", "train_chunk", "epoch_order"]
 
@@ -252,7 +252,7 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         check_resume(cfg, run_dir, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
     writes = run_dir is not None and is_writer()  # one process of several writes the files
 
     _, _, eval_cfg = relax_configs(cfg)

@@ -24,7 +24,7 @@ from ._optim import make_optimizer
 
 __all__ = [
     "RESUMABLE", "read_run_config", "read_run_settings", "checkpoint_layout", "state_template",
-    "load_trained", "load_run", "TrainedRun", "check_resume", "keep_energy_file",
+    "load_trained", "load_run", "TrainedRun", "check_resume", "keep_energy_file", "make_run_dir",
 ]
 
 #: Fields that may differ between a run and its resumption (`backend`: fused and diffrax
@@ -181,6 +181,20 @@ def load_run(run_dir: str | os.PathLike, dataset=None) -> TrainedRun:
         particles["train"] = state["particles"]
     return TrainedRun(model.with_params(state["params"]), cfg, int(epoch), dataset, particles,
                       state)
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Create `run_dir` (and its parents) and check that it can be written, before training:
+    `CheckpointError` naming the folder and the reason otherwise."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_dir, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise CheckpointError(
+            f"`run_dir` {str(run_dir)!r} cannot be created or written ({e.strerror}); "
+            "choose a folder you can write to."
+        ) from e
 
 
 def check_resume(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
