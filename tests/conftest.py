@@ -41,9 +41,92 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
-# Times measured 2026-12-07 on the shared 2-core machine (load 4-7 from other jobs), one file
-# at a time with `pytest FILE --durations=0`.
+# The reasons say what each test runs; times, where given, were measured 2026-12-07 on the
+# shared 2-core machine (load 7-11 from other jobs: 2-3x what the machine takes alone), one
+# file at a time with `pytest FILE --durations=0`.
 INTEGRATION: dict[str, str] = {
+    # end-to-end training runs (`train`, `compare`, `sweep`, or the CLI's train/compare/sweep)
+    "test_algorithms.py::test_new_rules_learn_digits": "3 training runs on digits (27+6+4 s)",
+    "test_algorithms.py::test_noisy_holomorphic_ep_learns_digits": "training run (27 s)",
+    "test_algorithms.py::test_resuming_a_cosine_run_with_more_epochs_is_refused":
+        "trains an epoch to have a run to refuse (32 s)",
+    "test_analysis.py::test_convergence_study_of_a_trained_run": "training run and a study",
+    "test_bench_anderson.py::test_reads_the_training_particles": "training run (module fixture)",
+    "test_bench_anderson.py::test_checkpoint_layout_finds_the_parameters": "the same run",
+    "test_bench_anderson.py::test_load_run_restores_every_split": "the same run",
+    "test_bench_anderson.py::test_compares_plain_and_anderson_sweeps": "the same run, rescored",
+    "test_bench_epoch.py::test_quick_run_on_a_deeper_net": "timed training epochs",
+    "test_cli.py::test_train_then_resume": "CLI training runs",
+    "test_cli.py::test_train_other_learning_rules": "CLI training runs (CHL, RBP, BPTT)",
+    "test_cli.py::test_compare_same_initialisation_table": "CLI compare: two training runs",
+    "test_cli.py::test_resume_a_custom_energy_run": "CLI training runs",
+    "test_cli.py::test_resume_guards": "CLI training runs",
+    "test_cli_bugs.py::test_compare_with_a_dataset_name": "CLI compare: training runs",
+    "test_cli_bugs.py::test_sweep_with_a_dataset_name": "CLI sweep: training runs",
+    "test_cli_bugs.py::test_val_loss_is_the_mean_cost_computed_by_hand": "CLI training run",
+    "test_continuous.py::test_train_continuous_on_digits": "training run",
+    "test_continuous_hopfield.py::test_the_continuous_hopfield_network_learns_digits":
+        "training run",
+    "test_custom_energies.py::test_train_custom_energy_file_learns_digits": "training run",
+    "test_custom_energies.py::test_resuming_a_custom_energy_run_refuses_a_changed_file":
+        "trains a run to refuse",
+    "test_fast_paths.py::test_anderson_training_learns_as_well_in_fewer_sweeps": "2 training runs",
+    "test_fast_paths.py::test_training_compiles_once_across_runs": "training runs",
+    "test_learning.py::test_train_writes_run_directory": "training run (module fixture run_a)",
+    "test_learning.py::test_train_learns_digits_in_float32": "run_a",
+    "test_learning.py::test_train_chunk_is_traced_once": "run_a",
+    "test_learning.py::test_a_failed_background_write_does_not_hide_the_error_that_stopped_"
+    "training": "training run",
+    "test_learning.py::test_resume_is_bit_exact": "run_a and two more runs",
+    "test_learning.py::test_eval_persistent_scores_from_tracked_particles_and_resumes_exactly":
+        "three training runs",
+    "test_learning.py::test_resume_errors": "run_a",
+    "test_rescore.py": "training runs, rescored by benchmarks/rescore.py",
+    "test_scale.py::test_vmapped_sweep_matches_runs_one_by_one": "a sweep and its runs one by one",
+    "test_scale.py::test_cli_sweep_writes_table_and_json": "CLI sweep",
+    # studies (many relaxations, many betas or noise draws)
+    "test_analysis.py::test_bias_slopes_are_one_two_and_n": "study: EP's bias against beta",
+    "test_analysis.py::test_convergence_study_energy_descends_and_spectrum_predicts_settling":
+        "study: convergence",
+    "test_analysis.py::test_training_dynamics_symmetric_ep_follows_the_gradient":
+        "study: training dynamics",
+    "test_analysis.py::test_gdu_holds_as_beta_to_zero_with_a_converged_free_phase":
+        "study: GDU (module fixture gdu_runs)",
+    "test_analysis.py::test_gdu_error_grows_first_order_in_beta": "gdu_runs",
+    "test_analysis.py::test_gdu_fails_with_an_unconverged_free_phase": "gdu_runs",
+    "test_analysis.py::test_gdu_bptt_steps_sum_to_bptt_gradient": "gdu_runs",
+    "test_analysis.py::test_holomorphic_ep_holds_under_noise_where_classic_ep_does_not":
+        "study: noise (module fixture noise_record)",
+    "test_analysis.py::test_noise_plot_and_bad_input": "noise_record",
+    "test_analysis.py::test_cli_analyze_writes_json_and_png": "CLI analysis study and plot",
+    "test_analysis.py::test_cli_analyze_gdu_writes_json_and_png": "CLI GDU study and plot",
+    # subprocesses (each imports JAX afresh) and notebooks (each in a fresh kernel)
+    "test_bench_wall.py::test_one_run_times_a_whole_training_process": "eqdyn train process",
+    "test_bench_wall.py::test_one_run_reports_a_failing_command": "eqdyn train process",
+    "test_cli.py::test_help_runs_as_a_program": "python -m eqdyn.cli process",
+    "test_custom_energies.py::test_example_energy_file_derives_and_checks_from_the_cli":
+        "eqdyn derive process",
+    "test_derivations.py::test_script_runs_from_the_command_line": "derivation script process",
+    "test_notebooks.py::test_notebook_runs": "7 notebooks, each in a fresh kernel",
+    # slow unit tests (marked `slow` before the tiers; 10-35 s each)
+    "test_algorithms.py::test_noisy_holomorphic_ep_tends_to_the_exact_estimate[diffrax]":
+        "diffrax's Langevin path (the fused one stays in the default tier)",
+    "test_algorithms.py::test_complex_langevin_puts_the_noise_on_the_real_parts_only[diffrax]":
+        "diffrax's Langevin path",
+    "test_algorithms.py::test_complex_states_never_make_complex_copies_of_the_weights[diffrax]":
+        "diffrax's Langevin path",
+    "test_algorithms.py::test_noisy_holomorphic_ep_is_robust_to_neuron_noise": "many noise draws",
+    "test_dynamics.py::test_sigmoid_relaxation_converges_kvaerno5": "implicit solver's compile",
+    "test_dynamics.py::test_divergence_raises_even_when_ignoring_failures": "long divergence",
+    "test_learning.py::test_ep_bias_order_fit": "five betas (the default tier fits two)",
+    "test_symbolic.py::test_matrix_derivative_matches_elementwise_differentiation[2-2-2-2]":
+        "SymPy on a deeper net",
+    # multi-device and multi-process runs
+    "test_scale.py::test_sharded_training_matches_one_device_step_by_step":
+        "4 forced host devices, in a subprocess",
+    "test_scale.py::test_sweep_on_four_devices_matches_one": "4 devices, in a subprocess",
+    "test_scale.py::test_two_processes_on_localhost_match_one_process":
+        "jax.distributed: two processes and a third for the single-process reference",
 }
 
 

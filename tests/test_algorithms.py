@@ -114,9 +114,9 @@ FIXED_20 = RelaxConfig(solver="euler", dt0=0.5, tol=1e-12, t1=20.0, max_steps=10
                        on_failure="ignore")
 
 
-# the diffrax variants take ~20 s each: slow (the fused ones run by default; the two backends
-# are compared directly in tests/test_continuous.py)
-_BACKENDS = [pytest.param("diffrax", marks=pytest.mark.slow), "fused"]
+# the diffrax variants take ~20 s each: integration tier, tests/conftest.py (the fused ones run
+# by default; the two backends are compared directly in tests/test_continuous.py)
+_BACKENDS = ["diffrax", "fused"]
 
 
 @pytest.mark.parametrize("backend", _BACKENDS)
@@ -144,7 +144,6 @@ def test_noisy_holomorphic_ep_tends_to_the_exact_estimate(sigmoid_problem, backe
         ep_gradient(model, x, d, s0, cfg)
 
 
-@pytest.mark.slow  # 35 s; tests/test_analysis.py's noise study checks the same mechanism fast
 def test_noisy_holomorphic_ep_is_robust_to_neuron_noise(sigmoid_problem):
     """Laborieux & Zenke 2022's setting in small: neuron noise T = 8e-4 (std 0.04 per unit
     time), one-sided EP at beta 0.1 against holomorphic EP with N = 10 points on |beta| = 0.4.

@@ -224,9 +224,8 @@ def test_sigmoid_relaxation_converges(sigmoid_case, cfg):
     assert _maxabs(res.states, relax(model, x, beta=0.5, d=d, config=other).states) < 1e-6
 
 
-@pytest.mark.slow
 def test_sigmoid_relaxation_converges_kvaerno5(sigmoid_case):
-    # implicit solver: correct but slow to compile (~10 s), hence marked slow
+    # implicit solver: correct but slow to compile (~10 s), hence in the integration tier
     model, x, d = sigmoid_case
     cfg = RelaxConfig(solver="kvaerno5", dt0=0.5, tol=TOL, t1=500.0, rtol=1e-8, atol=1e-10,
                       on_failure="raise")
@@ -279,7 +278,6 @@ def test_short_horizon_raises_or_warns(sigmoid_case):
     assert float(res.t) == pytest.approx(0.5)
 
 
-@pytest.mark.slow
 def test_divergence_raises_even_when_ignoring_failures(sigmoid_case):
     model, x, _ = sigmoid_case
     cfg = RelaxConfig(solver="euler", dt0=10.0, t1=20_000.0, on_failure="ignore")

@@ -198,7 +198,6 @@ def test_anderson_carried_gram_matches_its_history():
     assert res < 1e-10, res
 
 
-@pytest.mark.slow
 def test_anderson_training_learns_as_well_in_fewer_sweeps():
     """The same training (digits, hard sigmoid, block sweeps, same seed) with Anderson
     acceleration: fewer free sweeps per batch, the same accuracy to within a few test

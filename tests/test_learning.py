@@ -129,7 +129,6 @@ def _slope(ep_case, variant, betas):
     return np.polyfit(np.log(betas), np.log(errors), 1)[0], errors
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("variant, lo, hi", [("one-sided", 0.8, 1.2), ("symmetric", 1.7, 2.3)])
 def test_ep_bias_order_fit(ep_case, variant, lo, hi):
     slope, errors = _slope(ep_case, variant, BETAS_SLOW)

@@ -50,7 +50,6 @@ def test_sharded_training_matches_one_device_step_by_step(tmp_path):
     assert "`batch_size`=20" in msg and "3 devices" in msg and "multiple of 3" in msg
 
 
-@pytest.mark.slow
 def test_sweep_on_four_devices_matches_one(tmp_path):
     r = _run_worker(["sweep-devices"], tmp_path, n_devices=4)
     assert r["sweep_diff"] < 1e-6  # 6 runs, padded to 8 and split over 4 devices
@@ -63,7 +62,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_two_processes_on_localhost_match_one_process(tmp_path):
     """jax.distributed with gloo CPU collectives: 2 processes x 1 device, batch split in two."""
     port = str(_free_port())
@@ -212,7 +210,6 @@ def test_cli_devices_beyond_the_machine(capsys, tmp_path, monkeypatch):
     assert f"`devices`={n} but only" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_cli_sweep_writes_table_and_json(capsys, tmp_path):
     from eqdyn.cli import main
 

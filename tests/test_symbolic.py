@@ -207,7 +207,7 @@ def test_weight_gradient_is_the_hebbian_product():
 
 
 @pytest.mark.parametrize(
-    "sizes", [(2, 2, 2), pytest.param((2, 2, 2, 2), marks=pytest.mark.slow)]
+    "sizes", [(2, 2, 2), pytest.param((2, 2, 2, 2), id="2-2-2-2")]  # integration tier
 )
 def test_matrix_derivative_matches_elementwise_differentiation(sizes):
     dv = _derivation(sizes)
