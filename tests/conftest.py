@@ -82,6 +82,8 @@ INTEGRATION: dict[str, str] = {
         "three training runs",
     "test_learning.py::test_resume_errors": "run_a",
     "test_rescore.py": "training runs, rescored by benchmarks/rescore.py",
+    "test_resume_signal.py": "eqdyn train processes killed by a signal and resumed: 5 runs "
+                             "(500 s at load 10, 90 s of CPU)",
     "test_scale.py::test_vmapped_sweep_matches_runs_one_by_one": "a sweep and its runs one by one",
     "test_scale.py::test_cli_sweep_writes_table_and_json": "CLI sweep",
     # studies (many relaxations, many betas or noise draws)
