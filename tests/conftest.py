@@ -82,8 +82,13 @@ INTEGRATION: dict[str, str] = {
         "three training runs",
     "test_learning.py::test_resume_errors": "run_a",
     "test_rescore.py": "training runs, rescored by benchmarks/rescore.py",
-    "test_resume_signal.py": "eqdyn train processes killed by a signal and resumed: 5 runs "
-                             "(500 s at load 10, 90 s of CPU)",
+    "test_training.py::test_a_huge_learning_rate_warns_and_keeps_a_sound_checkpoint":
+        "training run",
+    "test_training.py::test_a_sound_run_does_not_warn_and_counts_its_failures_on_the_epoch_"
+    "line": "training run",
+    "test_resume_signal.py::test_a_run_killed_mid_training_resumes_bit_exactly":
+        "eqdyn train processes killed by a signal and resumed: 5 runs (500 s at load 10, 90 s "
+        "of CPU)",
     "test_scale.py::test_vmapped_sweep_matches_runs_one_by_one": "a sweep and its runs one by one",
     "test_scale.py::test_cli_sweep_writes_table_and_json": "CLI sweep",
     # studies (many relaxations, many betas or noise draws)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -25,6 +27,7 @@ from eqdyn.learning import (
     rbp_gradient,
 )
 from eqdyn.training import resolve_config, train
+from eqdyn.training._run_io import check_resume
 
 FILES = _datasets._IDX_FILES  # train images, train labels, test images, test labels
 
@@ -116,3 +119,13 @@ def test_unwritable_run_directory(tmp_path: Path):
     with pytest.raises(CheckpointError, match=r"`run_dir` '.*a_file/run' cannot be created or "
                                               r"written \(Not a directory\); choose a folder"):
         train(cfg, run_dir=blocker / "run", progress=None)
+
+
+def test_resuming_a_cosine_run_with_more_epochs_is_refused_before_training(tmp_path: Path):
+    # the refusal alone (the integration tier's test of it trains a run first)
+    saved = resolve_config(epochs=1, arch="64-16-10", schedule="cosine", variant="one-sided")
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_json()))
+    check_resume(saved, tmp_path, resume=True)
+    with pytest.raises(CheckpointError, match=r"epochs \(schedule='cosine' decays over them\): "
+                                              r"saved 1 vs now 2"):
+        check_resume(dataclasses.replace(saved, epochs=2), tmp_path, resume=True)

@@ -325,7 +325,8 @@ def test_symmetric_ep_matches_recurrent_backprop_on_custom_energies(variant):
     assert bool(ep_aux.free_converged) and bool(ep_aux.nudged_converged)
     for a, b, name in zip(g_ep, g_rbp, m.param_names):
         scale = float(jnp.max(jnp.abs(b))) + 1e-12
-        assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4, name
+        # measured 2026-12-07: at most 1.5e-7 (cross-entropy) and 9.2e-7 (lateral and skip)
+        assert float(jnp.max(jnp.abs(a - b))) / scale < 5e-6, name
     # the readout weights have a non-zero gradient only through the cost's beta dC/dtheta
     if variant.get("cost") == "cross_entropy":
         assert float(jnp.max(jnp.abs(g_ep[m.param_names.index("W_3")]))) > 1e-3

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from eqdyn.learning import load_run
+from eqdyn.training import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--dataset", "digits", "--arch", "64-16-10", "--variant", "random-sign",
@@ -94,3 +94,40 @@ def test_a_run_killed_mid_training_resumes_bit_exactly(uninterrupted, tmp_path, 
         assert x.dtype == y.dtype and x.shape == y.shape, i
         np.testing.assert_array_equal(x, y, err_msg=f"checkpoint leaf {i}")
     assert _history(run) == _history(uninterrupted)
+
+
+def test_ctrl_c_after_an_epoch_then_resume_is_bit_exact_in_process(tmp_path):
+    """The same check in one process on a 60-example slice of digits (default tier): the run is
+    stopped as Ctrl-C would stop it (KeyboardInterrupt from the progress callback, after the
+    first epoch's line) and resumed."""
+    import dataclasses
+
+    from eqdyn.data import load_dataset
+    from eqdyn.training import resolve_config, train
+
+    data = load_dataset("digits", val_size=30)
+    tiny = dataclasses.replace(data, x_train=data.x_train[:60], y_train=data.y_train[:60],
+                               x_test=data.x_test[:30], y_test=data.y_test[:30])
+    cfg = resolve_config(arch="64-8-10", variant="random-sign", beta=0.5, optimizer="adam",
+                         schedule="cosine", lr="0.01", persistent=True, batch_size=10,
+                         epochs=3, seed=5, backend="fused", eval_t1=50.0)
+    train(cfg, run_dir=tmp_path / "whole", progress=None, dataset=tiny)
+
+    def stop_after_the_first_epoch(line):
+        if line.lstrip().startswith("epoch"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir=tmp_path / "cut", progress=stop_after_the_first_epoch, dataset=tiny)
+    assert load_run(tmp_path / "cut", dataset=tiny).epoch == 1
+    train(cfg, run_dir=tmp_path / "cut", resume=True, progress=None, dataset=tiny)
+    a = load_run(tmp_path / "cut", dataset=tiny).state
+    b = load_run(tmp_path / "whole", dataset=tiny).state
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    assert len(la) > 8
+    for i, (x, y) in enumerate(zip(la, lb)):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"leaf {i}")
+    assert _history(tmp_path / "cut") == _history(tmp_path / "whole")

@@ -103,9 +103,17 @@ def test_devices_setting_is_checked():
 
 
 def test_devices_may_change_on_resume(tmp_path):
-    from eqdyn.training import RESUMABLE
+    from eqdyn import CheckpointError
+    from eqdyn.training._run_io import check_resume
 
-    assert "devices" in RESUMABLE
+    saved = resolve_config(arch="64-16-10", epochs=2)
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_json()))
+    # a resumed run may use other devices (the sharded step is checked equal to one device's)
+    check_resume(dataclasses.replace(saved, devices=2), tmp_path, resume=True)
+    # but not, say, another beta
+    with pytest.raises(CheckpointError, match=r"different configuration: beta: saved 1\.0 vs now "
+                                              r"0\.5\. Resume with the saved settings"):
+        check_resume(dataclasses.replace(saved, beta=0.5), tmp_path, resume=True)
 
 
 @pytest.mark.parametrize("kwargs, message", [
