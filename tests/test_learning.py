@@ -7,7 +7,6 @@ dJ/dtheta = -d/dtheta [dF/ds(s*, theta)] . lambda, J the mean cost over the batc
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import shutil
@@ -216,32 +215,6 @@ FAST = dict(variant="one-sided", beta=0.5, lr="0.2,0.1", batch_size=10)
 
 def _cfg(**kw):
     return resolve_config(**{"epochs": 2, "arch": ARCH, **FAST, **kw})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_optimizer():
-    """Reuse one optimiser object per configuration across `train` calls.
-
-    `train` passes the optax transformation to the jitted `_train_chunk` as a static argument,
-    and `make_optimizer` builds fresh closures on every call, so each `train` call would
-    recompile the whole EP step. Memoising it keeps the three runs below to one compilation.
-    """
-    original = loop_mod.make_optimizer
-
-    @functools.lru_cache(maxsize=None)
-    def cached(cfg, n_layers, steps):
-        return original(cfg, n_layers, steps)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(loop_mod, "make_optimizer",
-               lambda cfg, n, steps=1: cached(_opt_key(cfg), n, steps))
-    yield
-    mp.undo()
-
-
-def _opt_key(cfg):
-    # `epochs` (the only field that differs between the resumed runs) does not enter it
-    return dataclasses.replace(cfg, epochs=1)
 
 
 @pytest.fixture(scope="module")
