@@ -128,6 +128,14 @@ INTEGRATION: dict[str, str] = {
     "test_learning.py::test_ep_bias_order_fit": "five betas (the default tier fits two)",
     "test_symbolic.py::test_matrix_derivative_matches_elementwise_differentiation[2-2-2-2]":
         "SymPy on a deeper net",
+    "test_learning.py::test_paper_code_nudging_is_beta_two_and_weak_nudging_has_a_dead_window":
+        "relaxations at many betas (96 s)",
+    "test_learning.py::test_donating_chunk_matches_the_plain_chunk_and_consumes_the_particles":
+        "two compilations of the whole training chunk (66 s)",
+    "test_numpy_reference.py::test_training_steps_with_persistent_particles_match"
+    "[blocks-sizes2-2.0]": "a deeper net (33 s; the two other cases stay in the default tier)",
+    "test_algorithms.py::test_complex_by_real_matmul_is_the_complex_product":
+        "many small compilations, eager (23 s)",
     # multi-device and multi-process runs
     "test_scale.py::test_sharded_training_matches_one_device_step_by_step":
         "4 forced host devices, in a subprocess",

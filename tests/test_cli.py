@@ -72,15 +72,24 @@ def test_train_then_resume(tmp_path, capsys):
     assert "already holds a checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("algo", ["chl", "rbp", "bptt"])
-def test_train_other_learning_rules(algo, tmp_path):
+# Test accuracy after one epoch on digits, measured 2026-12-07: CHL 0.576 (hard sigmoid), RBP
+# 0.677 and BPTT 0.572 (steep sigmoid, lr 0.5); chance is 0.1. RBP and BPTT with the hard
+# sigmoid at the default rates (or the sigmoid at 0.1, 0.05) stay at chance (0.071) in one
+# epoch, hence their settings here.
+@pytest.mark.parametrize("algo, extra, floor", [
+    ("chl", [], 0.45),
+    ("rbp", ["--activation", "steep_sigmoid", "--lr", "0.5"], 0.5),
+    ("bptt", ["--activation", "steep_sigmoid", "--lr", "0.5"], 0.45),
+])
+def test_train_other_learning_rules(algo, extra, floor, tmp_path):
     run = tmp_path / algo
     argv = ["train", "--algo", algo, "--arch", "64-16-10", "--epochs", "1", "--quiet",
-            "--free-t1", "20", "--nudged-t1", "20", "--eval-t1", "50", "--run-dir", str(run)]
+            "--free-t1", "20", "--nudged-t1", "20", "--eval-t1", "50", "--run-dir", str(run),
+            *extra]
     assert main(argv) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["config"]["algo"] == algo
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["test_accuracy"] > floor, metrics["test_accuracy"]
 
 
 def test_compare_same_initialisation_table(tmp_path, capsys):
@@ -92,6 +101,8 @@ def test_compare_same_initialisation_table(tmp_path, capsys):
     assert "algo" in text and "ep " in text and "chl" in text
     rows = json.loads(out.read_text())["rows"]
     assert [r["algo"] for r in rows] == ["ep", "chl"]
+    # both learn: measured 2026-12-07, test accuracy EP 0.478, CHL 0.556 (chance 0.1)
+    assert rows[0]["test_accuracy"] > 0.35 and rows[1]["test_accuracy"] > 0.4, rows
     assert rows[0]["config"]["seed"] == rows[1]["config"]["seed"]
     assert rows[0]["config"]["variant"] == "one-sided" and rows[1]["config"]["algo"] == "chl"
 

@@ -1,4 +1,5 @@
-"""Every notebook in notebooks/ runs from top to bottom without an error.
+"""Every notebook in notebooks/ runs from top to bottom without an error, and shows its result
+(a check cell per notebook, `CHECKS`, is appended before it runs).
 
 Each notebook is executed with nbclient in a fresh `python3` kernel whose working directory is
 notebooks/. `EQDYN_QUICK=1` is put in the environment first (the kernel inherits it), and the
@@ -50,12 +51,40 @@ def test_notebook_is_committed_without_outputs(path):
             )
 
 
+#: a cell appended to each notebook: what its study must show, in quick mode too (a notebook
+#: that runs but computes nonsense fails here)
+CHECKS = {
+    "01_quickstart.ipynb": (
+        "assert int(result.steps) > 0 and float(F[-1]) < float(F[1]), (result.steps, F)\n"
+        "assert metrics['test_accuracy'] > 0.2, metrics['test_accuracy']  # chance is 0.1"),
+    "02_early_inference.ipynb":
+        "assert np.all(r.cos_adjoint[:, -1] > 0.99), r.cos_adjoint[:, -1]  # EP's theorem",
+    "03_bias_vs_beta.ipynb": (
+        "assert 0.7 < b.slopes['one-sided'] < 1.3, b.slopes\n"
+        "assert np.all(b.errors['holomorphic'] < b.errors['one-sided']), b.errors"),
+    "04_convergence.ipynb":
+        "assert all(r['converged'] and r['energy_increase'] <= 1e-9 for r in c.rows), c.rows",
+    "05_training_dynamics.ipynb": (
+        "assert r.loss_ep[-1] < r.loss_ep[0], r.loss_ep\n"
+        "assert np.all(r.cosine > 0.9), r.cosine  # EP's update follows the gradient"),
+    "06_gdu.ipynb": "assert r.free_residual < 1e-3, r.free_residual",
+    "07_noise.ipynb": (
+        "holo, classic = r.labels[-1], r.labels[0]\n"
+        "assert np.mean(r.errors[holo]) < np.mean(r.errors[classic]), (r.labels, r.errors)"),
+}
+
+
+def test_every_notebook_has_a_check():
+    assert sorted(CHECKS) == [p.name for p in NOTEBOOKS]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
     if not _has_python3_kernel():
         pytest.skip("no Jupyter kernel named 'python3' is installed")
     monkeypatch.setenv("EQDYN_QUICK", "1")  # os.environ: inherited by the kernel process
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(CHECKS[path.name]))
     client = nbclient.NotebookClient(
         nb,
         kernel_name="python3",
