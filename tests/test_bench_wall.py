@@ -20,7 +20,9 @@ def test_one_run_times_a_whole_training_process():
                             "--epochs", "1"])
     assert r["wall_s"] >= r["run_wall_s"] > 0  # the process includes the run
     assert r["user_s"] > 0 and r["max_rss_mb"] > 0
-    assert 0 <= r["test_error"] <= 1 and 0 <= r["train_error"] <= 1
+    # one epoch of the defaults learns (measured 2026-12-07: test error 0.795, train 0.772;
+    # chance is 0.9): the process's result is read, not only timed
+    assert 0.6 < r["test_error"] < 0.87 and 0.6 < r["train_error"] < 0.87, r
     assert r["cpu_steal_fraction"] is None or 0 <= r["cpu_steal_fraction"] <= 1
 
 
