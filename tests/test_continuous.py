@@ -55,7 +55,8 @@ def test_integrated_rule_equals_two_phase_ep(act, symmetric, rule):
     g, aux = ep_gradient(m, x, d, s0, EPConfig(
         beta=0.5, variant="symmetric" if symmetric else "one-sided", free=TIGHT, nudged=TIGHT))
     assert bool(aux.free_converged) and bool(aux.nudged_converged)
-    assert _rel(res.delta, g) < 1e-3
+    # measured 2026-12-07: 1.24e-6, 1.22e-6, 4.1e-7, 6.1e-7 (the four cases in order)
+    assert _rel(res.delta, g) < 1e-5
     # the snapshot is the free fixed point; the end state is the nudged one
     np.testing.assert_allclose(res.free_states[0], aux.free_states[0], atol=1e-6)
 
@@ -65,7 +66,7 @@ def test_scheduled_ramp_gives_the_same_update():
     res = episode(m, x, d, s0, Ramp(beta=0.5, t_on=80.0, rise=4.0), TIGHT, learn="accumulate")
     g, _ = ep_gradient(m, x, d, s0, EPConfig(beta=0.5, variant="one-sided", free=TIGHT,
                                              nudged=TIGHT))
-    assert bool(res.converged) and _rel(res.delta, g) < 1e-3
+    assert bool(res.converged) and _rel(res.delta, g) < 1e-6  # measured 1.3e-7
 
 
 def test_gates_open_only_at_rest_and_energy_descends_before():
@@ -341,29 +342,37 @@ def test_noisy_ep_phases_use_the_fused_langevin_for_fused_and_blocks_configs():
     """A noisy phase whose RelaxConfig has backend "fused" or "blocks" is the fused
     Euler-Maruyama loop (blocks has no noisy counterpart), "diffrax" diffrax's: on a leaky
     hard-sigmoid network (lz22's setting: blocks free phase, fused nudged phase) the blocks and
-    fused configurations give the same estimate bit for bit, diffrax another (its own noise
-    draws), and the phases run their whole horizons."""
-    from eqdyn.learning._ep import _noisy_backend
-
-    assert [_noisy_backend(eqdyn.RelaxConfig(backend=b)) for b in ("diffrax", "fused", "blocks")
-            ] == ["diffrax", "fused", "fused"]
+    fused configurations give the same estimates bit for bit, and diffrax other draws of the
+    same law: over 64 keys each, the two means agree within their standard errors and the
+    two spreads match; the phases run their whole horizons."""
     m, x, d, s0 = _setup("hard_sigmoid")
     assert m.system.formulation == "leaky"
+    n_keys = 64
+    keys = jax.random.split(jax.random.PRNGKey(0), n_keys)
 
-    def estimate(free_backend, nudged_backend):
+    def estimates(free_backend, nudged_backend):
         cfg = {"solver": "euler", "dt0": 0.5, "tol": 1e-6, "max_steps": 1000,
                "on_failure": "ignore"}
         ep = EPConfig(beta=0.5, variant="one-sided", temperature=1e-3,
                       free=eqdyn.RelaxConfig(t1=10.0, backend=free_backend, **cfg),
                       nudged=eqdyn.RelaxConfig(t1=5.0, backend=nudged_backend, **cfg))
-        g, aux = ep_gradient(m, x, d, s0, ep, key=jax.random.PRNGKey(0))
-        assert int(aux.free_steps) == 20 and int(aux.nudged_steps) == 10
-        return g
+        g, aux = jax.jit(jax.vmap(lambda k: ep_gradient(m, x, d, s0, ep, key=k)))(keys)
+        assert np.all(np.asarray(aux.free_steps) == 20)
+        assert np.all(np.asarray(aux.nudged_steps) == 10)
+        return np.concatenate([np.asarray(a).reshape(n_keys, -1) for a in g], axis=1)
 
-    blocks, fused, dfx = (estimate("blocks", "fused"), estimate("fused", "fused"),
-                          estimate("diffrax", "diffrax"))
-    for a, b in zip(blocks, fused):
-        np.testing.assert_array_equal(a, b)
-    assert all(bool(jnp.all(jnp.isfinite(a))) for a in fused)
-    assert _rel(tuple(-g for g in fused), dfx) > 1e-3  # other draws, same law
+    blocks, fused, dfx = (estimates("blocks", "fused"), estimates("fused", "fused"),
+                          estimates("diffrax", "diffrax"))
+    np.testing.assert_array_equal(blocks, fused)
+    assert np.all(np.isfinite(fused)) and np.all(np.isfinite(dfx))
+    # the same key, other draws: the estimates differ
+    assert np.all(np.max(np.abs(fused - dfx), axis=1) > 1e-3 * np.max(np.abs(fused)))
+    moving = np.std(fused, axis=0) > 1e-12  # entries the noise reaches
+    assert moving.sum() > 10
+    f, g = fused[:, moving], dfx[:, moving]
+    z = (f.mean(0) - g.mean(0)) / np.sqrt((f.var(0, ddof=1) + g.var(0, ddof=1)) / n_keys)
+    spread = np.median(f.std(0, ddof=1) / g.std(0, ddof=1))
+    # measured 2026-12-07 over 50 moving entries: max |z| 1.66, median std ratio 0.99
+    assert np.max(np.abs(z)) < 5.0, np.max(np.abs(z))
+    assert 0.8 < spread < 1.25, spread
 
