@@ -300,3 +300,27 @@ def test_bad_settings_name_the_argument():
         relax_core(None, None, None, 0.0, None, "fused")
     with pytest.raises(ConfigError, match="not both"):
         relax(None, None, relaxation=FusedEuler(), config=RelaxConfig())
+
+
+def test_caches_live_beside_the_frozen_system(linear):
+    """Block structure and the midpoint probe are cached outside the (frozen) system."""
+    from eqdyn.dynamics._blocks import _BLOCK_CACHE
+
+    model, x, d, _ = linear
+    relax_core(model, x, model.init_state(3, jnp.float64), BETA, d, BlockSweeps(5, 1e-6))
+    model.system.midpoint_is_exact(model.params, model.inputs(x, d))
+    assert model.system in _BLOCK_CACHE
+    assert not {"_block_cache", "_midpoint_cache"} & set(vars(model.system))
+
+
+def test_trajectory_takes_an_integrate(linear):
+    model, x, d, _ = linear
+    s0 = model.init_state(3, jnp.float64)
+    ts = jnp.linspace(0.0, 5.0, 6)
+    a = eqdyn.dynamics.trajectory(model, x, s0, ts, beta=BETA, d=d, config=RelaxConfig(
+        solver="tsit5", rtol=1e-8, atol=1e-10, dt0=0.1))
+    b = eqdyn.dynamics.trajectory(model, x, s0, ts, beta=BETA, d=d, config=Integrate(
+        diffrax.Tsit5(), diffrax.PIDController(rtol=1e-8, atol=1e-10), dt0=0.1))
+    assert int(a.steps) == int(b.steps) > 5
+    for u, v in zip(a.states, b.states):
+        np.testing.assert_array_equal(u, v)
