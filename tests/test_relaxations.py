@@ -286,6 +286,8 @@ def test_a_sweep_over_beta_and_tol_compiles_once(linear, monkeypatch):
 
 
 def test_bad_settings_name_the_argument():
+    assert repr(FusedEuler(0.5, 10.0, 1e-6)) == (
+        "FusedEuler(tol=1e-06, dt=0.5, t1=10.0, max_steps=4096)")
     with pytest.raises(ConfigError, match="`dt`=-1.0"):
         FusedEuler(dt=-1.0)
     with pytest.raises(ConfigError, match="`max_sweeps`"):

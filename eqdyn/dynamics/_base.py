@@ -9,6 +9,7 @@ subclasses `AbstractRelaxation` and implements `solve`.
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -268,3 +269,12 @@ class AbstractRelaxation(eqx.Module):
     def describe(self) -> str:
         """A one-line description for messages."""
         return type(self).__name__
+
+    def __repr__(self):
+        # the numbers a user set, not `f64[](numpy)`: 0-d NumPy leaves shown as values
+        def show(v):
+            return v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
+
+        fields = ", ".join(f"{f.name}={show(getattr(self, f.name))!r}"
+                           for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
