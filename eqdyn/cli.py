@@ -614,9 +614,9 @@ def _add_analyze(sub):
     p = sub.add_parser(
         "analyze",
         help="run an analysis study and write its JSON and PNG figure",
-        description="Studies (float64, small networks): early-inference (nudge the free fixed "
-        "point and compare (s^beta - s^0)/beta with the fixed-point sensitivity, and ds/dt with "
-        "backprop's error derivatives, per layer over time), bias (EP one-sided, symmetric and "
+        description="Studies (float64, small networks): early-inference (the first response "
+        "of each layer to a nudge at the free fixed point against backprop through the "
+        "network's own feedforward computation, over feedback strengths --gamma), bias (EP one-sided, symmetric and "
         "holomorphic against recurrent backprop over a grid of beta, with log-log slopes), "
         "convergence (solver steps, settling time vs the slowest Jacobian decay rate, and "
         "energy descent, over architectures), training (EP and recurrent backprop from the "
@@ -641,7 +641,13 @@ def _add_analyze(sub):
                    help="sigmoid (default; steep_sigmoid for training), tanh, steep_sigmoid or "
                    "hard_sigmoid (bias: holomorphic EP is left out for activations with kinks)")
     p.add_argument("--beta", type=float, default=1e-3,
-                   help="early-inference: the nudge (training: 0.1 unless given)")
+                   help="training: the nudge (0.1 unless given)")
+    p.add_argument("--gamma", default="1,0.3,0.1,0.01,1e-4",
+                   help="early-inference: comma-separated feedback strengths (layer energy "
+                   "scales c_{k+1}/c_k)")
+    p.add_argument("--formulation", choices=("gradient", "leaky"),
+                   help="early-inference: default leaky for hard_sigmoid, else gradient (leaky "
+                   "with a smooth activation reads out through a softmax)")
     p.add_argument("--batch", type=int, default=8, help="random inputs in [0, 1]")
     p.add_argument("--n-points", type=int, default=4, help="bias: holomorphic EP's N")
     p.add_argument("--steps", type=int, default=200, help="training: SGD steps")
@@ -654,7 +660,8 @@ def _add_analyze(sub):
     p.add_argument("--horizon", type=float, default=10.0,
                    help="gdu: nudged-phase duration in units of tau")
     p.add_argument("--run", action="append", default=[], metavar="DIR",
-                   help="convergence: also study the trained network of this run directory "
+                   help="early-inference: study this trained network (one run). "
+                   "convergence: also study the trained network of this run directory "
                    "(eqdyn train --out), on its first --batch test images; repeatable. "
                    "noise: study that network (one run) instead of a random one")
     p.add_argument("--temperature", type=float, default=8e-4,

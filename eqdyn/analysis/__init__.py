@@ -1,5 +1,5 @@
-"""Analyses: early inference against its references, GDU (EP's step-by-step updates against
-BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
+"""Analyses: early inference against backprop through the network's own feedforward
+computation, GDU (EP's step-by-step updates against BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
 relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
 
 from ._bias import BiasStudy as BiasStudy
@@ -7,12 +7,21 @@ from ._bias import bias_vs_beta as bias_vs_beta
 from ._convergence import ConvergenceStudy as ConvergenceStudy
 from ._convergence import convergence_study as convergence_study
 from ._early import EarlyInference as EarlyInference
-from ._early import backprop_errors as backprop_errors
-from ._early import cosine as cosine
+from ._early import EarlyInferenceSweep as EarlyInferenceSweep
 from ._early import early_inference as early_inference
-from ._early import field_jacobians as field_jacobians
-from ._early import fixed_point_sensitivity as fixed_point_sensitivity
-from ._early import relative_error as relative_error
+from ._early import early_inference_sweep as early_inference_sweep
+from ._early import linear_response as linear_response
+from ._feedforward import feedforward_backprop as feedforward_backprop
+from ._feedforward import feedforward_pass as feedforward_pass
+from ._feedforward import fixed_point as fixed_point
+from ._feedforward import mlp_backprop_errors as mlp_backprop_errors
+from ._feedforward import with_feedback as with_feedback
+from ._xie_seung import XieSeungStudy as XieSeungStudy
+from ._xie_seung import xie_seung_study as xie_seung_study
+from ._metrics import cosine as cosine
+from ._metrics import field_jacobians as field_jacobians
+from ._metrics import fixed_point_sensitivity as fixed_point_sensitivity
+from ._metrics import relative_error as relative_error
 from ._gdu import GDU as GDU
 from ._gdu import GDUStudy as GDUStudy
 from ._gdu import gdu as gdu

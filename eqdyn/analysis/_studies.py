@@ -18,7 +18,7 @@ from .._errors import ConfigError
 from . import plots
 from ._bias import bias_vs_beta
 from ._convergence import convergence_study
-from ._early import early_inference
+from ._early import early_inference_sweep
 from ._gdu import gdu_study
 from ._noise import noise_study
 from ._training import training_dynamics
@@ -139,16 +139,7 @@ def _noise(o, say):
         raise ConfigError(f"`--run` given {len(o.run)} times; the noise study takes one "
                           "trained network.")
     if o.run:
-        from ..data import load_dataset
-        from ..training import load_trained
-
-        model, cfg, epoch = load_trained(o.run[0], dtype=jnp.float64)
-        data = load_dataset(cfg.dataset, cfg.data_dir)
-        x = jnp.asarray(data.x_test[:o.batch], jnp.float64)
-        d = jax.nn.one_hot(jnp.asarray(data.y_test[:o.batch]), model.n_outputs,
-                           dtype=jnp.float64)
-        what = f"{o.run[0]} ({cfg.arch}, {epoch} epochs), {o.batch} test images"
-        act_name = str(cfg.activation or "the energy file's")
+        model, x, d, what, act_name = _trained_batch(o.run[0], o.batch)
     else:
         sizes = parse_arch(o.arch or "20-16-16-5")
         act = _activation(o, "steep_sigmoid")
@@ -201,15 +192,52 @@ def _random_model(o, default_arch, say, study):
     return model, act, x, d
 
 
+def _trained_batch(run_dir, batch):
+    """A trained network (float64), its first `batch` test images with one-hot targets, a
+    description and the activation's name."""
+    from ..data import load_dataset
+    from ..training import load_trained
+
+    model, cfg, epoch = load_trained(run_dir, dtype=jnp.float64)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    x = jnp.asarray(data.x_test[:batch], jnp.float64)
+    d = jax.nn.one_hot(jnp.asarray(data.y_test[:batch]), model.n_outputs, dtype=jnp.float64)
+    what = f"{run_dir} ({cfg.arch}, {epoch} epochs), {batch} test images"
+    return model, x, d, what, str(cfg.activation or "the energy file's")
+
+
 def _early(o, say):
-    model, act, x, d = _random_model(o, "20-16-14-12-5", say, "early-inference")
-    record = early_inference(model, x, d, beta=o.beta)
-    for k, name in enumerate(record.layers):
-        say(f"  {name:<5} ({record.distance[k]} from output): arrival "
-            f"{record.arrival[k]:.3g}, final cos vs ds*/dbeta "
-            f"{record.cos_adjoint[k, -1]:.6f}, cos(ds/dt, backprop) at t=1 "
-            f"{record.cos_backprop_velocity[k, np.searchsorted(record.times, 1.0)]:.3f}")
-    return StudyOutput(record, plots.plot_early_inference(record), act.name)
+    """The early-inference sweep over `--gamma` on a random network (either formulation; a
+    leaky one with a smooth activation reads out through a softmax) or a trained one."""
+    from ..models import EnergyModel, LayeredHopfield, parse_arch
+    from ..symbolic import layered_hopfield_energy
+
+    try:
+        gammas = tuple(float(v) for v in str(o.gamma).split(","))
+    except ValueError:
+        raise ConfigError(f"`--gamma`={o.gamma!r} must be comma-separated numbers, e.g. "
+                          "1,0.3,0.1,0.01,1e-4.") from None
+    if len(o.run) > 1:
+        raise ConfigError(f"`--run` given {len(o.run)} times; early-inference takes one.")
+    if o.run:
+        model, x, d, what, act_name = _trained_batch(o.run[0], o.batch)
+    else:
+        sizes = parse_arch(o.arch or "20-16-14-12-5")
+        act = _activation(o, "sigmoid")
+        form = o.formulation or ("leaky" if act.projection else "gradient")
+        key = jax.random.PRNGKey(o.seed)
+        if form == "leaky" and not act.projection:
+            model = EnergyModel(layered_hopfield_energy(sizes, cost="cross_entropy"), act.name,
+                                "leaky", key=key, dtype=jnp.float64)
+        else:
+            model = LayeredHopfield(sizes, act.name, form, key=key, dtype=jnp.float64)
+        x, d = _random_batch(np.random.default_rng(o.seed), sizes, o.batch)
+        what = f"{'-'.join(map(str, sizes))} ({act.name}, {form}), batch {o.batch}"
+        act_name = act.name
+    say(f"eqdyn analyze early-inference: {what}, gamma {gammas}")
+    record = early_inference_sweep(model, x, d, gammas)
+    say(record.table())
+    return StudyOutput(record, plots.plot_early_inference_sweep(record), act_name)
 
 
 def _bias(o, say):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_early_inference", "plot_bias", "plot_convergence", "plot_training",
-           "plot_gdu", "plot_gdu_study", "plot_noise", "plot_runs", "plot_compare",
-           "save_figure"]
+__all__ = ["plot_early_inference", "plot_early_inference_sweep", "plot_xie_seung", "plot_bias",
+           "plot_convergence", "plot_training", "plot_gdu", "plot_gdu_study", "plot_noise",
+           "plot_runs", "plot_compare", "save_figure"]
 
 
 def _plt():
@@ -28,36 +28,89 @@ def save_figure(fig, path) -> None:
 
 
 def plot_early_inference(r):
-    """Three panels against time after the nudge (log axis): cosine and relative error of
-    `(s^beta - s^0)/beta` against the fixed-point sensitivity (EP's theorem), and cosine of
-    `ds/dt / beta` against plain backprop's error derivatives (the claim), per layer; dotted
-    lines mark each layer's arrival time."""
+    """One network, one feedback strength: cosine of each layer's velocity with backprop
+    through the network's own feedforward computation over time after the nudge (dotted:
+    arrival times), and the velocity's norm relative to the output's peak (log-log)."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(r.layers)))
+    peak = max(np.max(np.linalg.norm(r.velocity[k].reshape(len(r.times), -1), axis=1))
+               for k in range(len(r.layers)) if r.distance[k] == 0)
     for k, (name, dist) in enumerate(zip(r.layers, r.distance)):
-        label = f"{name} ({dist} from output)"
-        axes[0].semilogx(r.times, r.cos_adjoint[k], color=colors[k], label=label)
-        axes[1].loglog(r.times, r.rel_adjoint[k], color=colors[k], label=label)
-        if np.any(np.isfinite(r.cos_backprop_velocity[k])):
-            axes[2].semilogx(r.times, r.cos_backprop_velocity[k], color=colors[k], label=label)
+        label = f"{name} ({dist:g} from output)"
+        axes[0].semilogx(r.times, r.cos_time[k], color=colors[k], label=label)
+        speed = np.linalg.norm(r.velocity[k].reshape(len(r.times), -1), axis=1) / peak
+        axes[1].loglog(r.times, np.where(speed > 0, speed, np.nan), color=colors[k], label=label)
         if np.isfinite(r.arrival[k]):
             for ax in axes:
                 ax.axvline(r.arrival[k], color=colors[k], ls=":", lw=1)
-    axes[0].set_title("EP's theorem: (s^β(t) - s^0)/β vs ds*/dβ")
+    g = "" if r.gamma is None else f", γ = {r.gamma:g}"
+    axes[0].set_title("cos(ds_k/dt, backprop through the own feedforward pass)"
+                      + (f"\nREFUSED: {r.refused[:60]}..." if r.refused else ""))
     axes[0].set_ylabel("cosine similarity")
-    axes[1].set_title("relative error vs ds*/dβ")
-    axes[1].set_ylabel("||q(t) - ds*/dβ|| / ||ds*/dβ||")
-    axes[2].set_title("claim: (ds/dt)/β vs backprop's -dC/ds")
-    axes[2].set_ylabel("cosine similarity")
+    axes[0].set_ylim(-1.05, 1.05)
+    axes[1].set_title("||ds_k/dt|| / peak of the output's")
     for ax in axes:
         ax.set_xlabel("time after the nudge (units of τ)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(-1.05, 1.05)
-    axes[2].set_ylim(-1.05, 1.05)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Early inference, β = {r.beta:g} (dotted: arrival at "
-                 f"{100 * r.arrival_fraction:g} % of the final response)")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"Early inference{g}: free fixed point {r.ff_distance_total:.2g} from the "
+                 f"feedforward pass; output-layer check {r.output_check:.6f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_early_inference_sweep(s):
+    """Over feedback strengths: cosine of each layer's leading early-time direction with
+    backprop through the own feedforward pass (plotted as 1 - cos, log), amplitude against
+    distance from the output per gamma, and the free fixed point's distance from the
+    feedforward pass."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(s.layers)))
+    for k, (name, dist) in enumerate(zip(s.layers, s.distance)):
+        axes[0].loglog(s.gammas, np.maximum(1 - s.cos_lead[:, k], 1e-12), "o-",
+                       color=colors[k], label=f"{name} ({dist:g} from output)")
+    axes[0].set_xlabel("feedback strength γ")
+    axes[0].set_ylabel("1 - cos(leading direction, backprop)")
+    axes[0].set_title("claim vs feedback strength")
+    axes[0].invert_xaxis()
+    order = np.argsort(s.distance)
+    gcol = plt.cm.plasma(np.linspace(0, 0.85, len(s.gammas)))
+    for i, g in enumerate(s.gammas):
+        axes[1].semilogy(np.asarray(s.distance)[order], s.amplitude[i][order], "o-",
+                         color=gcol[i], label=f"γ = {g:g}")
+    axes[1].set_xlabel("distance from the output (layers)")
+    axes[1].set_ylabel("peak ||ds_k/dt|| / output's")
+    axes[1].set_title("amplitude vs depth")
+    axes[2].loglog(s.gammas, s.ff_distance, "o-", color="k")
+    axes[2].set_xlabel("feedback strength γ")
+    axes[2].set_ylabel("||u* - u_ff|| / ||u_ff||")
+    axes[2].set_title("free fixed point vs feedforward pass")
+    axes[2].invert_xaxis()
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_xie_seung(r):
+    """Relative error of EP's and CHL's updates (per-layer rates gamma^-(L-k)) and of EP's raw
+    contrasts against backprop's, over gamma."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.loglog(r.gammas, r.rel_ep, "o-", label=f"EP (symmetric, β = {r.beta:g}), rates γ^-(L-k)")
+    if np.any(np.isfinite(r.rel_chl)):
+        ax.loglog(r.gammas, r.rel_chl, "s-", label="CHL (output clamped), rates γ^-(L-k)")
+    ax.loglog(r.gammas, r.rel_raw, "^:", label="EP, one rate for all layers")
+    ax.set_xlabel("feedback strength γ")
+    ax.set_ylabel("||Δθ - Δθ_backprop|| / ||Δθ_backprop||")
+    ax.set_title("Xie & Seung (2003): contrastive updates vs backprop")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -301,7 +301,9 @@ class CompiledSystem:
                     f"{self.activation.name!r} needs an antiderivative of the activation; build "
                     "it with Activation(..., integral=P) (P' = rho) or Activation.from_sympy."
                 )
-            f = f + sum(jnp.sum(u * s - prim(u) - 0.5 * s * s) for u, s in zip(states, obs))
+            leak = self._fns.get("leak") or (1.0,) * len(states)
+            f = f + sum(c * jnp.sum(u * s - prim(u) - 0.5 * s * s)
+                        for c, u, s in zip(leak, states, obs))
         return f
 
     def cost(self, states, params, inputs):
@@ -464,9 +466,10 @@ _IDENTITY = Activation("identity", lambda u: u, lambda u: jnp.ones_like(u),
 
 
 def _check_leaky_smooth(system: CompiledSystem) -> None:
-    """Refuse a leaky formulation with a smooth activation unless `tau du/dt + u` equals
-    `-(dF/ds - s)` at the rates `s = rho(u)` with `rho` the identity, at `beta` 0 and 0.6: the
-    energy then depends on each state only through `rho(s)` (apart from the leak `1/2 |s|^2`)
+    """Refuse a leaky formulation with a smooth activation unless `tau du/dt + c u` equals
+    `-(dF/ds - c s)` at the rates `s = rho(u)` with `rho` the identity, at `beta` 0 and 0.6
+    (`c` > 0 the leak coefficient of each state, fitted; 1 unless the layers are scaled): the
+    energy then depends on each state only through `rho(s)` (apart from the leak `c/2 |s|^2`)
     and the relaxation settles where EP's rule and the reported cost assume."""
     e = system.derivation.energy
     try:
@@ -492,14 +495,21 @@ def _probe_leaky_smooth(system, st_shapes, p_shapes, in_shapes) -> None:
     P = tuple(np.asarray(0.5 * rng.normal(size=sh), dtype) for sh in p_shapes)
     X = tuple(np.asarray(rng.uniform(0, 1, size=sh), dtype) for sh in in_shapes)
     tol = 1e-9 if dtype == jnp.float64 else 1e-4
+    leaks = []
     for beta in (0.0, 0.6):
         b = jnp.asarray(beta, dtype)
         f = system.field(U, P, X, b)
         s = system.observe(U)
         g = system.state_grads(s, P, X, b)
-        for name, u, fk, sk, gk, t in zip(system.state_names, U, f, s, g, system.tau):
-            lhs, rhs = np.asarray(t * fk + u), np.asarray(sk - gk)
-            if np.max(np.abs(lhs - rhs)) > tol * (1.0 + np.max(np.abs(rhs))):
+        for k, (name, u, fk, sk, gk, t) in enumerate(zip(system.state_names, U, f, s, g,
+                                                         system.tau)):
+            # t f + g = leak (s - u), `leak` the coefficient of 1/2 |s|^2 (1 unless the
+            # energy's layers are scaled, see eqdyn.symbolic.with_layer_scales)
+            gap = np.asarray(sk - u)
+            if beta == 0.0:
+                leaks.append(float(np.sum(np.asarray(t * fk + gk) * gap) / np.sum(gap * gap)))
+            lhs, rhs = np.asarray(t * fk + leaks[k] * u), np.asarray(leaks[k] * sk - gk)
+            if leaks[k] <= 0 or np.max(np.abs(lhs - rhs)) > tol * (1.0 + np.max(np.abs(rhs))):
                 where = "with the cost switched on (beta != 0)" if beta else "at beta = 0"
                 smooth = sorted(a.name for a in system.activations.values()
                                 if not a.projection) or [system.activation.name]
@@ -511,6 +521,7 @@ def _probe_leaky_smooth(system, st_shapes, p_shapes, in_shapes) -> None:
                     "built-in energy's cost='cross_entropy'), formulation='gradient', or a "
                     "projection activation such as 'hard_sigmoid'."
                 )
+    system._fns["leak"] = tuple(leaks)
 
 
 @functools.lru_cache(maxsize=64)

@@ -20,5 +20,9 @@ from ._nodes import RowSoftmax as RowSoftmax
 from ._nodes import row_logsumexp as row_logsumexp
 from ._nodes import row_softmax as row_softmax
 from ._printing import to_latex as to_latex
+from ._scales import feedforward_energy as feedforward_energy
+from ._scales import layer_scales as layer_scales
+from ._scales import term_owners as term_owners
+from ._scales import with_layer_scales as with_layer_scales
 from . import terms as terms  # building blocks for energies
 from ._printing import to_text as to_text

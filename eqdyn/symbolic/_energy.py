@@ -378,6 +378,7 @@ def layered_hopfield_energy(
     skip: Sequence[tuple[int, int]] = (),
     tau: Sequence | None = None,
     rho: sp.FunctionClass | None = None,
+    gamma=None,
 ) -> Energy:
     """The layered Hopfield energy of Scellier & Bengio (2017), `F = E + beta C`, and variants.
 
@@ -404,6 +405,11 @@ def layered_hopfield_energy(
       (layer 0 is the input, layer `L` the output): `- rho(s_i) S_i_j rho(s_j)^T`.
     - `tau`: one time constant per state (`tau_k ds_k/dt = -dF/ds_k`).
     - `rho`: the opaque activation function (default `terms.RHO`, named `rho`).
+    - `gamma`: the top-down feedback strength (default: none, i.e. 1). The terms owned by
+      state `k` (its leak, bias and the coupling from below) and its time constant are scaled
+      by `c_k = gamma^-(n-1-k)`, so the dynamics keep unit time constants and the feedback
+      from layer `k+1` into layer `k` is weighted by `gamma` (see
+      `eqdyn.symbolic.with_layer_scales`).
 
     **Returns:**
 
@@ -475,7 +481,7 @@ def layered_hopfield_energy(
     tag = "" if cost == "squared_error" else ", cross_entropy"
     tag += f", lateral={tuple(lateral)}" if lateral else ""
     tag += f", skip={tuple(tuple(p) for p in skip)}" if skip else ""
-    return Energy(
+    energy = Energy(
         internal=tuple(terms),
         cost=c,
         states=tuple(states),
@@ -487,3 +493,8 @@ def layered_hopfield_energy(
         tau=tuple(tau) if tau is not None else (),
         output=output,
     )
+    if gamma is None:
+        return energy
+    from ._scales import with_layer_scales
+
+    return with_layer_scales(energy, gamma)
