@@ -140,8 +140,9 @@ class CompiledSystem:
             g = fns["state_grads_hoisted"](**kw)
         return tuple(-gi if t == 1.0 else gi * (-1.0 / t) for gi, t in zip(g, self.tau))
 
-    def residual(self, states, field):
-        """The steady-state residual: `max |field|` over the batch and all units.
+    def residual(self, states, field, per_example: bool = False):
+        """The steady-state residual: `max |field|` over the batch and all units (over the
+        units of each example, shape `(B,)`, with `per_example`).
 
         In the leaky formulation a potential beyond a bound of the projection activation that is
         still moving outwards leaves the state `s = rho(u)` unchanged, so it is not counted: the
@@ -158,8 +159,8 @@ class CompiledSystem:
                 lo, hi = bounds
                 outward = ((u >= hi) & (f > 0)) | ((u <= lo) & (f < 0))
                 a = jnp.where(outward, jnp.zeros_like(a), a)
-            parts.append(jnp.max(a))
-        return jnp.max(jnp.stack(parts))
+            parts.append(jnp.max(a, axis=1) if per_example else jnp.max(a))
+        return jnp.max(jnp.stack(parts), axis=0)
 
     def ode(self, t, y, args):
         """The field as a diffrax vector field, `args = (params, inputs, beta, constants)`.
