@@ -1,5 +1,6 @@
 """Analyses: early inference against backprop through the network's own feedforward
-computation, GDU (EP's step-by-step updates against BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
+computation (and Xie & Seung's weak-feedback limit), GDU (EP's step-by-step updates against
+BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
 relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
 
 from ._bias import BiasStudy as BiasStudy
@@ -16,20 +17,20 @@ from ._feedforward import feedforward_pass as feedforward_pass
 from ._feedforward import fixed_point as fixed_point
 from ._feedforward import mlp_backprop_errors as mlp_backprop_errors
 from ._feedforward import with_feedback as with_feedback
-from ._xie_seung import XieSeungStudy as XieSeungStudy
-from ._xie_seung import xie_seung_study as xie_seung_study
-from ._metrics import cosine as cosine
-from ._metrics import field_jacobians as field_jacobians
-from ._metrics import fixed_point_sensitivity as fixed_point_sensitivity
-from ._metrics import relative_error as relative_error
 from ._gdu import GDU as GDU
 from ._gdu import GDUStudy as GDUStudy
 from ._gdu import gdu as gdu
 from ._gdu import gdu_study as gdu_study
 from ._gdu import relative_mse as relative_mse
+from ._metrics import cosine as cosine
+from ._metrics import field_jacobians as field_jacobians
+from ._metrics import fixed_point_sensitivity as fixed_point_sensitivity
+from ._metrics import relative_error as relative_error
 from ._noise import NoiseStudy as NoiseStudy
 from ._noise import noise_study as noise_study
 from ._training import TrainingDynamics as TrainingDynamics
 from ._training import training_dynamics as training_dynamics
 from ._studies import STUDIES as STUDIES
 from ._studies import run_study as run_study
+from ._xie_seung import XieSeungStudy as XieSeungStudy
+from ._xie_seung import xie_seung_study as xie_seung_study

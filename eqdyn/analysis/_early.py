@@ -271,7 +271,7 @@ def early_inference(model, x, d, *, times=None, probe_times: Sequence[float] = (
         if not np.isfinite(dist[k]):
             continue
         speed = np.array([np.linalg.norm(vel[k][i]) for i in range(all_t.size)])
-        out["amplitude"][k] = speed.max() / peak0
+        out["amplitude"][k] = speed.max() / peak0 if peak0 > 0 else np.nan
         out["cos_early_lead"][k] = cosine(vel[k][0], leads[k])
         norms = np.array([np.linalg.norm(resp[k][i]) for i in range(all_t.size)])
         hit = np.nonzero(norms >= arrival_fraction * np.linalg.norm(final[k]))[0]

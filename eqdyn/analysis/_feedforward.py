@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import ConfigError
-from ..models import EnergyModel, compile_system
-from ..models._activations import get_activation
+from ..models import EnergyModel, compile_system, get_activation
 from ..symbolic import derive, feedforward_energy, with_layer_scales
 
 __all__ = ["with_feedback", "fixed_point", "feedforward_pass", "feedforward_backprop",
