@@ -99,7 +99,10 @@ def _max_rel(delta, grads):
     return max(float(jnp.linalg.norm(a + b) / jnp.linalg.norm(b)) for a, b in zip(delta, grads))
 
 
-@pytest.mark.parametrize("act, seed", [("sigmoid", 0), ("sigmoid", 2), ("hard_sigmoid", 0)])
+@pytest.mark.parametrize("act, seed", [
+    ("sigmoid", 0),
+    pytest.param("sigmoid", 2, marks=pytest.mark.integration),
+    pytest.param("hard_sigmoid", 0, marks=pytest.mark.integration)])
 def test_default_episode_is_within_one_percent_of_two_phase_ep(act, seed):
     """The README's call, `episode(model, x, d, s0, OnSteady(beta=0.5), learn="accumulate")`,
     at its defaults (DEFAULT_CONFIG: Tsit5, tol 1e-5; each example's teacher at its own rest)
