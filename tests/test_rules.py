@@ -138,9 +138,13 @@ def test_clock_free_rule_is_the_episode(problem):
     model, x, d, s0 = problem
     teacher = OnSteady(beta=0.5, tol=1e-3)
     rc = RelaxConfig(dt0=0.5, tol=1e-3, t1=600.0, max_steps=4096, on_failure="ignore")
-    grads, st = ClockFree(teacher, rc, 0.1)(model, x, d, s0)
+    # jitted, as the trainer runs it (the rates are traced leaves then)
+    grads, st = eqx.filter_jit(lambda r, *a: r(*a))(ClockFree(teacher, rc, 0.1), model, x, d, s0)
     res = episode(model, x, d, s0, teacher, rc, lr=0.1, learn="accumulate", rule="trace")
-    assert all(bool(jnp.array_equal(g, -dp)) for g, dp in zip(grads, res.delta))
+    # jitted against eager: the same arithmetic up to XLA's fusion (measured max 3.7e-9 of
+    # changes up to ~1e-2)
+    for g, dp in zip(grads, res.delta):
+        np.testing.assert_allclose(g, -dp, rtol=0, atol=2e-8)
     assert bool(st.free_converged)
     with pytest.raises(ConfigError, match="`plasticity`"):
         ClockFree(teacher, rc, 0.1, plasticity="sometimes")
@@ -285,3 +289,22 @@ def test_train_ep_with_a_relaxation_written_outside_eqdyn():
     # accuracy 0.53 -> 1.0 epoch by epoch alike (40.7 vs 35.3 free steps per batch)
     assert mine["test_accuracy"] > 0.95
     assert abs(mine["test_accuracy"] - fused["test_accuracy"]) <= 2 / 256
+
+
+def test_train_refuses_a_rule_that_does_not_fit_the_optimiser():
+    cfg = eqdyn.resolve_config(algo="ep", epochs=1)
+    rule = ContinualEP(0.5, 0.1, RandomSign(), RC)
+    with pytest.raises(ConfigError, match="moves the weights itself"):
+        eqdyn.train(cfg, rule=rule, progress=None)
+    with pytest.raises(ConfigError, match="returns a gradient"):
+        eqdyn.train(eqdyn.resolve_config(algo="cep", epochs=1), rule=EP(0.5), progress=None)
+
+
+def test_worst_status_ranks_by_severity():
+    from eqdyn.learning._rule import worst_status
+
+    # successful 0, max_steps_reached 1, nonfinite 2, fixed_horizon 3, solver_failed 4
+    assert int(worst_status(jnp.asarray(3), jnp.asarray(2))) == 2
+    assert int(worst_status(jnp.asarray(0), jnp.asarray(3))) == 3
+    assert int(worst_status(*jnp.asarray([1, 3, 0]))) == 1
+    assert int(worst_status(jnp.asarray(4), jnp.asarray(1))) == 4

@@ -460,7 +460,7 @@ def episode(model, x, d, s0, teacher: AbstractTeacher, config: RelaxConfig | Non
     system = model.system
     params = tuple(model.params)
     dtype = s0[0].dtype
-    if np.ndim(lr) == 0:
+    if not isinstance(lr, (tuple, list)):  # one rate (rates may be traced: no np.ndim)
         lrs = tuple(jnp.asarray(lr, dtype) for _ in params)
     else:
         if len(lr) != len(params):

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._errors import ConfigError
 from ._phase import is_noisy, run_phase
-from ._rule import status_code
+from ._rule import status_code, worst_status
 
 __all__ = ["AbstractNudging", "OneSided", "RandomSign", "Symmetric", "Holomorphic",
            "require_holomorphic", "check_holomorphic"]
@@ -133,7 +133,7 @@ class Symmetric(AbstractNudging):
         scale = 1.0 / (2.0 * beta * x.shape[0])
         grads = tuple(scale * g for g in delta)
         return (grads, plus.steps + minus.steps, plus.converged & minus.converged,
-                jnp.maximum(status_code(plus), status_code(minus)))
+                worst_status(status_code(plus), status_code(minus)))
 
 
 class Holomorphic(AbstractNudging):
@@ -181,7 +181,7 @@ class Holomorphic(AbstractNudging):
             acc = term if acc is None else tuple(a + t for a, t in zip(acc, term))
             steps = steps + res.steps
             conv = conv & res.converged
-            code = jnp.maximum(code, status_code(res))
+            code = worst_status(code, status_code(res))
         scale = 1.0 / (n * r * x.shape[0])
         return tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params)), steps, conv, code
 
@@ -214,4 +214,4 @@ class Holomorphic(AbstractNudging):
             point, (s0, acc0), (betas, phases, jax.random.split(key, n)))
         scale = 1.0 / (n * r * x.shape[0])
         grads = tuple((scale * a).astype(p.dtype) for a, p in zip(acc, params))
-        return grads, jnp.sum(steps), jnp.all(conv), jnp.max(code)
+        return grads, jnp.sum(steps), jnp.all(conv), worst_status(*code)

@@ -31,7 +31,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from .._errors import ConfigError
 
 __all__ = ["AbstractRule", "AbstractLocalRule", "Stats", "free_phase_stats", "status_code",
-           "as_leaf", "check_batch"]
+           "as_leaf", "check_batch", "worst_status"]
 
 
 def as_leaf(v):
@@ -107,6 +107,23 @@ def check_batch(x, d, s0=None) -> None:
                 f"`{name}` has {bad} non-finite values (NaN/inf); the relaxation would carry them "
                 "into every state and gradient. Pass finite inputs, targets and initial states."
             )
+
+
+#: how bad each `RESULTS` code is (successful 0, max_steps_reached 1, nonfinite 2,
+#: fixed_horizon 3, solver_failed 4): a phase that ran its horizon by design is no failure, a
+#: non-finite one is the worst
+_SEVERITY = (0, 2, 4, 1, 3)
+
+
+def worst_status(*codes) -> Array:
+    """The most severe of several status codes (int32 arrays of `RESULTS` codes): nonfinite
+    over solver_failed over max_steps_reached over fixed_horizon over successful."""
+    sev = jnp.asarray(_SEVERITY, jnp.int32)
+    out = jnp.asarray(codes[0], jnp.int32)
+    for c in codes[1:]:
+        c = jnp.asarray(c, jnp.int32)
+        out = jnp.where(sev[c] > sev[out], c, out)
+    return out
 
 
 def free_phase_stats(model, x, d, free_states, labels=None):

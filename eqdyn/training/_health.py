@@ -31,6 +31,10 @@ def pct(v) -> str:
     return f"{100 * v:.2f}%" if v is not None and math.isfinite(v) else "-"
 
 
+#: the code of `RESULTS.fixed_horizon` (a phase that ran its whole horizon by design)
+_FIXED_HORIZON = 3
+
+
 def _by_status(codes) -> dict:
     """How many batches' relaxations ended with each status other than success, by the name
     of its `eqdyn.dynamics.RESULTS` entry (`{"max_steps_reached": 3}`)."""
@@ -42,15 +46,24 @@ def _by_status(codes) -> dict:
     return {names.get(c, str(c)): int(np.sum(codes == c)) for c in np.unique(codes) if c != 0}
 
 
+def _not_converged(st: dict, phase: str) -> int:
+    """Batches whose `phase` relaxation failed: by status code where the rule reports one
+    (anything but successful or fixed_horizon: a noisy or `--tol 0` phase runs its horizon by
+    design), else by the `converged` flag."""
+    if f"{phase}_result" in st:
+        codes = np.asarray(st[f"{phase}_result"], int)
+        return int(np.sum((codes != 0) & (codes != _FIXED_HORIZON)))
+    return int(np.size(st[f"{phase}_converged"])) - int(
+        np.sum(np.asarray(st[f"{phase}_converged"], bool)))
+
+
 def failure_counts(st: dict) -> dict:
-    """The relaxations of an epoch that did not reach a steady state: one free and one nudged
-    relaxation per batch (a whole batch relaxes together), counted from the per-batch
-    `free_converged` / `nudged_converged` flags of the training chunks, and the statuses they
-    ended with (`free_status`, `nudged_status`: counts by `RESULTS` name, from the rules'
-    status codes)."""
+    """The relaxations of an epoch that failed: one free and one nudged relaxation per batch
+    (a whole batch relaxes together), counted from the per-batch status codes of the training
+    chunks (`_not_converged`), and the statuses they ended with (`free_status`,
+    `nudged_status`: counts by `RESULTS` name, fixed_horizon included)."""
     n = int(np.size(st["free_converged"]))
-    free = n - int(np.sum(np.asarray(st["free_converged"], bool)))
-    nudged = n - int(np.sum(np.asarray(st["nudged_converged"], bool)))
+    free, nudged = _not_converged(st, "free"), _not_converged(st, "nudged")
     out = dict(relaxations=2 * n, free_not_converged=free, nudged_not_converged=nudged,
                not_converged_fraction=(free + nudged) / max(1, 2 * n))
     for phase in ("free", "nudged"):

@@ -35,7 +35,7 @@ from ._config import TrainConfig, build_model
 from ._evaluate import evaluate
 from ._health import check_epoch, divergence_error, failure_counts, format_epoch, pct
 from ._optim import LOCAL_OPTIMIZER, make_optimizer
-from ._registry import build_rule, relax_configs
+from ._registry import LOCAL_RULES, build_rule, relax_configs
 from ._run_io import check_resume, keep_energy_file, make_run_dir, state_template
 
 __all__ = ["train", "train_chunk", "epoch_order"]
@@ -262,6 +262,16 @@ def train(
     elif not isinstance(rule, AbstractRule):
         raise ConfigError(f"`rule`={rule!r} must be a learning rule (an eqdyn.learning."
                           "AbstractRule, e.g. EP(0.5, Symmetric())).")
+    elif isinstance(rule, AbstractLocalRule) != (cfg.algo in LOCAL_RULES):
+        # the optimiser (and so the checkpoint's layout) follows `cfg.algo`
+        raise ConfigError(
+            f"`rule`={type(rule).__name__} " + (
+                "moves the weights itself, but `algo`=" + repr(cfg.algo) + " trains with an "
+                "optimiser; set algo='cep' or 'continuous' (plain SGD at rate 1 on its change)"
+                if isinstance(rule, AbstractLocalRule) else
+                "returns a gradient for the optimiser, but `algo`=" + repr(cfg.algo) + " is a "
+                "rule that moves the weights itself; set algo='ep' (or any other) instead")
+            + ".")
     feedforward = isinstance(rule, Backprop)
 
     x_train = jnp.asarray(dataset.x_train)
