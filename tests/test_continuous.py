@@ -164,7 +164,6 @@ def test_episode_matches_an_independent_scipy_integration():
 
     sig = lambda u: 1 / (1 + np.exp(-u))  # noqa: E731
     dsig = lambda u: sig(u) * (1 - sig(u))  # noqa: E731
-    d2sig = lambda u: dsig(u) * (1 - 2 * sig(u))  # noqa: E731
 
     def rhs(t, y):
         h, yy = y[:2].reshape(1, 2), y[2:3].reshape(1, 1)

@@ -308,3 +308,8 @@ def test_worst_status_ranks_by_severity():
     assert int(worst_status(jnp.asarray(0), jnp.asarray(3))) == 3
     assert int(worst_status(*jnp.asarray([1, 3, 0]))) == 1
     assert int(worst_status(jnp.asarray(4), jnp.asarray(1))) == 4
+
+
+def test_rules_print_the_numbers_they_were_given():
+    assert repr(EP(0.5, Symmetric())).startswith("EP(beta=0.5, nudging=Symmetric(), free=")
+    assert "rates=(0.1, 0.05)" in repr(ContinualEP(0.25, (0.1, 0.05)))

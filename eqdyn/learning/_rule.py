@@ -21,6 +21,7 @@ optimiser.
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -148,6 +149,17 @@ class AbstractRule(eqx.Module):
     **Returns:** `(grads, stats)`: `grads` a tuple in the order of `model.params` (the gradient
     of the mean cost to descend), `stats` a `Stats`.
     """
+
+    def __repr__(self):
+        # the numbers a user set (beta=0.5, rates=(0.1, 0.05)), not `f64[](numpy)`
+        def show(v):
+            if isinstance(v, np.ndarray) and v.ndim == 0:
+                return v.item()
+            return tuple(show(a) for a in v) if isinstance(v, tuple) else v
+
+        fields = ", ".join(f"{f.name}={show(getattr(self, f.name))!r}"
+                           for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
 
     @abc.abstractmethod
     def __call__(self, model, x: Float[Array, "B n_in"], d: Float[Array, "B n_out"], s0, *,
