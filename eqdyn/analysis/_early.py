@@ -260,7 +260,10 @@ def early_inference(model, x, d, *, times=None, probe_times: Sequence[float] = (
     source = [k for k in range(n_layers) if dist[k] == 0]
     output_check = min(cosine(leads[k], bp_fp[k]) for k in source)
     refused = ""
-    if not (output_check > 1 - check_tol):
+    if all(np.linalg.norm(leads[k]) == 0 for k in source):
+        refused = ("nothing moves at the nudged layer (every unit saturated: rho' = 0), so a "
+                   "small nudge sends no signal down; nothing to compare")
+    elif not (output_check > 1 - check_tol):
         refused = (f"output-layer check failed: cos(early velocity, reference) = "
                    f"{output_check:.4f} at the nudged layer, where nothing has propagated yet; "
                    "the reference is not backprop for this network's cost and variable")
