@@ -337,6 +337,11 @@ def test_training_compiles_once_across_runs(tmp_path):
     from eqdyn.data import load_dataset
     from eqdyn.learning import resolve_config, train
 
+    import eqdyn.training._loop as loop_mod
+
+    # an earlier test of the session may have compiled this very step: start from no cache,
+    # so that the count is this test's own
+    loop_mod._train_chunk_donating._cached.clear_cache()
     traces = []  # the EP rule's free phase, once per trace of the rule
     original = ep_mod.run_phase
     mp = pytest.MonkeyPatch()
