@@ -136,6 +136,20 @@ INTEGRATION: dict[str, str] = {
     "[blocks-sizes2-2.0]": "a deeper net (33 s; the two other cases stay in the default tier)",
     "test_algorithms.py::test_complex_by_real_matmul_is_the_complex_product":
         "many small compilations, eager (23 s)",
+    # the slowest of the default tier on 2026-12-07 at load ~10 (whole tier 17.7 min); each
+    # has a faster sibling that stays in the default tier
+    "test_cli_bugs.py::test_tol_zero_trains_fixed_step_counts_and_plot_overlays":
+        "two CLI training runs and a plot (65 s)",
+    "test_algorithms.py::test_holomorphic_ep_error_order_is_n":
+        "holomorphic EP at many radii (38 s; exactness at finite beta stays)",
+    "test_continuous.py::test_integrated_rule_equals_two_phase_ep[sigmoid-False-stdp]":
+        "a long Euler episode (35 s; the trace and hard-sigmoid cases stay)",
+    "test_algorithms.py::test_continual_ep_tends_to_ep_as_the_rate_vanishes[hard_sigmoid]":
+        "many rates (24 s; the sigmoid case stays)",
+    "test_cli_bugs.py::test_tol_zero_counts_fixed_counts_as_converged_in_every_rule"
+    "[cep-nudged_converged]": "a CLI training run (19 s; the other rules stay)",
+    "test_continuous.py::test_online_plasticity_matches_consolidation_for_small_rates":
+        "two long episodes (17 s)",
     # multi-device and multi-process runs
     "test_scale.py::test_sharded_training_matches_one_device_step_by_step":
         "4 forced host devices, in a subprocess",
