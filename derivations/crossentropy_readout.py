@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from eqdyn.models._energy_file import load_energy_file
+from eqdyn.models import load_energy_file
 from eqdyn.symbolic import Derivation, derive, layered_hopfield_energy, to_latex, to_text
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # derivations/ is not a package

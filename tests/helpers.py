@@ -6,7 +6,12 @@ import gzip
 import importlib.util
 from pathlib import Path
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from eqdyn.dynamics import RESULTS, AbstractRelaxation, RelaxProblem, RelaxResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +63,30 @@ def write_idx(path: str | Path, array: np.ndarray, gz: bool = True) -> Path:
     path = Path(path)
     path.write_bytes(gzip.compress(payload) if gz else payload)
     return path
+
+
+class Momentum(AbstractRelaxation):
+    """Gradient descent with momentum on the field: a relaxation written outside eqdyn."""
+
+    lr: float
+    momentum: float
+    tol: float
+    max_steps: int = eqx.field(static=True, default=10_000)
+
+    def solve(self, problem: RelaxProblem, *, key=None) -> RelaxResult:
+        def cond(c):
+            return (c[2] >= self.tol) & (c[3] < self.max_steps)
+
+        def body(c):
+            y, v, _, k = c
+            v = tuple(self.momentum * a + self.lr * f for a, f in zip(v, problem.f(y)))
+            y = tuple(a + b for a, b in zip(y, v))
+            return y, v, problem.residual(y), k + 1
+
+        y0 = tuple(problem.y0)
+        init = (y0, tuple(jnp.zeros_like(a) for a in y0), problem.residual(y0),
+                jnp.asarray(0, jnp.int32))
+        y, _, r, k = jax.lax.while_loop(cond, body, init)
+        ok = r < self.tol
+        return RelaxResult(y, k, r, ok, k.astype(r.dtype),
+                           RESULTS.where(ok, RESULTS.successful, RESULTS.max_steps_reached))

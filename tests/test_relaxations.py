@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import diffrax
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
@@ -18,7 +17,6 @@ import eqdyn
 from eqdyn._errors import ConfigError, ConvergenceError
 from eqdyn.dynamics import (
     RESULTS,
-    AbstractRelaxation,
     Anderson,
     BlockSweeps,
     FusedEuler,
@@ -26,12 +24,11 @@ from eqdyn.dynamics import (
     Langevin,
     OptimistixRoot,
     RelaxConfig,
-    RelaxProblem,
-    RelaxResult,
     langevin,
     relax,
     relax_core,
 )
+from helpers import Momentum
 from eqdyn.models import ACTIVATIONS, Activation, LayeredHopfield, register_activation
 
 pytestmark = pytest.mark.usefixtures("cached_derivations")
@@ -80,33 +77,6 @@ def _fixed_point(model, x, d, beta):
 
 def _flat(states):
     return np.concatenate([np.asarray(s) for s in states], axis=1)
-
-
-class Momentum(AbstractRelaxation):
-    """Gradient descent with momentum on the field: a relaxation written outside eqdyn."""
-
-    lr: float
-    momentum: float
-    tol: float
-    max_steps: int = eqx.field(static=True, default=10_000)
-
-    def solve(self, problem: RelaxProblem, *, key=None) -> RelaxResult:
-        def cond(c):
-            return (c[2] >= self.tol) & (c[3] < self.max_steps)
-
-        def body(c):
-            y, v, _, k = c
-            v = tuple(self.momentum * a + self.lr * f for a, f in zip(v, problem.f(y)))
-            y = tuple(a + b for a, b in zip(y, v))
-            return y, v, problem.residual(y), k + 1
-
-        y0 = tuple(problem.y0)
-        init = (y0, tuple(jnp.zeros_like(a) for a in y0), problem.residual(y0),
-                jnp.asarray(0, jnp.int32))
-        y, _, r, k = jax.lax.while_loop(cond, body, init)
-        ok = r < self.tol
-        return RelaxResult(y, k, r, ok, k.astype(r.dtype),
-                           RESULTS.where(ok, RESULTS.successful, RESULTS.max_steps_reached))
 
 
 TOL = 1e-11

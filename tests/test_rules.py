@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import eqdyn
+from helpers import Momentum  # a relaxation written outside eqdyn
 from eqdyn import ConfigError, RelaxConfig
 from eqdyn.learning import (BPTT, CHL, EP, RBP, AbstractRule, Backprop, ClockFree,
                             ContinualEP, EPConfig, Holomorphic, OneSided, RandomSign, Stats,
@@ -241,35 +242,6 @@ def test_the_bias_study_compiles_once_per_variant():
     assert all(len(set(np.round(e, 12))) == 12 for e in study.errors.values())
 
 
-class Momentum(eqdyn.dynamics.AbstractRelaxation):
-    """A relaxation written outside eqdyn: gradient descent with momentum on the field."""
-
-    lr: float
-    momentum: float
-    tol: float
-    max_steps: int = eqx.field(static=True, default=2000)
-
-    def solve(self, problem, *, key=None):
-        from eqdyn.dynamics import RESULTS, RelaxResult
-
-        def cond(c):
-            return (c[2] >= self.tol) & (c[3] < self.max_steps)
-
-        def body(c):
-            y, v, _, k = c
-            v = tuple(self.momentum * a + self.lr * f for a, f in zip(v, problem.f(y)))
-            y = tuple(a + b for a, b in zip(y, v))
-            return y, v, problem.residual(y), k + 1
-
-        y0 = tuple(problem.y0)
-        init = (y0, tuple(jnp.zeros_like(a) for a in y0), problem.residual(y0),
-                jnp.asarray(0, jnp.int32))
-        y, _, r, k = jax.lax.while_loop(cond, body, init)
-        ok = r < self.tol
-        return RelaxResult(y, k, r, ok, k.astype(r.dtype),
-                           RESULTS.where(ok, RESULTS.successful, RESULTS.max_steps_reached))
-
-
 def test_train_ep_with_a_relaxation_written_outside_eqdyn():
     """EP whose two phases relax by a relaxation defined in this file trains on the same
     problem as the built-in fused Euler relaxation does, to the same accuracy."""
@@ -281,7 +253,7 @@ def test_train_ep_with_a_relaxation_written_outside_eqdyn():
     cfg = eqdyn.resolve_config(dataset="digits", arch="4-8-2", activation="sigmoid",
                                formulation="gradient", lr=4.0, epochs=6, batch_size=8,
                                persistent=False, backend="fused", tol=1e-6)
-    ours = Momentum(lr=0.3, momentum=0.5, tol=1e-6)
+    ours = Momentum(lr=0.3, momentum=0.5, tol=1e-6, max_steps=2000)
     mine = eqdyn.train(cfg, rule=EP(0.05, Symmetric(), ours, ours), dataset=data, progress=None)
     fused = eqdyn.train(cfg, rule=EP(0.05, Symmetric(), RC, RC), dataset=data, progress=None)
     assert mine["history"][-1]["free_converged"] == 1.0
@@ -301,7 +273,7 @@ def test_train_refuses_a_rule_that_does_not_fit_the_optimiser():
 
 
 def test_worst_status_ranks_by_severity():
-    from eqdyn.learning._rule import worst_status
+    from eqdyn.learning import worst_status
 
     # successful 0, max_steps_reached 1, nonfinite 2, fixed_horizon 3, solver_failed 4
     assert int(worst_status(jnp.asarray(3), jnp.asarray(2))) == 2

@@ -120,7 +120,7 @@ def test_progress_inside_an_epoch_is_a_bar_on_a_terminal_and_lines_otherwise(mon
 
 
 def test_failure_counts_name_the_statuses():
-    from eqdyn.training._health import failure_counts
+    from eqdyn.training import failure_counts
 
     st = dict(free_converged=np.array([True, False, True, False]),
               nudged_converged=np.array([True, True, True, True]),

@@ -6,6 +6,7 @@ from ._rule import AbstractRule as AbstractRule
 from ._rule import AbstractLocalRule as AbstractLocalRule
 from ._rule import Stats as Stats
 from ._rule import free_phase_stats as free_phase_stats
+from ._rule import worst_status as worst_status
 from ._nudging import AbstractNudging as AbstractNudging
 from ._nudging import OneSided as OneSided
 from ._nudging import RandomSign as RandomSign

@@ -16,6 +16,7 @@ from ._config import build_model as build_model
 from ._config import resolve_config as resolve_config
 from ._config import validate as validate
 from ._evaluate import evaluate as evaluate
+from ._health import failure_counts as failure_counts
 from ._loop import epoch_order as epoch_order
 from ._loop import train as train
 from ._loop import train_chunk as train_chunk
