@@ -24,6 +24,7 @@ from .dynamics import OptimistixRoot as OptimistixRoot
 from .dynamics import RelaxConfig as RelaxConfig
 from .dynamics import RelaxProblem as RelaxProblem
 from .dynamics import RelaxResult as RelaxResult
+from .dynamics import Spiking as Spiking
 from .dynamics import relax as relax
 from .dynamics import relax_core as relax_core
 from .learning import EPConfig as EPConfig

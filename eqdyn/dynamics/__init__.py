@@ -1,5 +1,5 @@
 """Dynamics on diffrax: relaxation to a steady state, with the teacher entering through beta
-(relaxations are objects: `Integrate`, `FusedEuler`, `BlockSweeps`, `Langevin`, or a user's
+(relaxations are objects: `Integrate`, `FusedEuler`, `BlockSweeps`, `Langevin`, `Spiking`, or a user's
 `AbstractRelaxation`); continuous-time learning episodes (neurons, synapses and teacher in one
 solve)."""
 
@@ -26,6 +26,12 @@ from ._langevin import LangevinResult as LangevinResult
 from ._optimistix import OptimistixRoot as OptimistixRoot
 from ._langevin import langevin as langevin
 from ._relax import Trajectory as Trajectory
+from ._spiking import LIF as LIF
+from ._spiking import AbstractUnit as AbstractUnit
+from ._spiking import Poisson as Poisson
+from ._spiking import SpikeRecord as SpikeRecord
+from ._spiking import Spiking as Spiking
+from ._spiking import record_spikes as record_spikes
 from ._relax import relax as relax
 from ._relax import relax_core as relax_core
 from ._relax import relax_problem as relax_problem

@@ -131,7 +131,9 @@ class CompiledSystem:
 
     def field(self, states, params, inputs, beta, constants=None):
         """The vector field `-dF/ds` (gradient form) or its leaky-integrator version."""
-        fns = self._fns["field"]
+        return self._field_of(self._fns["field"], states, params, inputs, beta, constants)
+
+    def _field_of(self, fns, states, params, inputs, beta, constants):
         kw = self._kw(states, params, inputs, beta)
         if constants is None:
             g = fns["state_grads"](**kw)
@@ -139,6 +141,37 @@ class CompiledSystem:
             kw.update(zip(self.code.constants, constants))
             g = fns["state_grads_hoisted"](**kw)
         return tuple(-gi if t == 1.0 else gi * (-1.0 / t) for gi, t in zip(g, self.tau))
+
+    @functools.cached_property
+    def _rate_fns(self) -> dict:
+        # the field's code with every activation the identity behind a stop-gradient (and
+        # rho' = 1): evaluated at rates r it is the field with rho(u) = r, and its derivative
+        # along the states is the raw (leak and cost) dependence alone
+        rate = Activation("rate", jax.lax.stop_gradient, lambda u: jnp.ones_like(u),
+                          lambda u: jnp.zeros_like(u))
+        return _exec(self.code, {n: rate for n in self.activations}, leaky=True)
+
+    def field_at_rates(self, states, rates, params, inputs, beta, constants=None):
+        """The leaky field at potentials `states` with every `rho(u_k)` replaced by `rates_k`
+        (spiking units: the synapses' traces stand for the rates).
+
+        The leaky field is `(-c u + g(rho(u)) - beta dC/du) / tau` with the leak and a
+        squared-error cost affine in the raw potential; it is evaluated at the rates with
+        `rho` the identity and moved to the potentials along that affine part (one
+        Jacobian-vector product through the raw dependence only), so
+        `field_at_rates(u, observe(u), ...) == field(u, ...)` (tested). Leaky formulation only.
+        """
+        if self.formulation != "leaky":
+            raise ConfigError(
+                "`field_at_rates` needs the leaky formulation (potentials u read out as rates "
+                f"rho(u)); this system's is {self.formulation!r}: build the model with "
+                "formulation='leaky'.")
+        def f(v):
+            return self._field_of(self._rate_fns, v, params, inputs, beta, constants)
+
+        rates = tuple(rates)
+        val, lin = jax.jvp(f, (rates,), (tuple(u - r for u, r in zip(states, rates)),))
+        return tuple(a + b for a, b in zip(val, lin))
 
     def residual(self, states, field, per_example: bool = False):
         """The steady-state residual: `max |field|` over the batch and all units (over the

@@ -1,0 +1,123 @@
+"""Spiking units (`eqdyn.dynamics.Spiking`, issue 28): the field at the traces, the averaged
+network against the rate model's fixed point, the LIF unit's f-I curve, determinism, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eqdyn import ConfigError
+from eqdyn.dynamics import (LIF, RESULTS, FusedEuler, Poisson, Spiking, record_spikes, relax)
+from eqdyn.models import EnergyModel, LayeredHopfield
+from eqdyn.symbolic import layered_hopfield_energy
+
+
+@pytest.fixture(scope="module")
+def net():
+    """A 3-4-2 hard-sigmoid network with a fixed point that has saturated and free units,
+    and its rate model's fixed point rho(u*) (float64)."""
+    with jax.enable_x64(True):
+        m = LayeredHopfield((3, 4, 2), key=jax.random.PRNGKey(1), dtype=jnp.float64)
+        m = m.with_params([2 * w for w in m.weights] + [b + 0.5 for b in m.biases])
+        x = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 3)))
+        ref = relax(m, x, relaxation=FusedEuler(dt=0.1, t1=2000, tol=1e-12, max_steps=100000))
+        yield m, x, ref, m.system.observe(ref.states)
+
+
+def _err(a, b):
+    return max(float(jnp.max(jnp.abs(p - q))) for p, q in zip(a, b))
+
+
+@pytest.mark.parametrize("which", ["hard_sigmoid", "sigmoid_leaky"])
+def test_field_at_rates_is_the_field_at_rho(which):
+    with jax.enable_x64(True):
+        if which == "hard_sigmoid":
+            m = LayeredHopfield((3, 4, 2), key=jax.random.PRNGKey(0), dtype=jnp.float64)
+        else:
+            m = EnergyModel(layered_hopfield_energy((3, 4, 2), cost="cross_entropy"),
+                            "sigmoid", "leaky", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+        s, rng = m.system, np.random.default_rng(0)
+        u = tuple(jnp.asarray(rng.normal(size=(5, n))) for n in m.state_sizes)
+        x, d = jnp.asarray(rng.uniform(size=(5, 3))), jnp.asarray(rng.uniform(size=(5, 2)))
+        ins = m.inputs(x, d)
+        want = s.field(u, m.params, ins, 0.7)
+        # measured 2.2e-16 (hard sigmoid)
+        assert _err(s.field_at_rates(u, s.observe(u), m.params, ins, 0.7), want) < 1e-12
+        # and it does depend on the rates: other rates, another field
+        other = tuple(0.5 * r for r in s.observe(u))
+        assert _err(s.field_at_rates(u, other, m.params, ins, 0.7), want) > 1e-3
+
+
+def test_poisson_traces_approach_the_rate_fixed_point(net):
+    m, x, _, rho_star = net
+    with jax.enable_x64(True):
+        errs = {}
+        for rate in (100.0, 1000.0):
+            sp = Spiking(Poisson(rate), dt=1e-3, t1=20.0, tau_syn=0.1)
+            rec = record_spikes(m, x, sp, key=jax.random.PRNGKey(0))
+            errs[rate] = _err(rec.mean_traces, rho_star)
+        # measured: 0.061 at max_rate 100, 0.0028 at 1000 (dt 1e-3, t1 20, tau_syn 0.1)
+        assert errs[1000.0] < 0.01
+        assert errs[1000.0] < errs[100.0] / 5
+
+
+def test_spiking_is_a_relaxation_and_deterministic(net):
+    m, x, ref, rho_star = net
+    with jax.enable_x64(True):
+        sp = Spiking(Poisson(1000.0), dt=1e-3, t1=2.0, tau_syn=0.1)
+        a = relax(m, x, relaxation=sp, key=jax.random.PRNGKey(3))
+        b = relax(m, x, relaxation=sp, key=jax.random.PRNGKey(3))
+        c = relax(m, x, relaxation=sp, key=jax.random.PRNGKey(4))
+        assert int(a.result._value) == int(RESULTS.fixed_horizon._value)
+        assert int(a.steps) == 2000
+        assert _err(a.states, b.states) == 0.0
+        assert _err(a.states, c.states) > 0.0
+        # the potentials fluctuate around u*: the rates they read out at the end are within
+        # the traces' noise of rho(u*) (measured 0.32 at t1 = 2; a unit stuck at 0 is off by 1)
+        assert _err(m.system.observe(a.states), rho_star) < 0.6
+
+
+@pytest.mark.parametrize("tau_m", [None, 0.05])
+def test_lif_rate_is_its_f_i_curve(tau_m):
+    """One LIF unit per rho, stepped alone: its rate against the analytic f-I curve (the
+    Euler step delays each spike by under a step, so the period is within one step)."""
+    with jax.enable_x64(True):
+        dt, T = 1e-4, 5.0
+        unit = LIF(threshold=1.0, reset=0.0, refractory=1e-3, tau_m=tau_m, max_rate=200.0)
+        rho = jnp.asarray([[0.2, 0.5, 1.0]])
+
+        @jax.jit
+        def run():
+            def step(state, _):
+                state, s = unit.step(state, rho, dt, None)
+                return state, s
+
+            _, s = jax.lax.scan(step, unit.init(rho), None, length=int(T / dt))
+            return jnp.sum(s, axis=0)[0] / T
+
+        got, want = np.asarray(run()), np.asarray(unit.expected_rate(rho))[0]
+        period, want_period = 1 / got, 1 / want
+        assert np.all(np.abs(period - want_period) <= 1.5 * dt + 1 / T / got**2), (got, want)
+
+
+def test_bad_input():
+    with pytest.raises(ConfigError, match="max_rate.*-5"):
+        Poisson(-5.0)
+    with pytest.raises(ConfigError, match="threshold.*0.5.*reset.*0.5"):
+        LIF(threshold=0.5, reset=0.5)
+    with pytest.raises(ConfigError, match="dt.*0.01.*refractory.*0.001"):
+        Spiking(LIF(refractory=1e-3), dt=1e-2)
+    with pytest.raises(ConfigError, match="probability"):
+        Spiking(Poisson(1000.0), dt=1e-2)
+    with pytest.raises(ConfigError, match="tau_syn"):
+        Spiking(Poisson(10.0), dt=1e-3, tau_syn=-1.0)
+
+
+def test_refuses_gradient_formulation_and_missing_key():
+    m = LayeredHopfield((3, 4, 2), "sigmoid", "gradient", key=jax.random.PRNGKey(0))
+    x = jnp.ones((2, 3)) * 0.5
+    sp = Spiking(Poisson(100.0), dt=1e-3, t1=0.01)
+    with pytest.raises(ConfigError, match="leaky"):
+        record_spikes(m, x, sp, key=jax.random.PRNGKey(0))
+    with pytest.raises(ConfigError, match="key"):
+        relax(m, x, relaxation=sp)
