@@ -156,6 +156,9 @@ INTEGRATION: dict[str, str] = {
     "test_scale.py::test_sweep_on_four_devices_matches_one": "4 devices, in a subprocess",
     "test_scale.py::test_two_processes_on_localhost_match_one_process":
         "jax.distributed: two processes and a third for the single-process reference",
+    # issue 29: convolutional and vector-field energies
+    "test_conv.py::test_ep_matches_rbp_and_bptt_on_a_conv_energy":
+        "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
 }
 
 

@@ -7,6 +7,17 @@ from ._codegen import GeneratedCode as GeneratedCode
 from ._codegen import generate_code as generate_code
 from ._codegen import python_name as python_name
 from ._codegen import scalar_function_source as scalar_function_source
+from ._conv import ChannelSum as ChannelSum
+from ._conv import ChannelTile as ChannelTile
+from ._conv import Conv2d as Conv2d
+from ._conv import ConvKernelGrad as ConvKernelGrad
+from ._conv import ConvTranspose2d as ConvTranspose2d
+from ._conv import Pool2d as Pool2d
+from ._conv import PoolJvp as PoolJvp
+from ._conv import PoolUnpool2d as PoolUnpool2d
+from ._conv import conv_geometry as conv_geometry
+from ._conv import pool_geometry as pool_geometry
+from ._conv_energy import conv_hopfield_energy as conv_hopfield_energy
 from ._energy import BATCH as BATCH
 from ._energy import Derivation as Derivation
 from ._energy import Energy as Energy

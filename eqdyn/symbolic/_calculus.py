@@ -13,7 +13,8 @@ row reductions (the log-sum-exp of a softmax readout raises "index is larger tha
 shape"), builds large array expressions slowly, and in some versions returns a silent zero for
 `(Trace(A) + Trace(B)).diff(X)`. The rules here cover exactly the grammar the code generator
 emits (matrix and Hadamard products, sums, transposes, elementwise functions, traces, ones
-matrices and the row-wise log-sum-exp / softmax of `_nodes`), so an energy is either derived and
+matrices, the row-wise log-sum-exp / softmax of `_nodes`, and nodes that declare their own
+`_vjp`/`_jvp` rules: the convolutions and pooling of `_conv`), so an energy is either derived and
 compiled at the matrix level or refused with a `DerivationError` naming the term and the node.
 The tests check these rules against SymPy's own `diff` (on explicit small matrices) and against
 `jax.grad`.
@@ -184,6 +185,12 @@ def _backprop(node, adj, wrt, out: list, context: str):
         a = _add([_had(adj, s), _mm(-1, _had(_mm(inner, sp.OneMatrix(1, arg.cols)), s))])
         _backprop(arg, a, wrt, out, context)
         return
+    vjp = getattr(node, "_vjp", None)  # a node with its own rules (convolutions: `_conv`)
+    if vjp is not None:
+        for arg, a in vjp(adj):
+            if arg.has(wrt):
+                _backprop(arg, a, wrt, out, context)
+        return
     _refuse(node, "an operation with no matrix-level derivative rule", context)
 
 
@@ -341,4 +348,8 @@ def tangent(expr, tangents: dict, context: str = "time derivative"):
         n = expr.arg.cols
         mean = _mm(_mm(_had(s, d), sp.OneMatrix(n, 1)), sp.OneMatrix(1, n))
         return _add([_had(s, d), _mm(-1, _had(s, mean))])
+    jvp = getattr(expr, "_jvp", None)
+    if jvp is not None:
+        ds = [tangent(a, tangents, context) if _is_matrix(a) else None for a in expr.args]
+        return None if all(d is None for d in ds) else jvp(ds)
     _refuse(expr, "an operation with no matrix-level derivative rule", context)

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ._conv_energy import channel_bias as channel_bias
+from ._conv_energy import conv as conv
+from ._conv_energy import conv_coupling as conv_coupling
+from ._conv_energy import feature_map as feature_map
+from ._conv_energy import kernel as kernel
+from ._conv_energy import pool as pool
 from ._energy import BATCH, elementwise
 from ._nodes import RowLogSumExp
 
 __all__ = [
     "RHO", "BETA", "layer", "weight", "bias", "leak", "coupling", "bias_term", "lateral",
-    "readout", "squared_error", "cross_entropy", "act",
+    "readout", "squared_error", "cross_entropy", "act", "feature_map", "kernel", "conv", "pool",
+    "conv_coupling", "channel_bias",
 ]
 
 #: The default opaque activation function, bound to a numeric activation when compiling.

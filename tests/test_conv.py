@@ -1,0 +1,166 @@
+"""Convolutional energies (issue 29): the derived conv/pool dynamics and rule against `jax.grad`
+of a hand-written energy in float64, relaxation by the fused Euler loop and by exact block
+sweeps to the same fixed point, EP against RBP (and BPTT) on a tiny conv net, bad geometry.
+
+Float64 throughout (conftest enables x64); 6x6 or 8x8 maps, so each compile is cheap.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+
+import eqdyn
+from eqdyn import DerivationError
+from eqdyn.dynamics import BlockSweeps, FusedEuler, relax
+from eqdyn.learning import EPConfig, bptt_gradient, ep_gradient, rbp_gradient
+from eqdyn.models import EnergyModel, check_derivation, compile_system
+from eqdyn.symbolic import (Conv2d, ConvKernelGrad, ConvTranspose2d, conv_geometry,
+                            conv_hopfield_energy, derive, generate_code, to_latex)
+from eqdyn.symbolic import terms as T
+
+
+def _pool(z, kind):
+    if kind == "max":
+        return jax.lax.reduce_window(z, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    return jax.lax.reduce_window(z, 0.0, jax.lax.add, (1, 1, 2, 2), (1, 1, 2, 2), "VALID") / 4
+
+
+def _reference(in_shape, n_maps, kind, rho=jax.nn.sigmoid, k=3, pad=1):
+    """`F` of `conv_hopfield_energy(in_shape, ..., (n_out,), kernel_size=3, padding=1)` written
+    by hand with `lax.conv_general_dilated` (squared error)."""
+    def energy(states, params, inputs, beta):
+        x, d = inputs
+        K, A, (W, b) = params[:n_maps], params[n_maps:2 * n_maps], params[2 * n_maps:]
+        e = sum(0.5 * jnp.sum(s ** 2) for s in states)
+        prev, c = x.reshape(-1, *in_shape), in_shape[0]
+        for i in range(n_maps):
+            o = K[i].shape[0]
+            z = jax.lax.conv_general_dilated(
+                prev if i == 0 else rho(prev), K[i].reshape(o, c, k, k), (1, 1),
+                ((pad, pad), (pad, pad)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            z = _pool(z, kind)
+            s = states[i].reshape(z.shape)
+            e = e - jnp.sum(z * rho(s)) - jnp.sum(A[i].reshape(1, o, 1, 1) * rho(s))
+            prev, c = s, o
+        y = states[-1]
+        e = e - jnp.sum((rho(states[n_maps - 1]) @ W) * rho(y)) - jnp.sum(b * rho(y))
+        return e + beta * 0.5 * jnp.sum((y - d) ** 2)
+    return energy
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_derived_conv_energy_matches_jax_grad_of_handwritten_energy(kind):
+    e = conv_hopfield_energy((1, 8, 8), (2, 3), (4,), kernel_size=3, padding=1, pool_kind=kind)
+    system = compile_system(derive(e), "sigmoid", "gradient")
+    err = check_derivation(system, _reference((1, 8, 8), 2, kind))
+    # measured 2026-12-07: max 3.6e-15 (max pooling), 1.4e-14 (average pooling; the energy)
+    assert err["max"] < 1e-12, err
+    assert err["param_rates"] < 1e-12  # the STDP form, against jax.jvp of dF/dtheta
+
+
+def test_conv_derivatives_are_transpose_convolution_and_correlation():
+    x, y = T.feature_map("x", 1, 6), T.feature_map("c", 2, 6)
+    K = T.kernel("K", 1, 2, 3)
+    term = T.conv_coupling(x, K, y, (1, 6, 6), padding=1, pre_raw=True, post_raw=True)
+    e = eqdyn.symbolic.Energy(internal=(term,), cost=(), states=(x, y), params=(K,))
+    d = derive(e)
+    g = conv_geometry((1, 6, 6), 2, 3, 1, 1)
+    assert d.state_grads[x] == -ConvTranspose2d(y, K, g)
+    assert d.param_grads[K] == -ConvKernelGrad(x, y, g)
+    assert d.state_grads[y] == -Conv2d(x, K, g)
+    assert r"\operatorname{conv}^{\top}" in to_latex(d.state_grads[x])
+    assert "jax.lax.conv_general_dilated" in generate_code(d).source
+
+
+def test_first_convolution_of_the_input_is_hoisted_out_of_the_relaxation():
+    e = conv_hopfield_energy((1, 6, 6), (2,), (3,), kernel_size=3, padding=1)
+    code = generate_code(derive(e))
+    assert code.constants == ("_c0",)  # conv(x, K_1): computed once per relaxation
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(0, 1, (4, 36)))
+    d = jax.nn.one_hot(jnp.arange(4) % 3, 3, dtype=jnp.float64)
+    e = conv_hopfield_energy((1, 6, 6), (2,), (3,), kernel_size=3, padding=1, pool_kind="max")
+    return e, x, d
+
+
+def test_fused_euler_and_block_sweeps_reach_the_same_conv_fixed_point(tiny):
+    e, x, _ = tiny
+    m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    assert m.formulation == "leaky"
+    fused = relax(m, x, relaxation=FusedEuler(dt=0.5, t1=2000.0, tol=1e-10, max_steps=8000),
+                  on_failure="raise")
+    blocks = relax(m, x, relaxation=BlockSweeps(max_sweeps=500, tol=1e-10), on_failure="raise")
+    assert float(fused.residual) < 1e-10 and float(blocks.residual) < 1e-10
+    # measured 2026-12-07: 117 Euler steps, 27 sweeps, states equal to 1.0e-10
+    assert int(blocks.steps) < int(fused.steps) / 2
+    for a, b in zip(fused.states, blocks.states):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-9)
+    # the fixed point is a zero of the field written by hand (leaky: rho' = 1)
+    # ... a stationary point of the energy written by hand, in every unit inside (0, 1) (where
+    # the hard sigmoid's rho' = 1 and the leaky field is -dF/ds)
+    s = m.system.observe(fused.states)
+    hard = lambda u: jnp.clip(u, 0.0, 1.0)  # noqa: E731
+    grads = jax.grad(lambda st: _reference((1, 6, 6), 1, "max", hard)(
+        st, m.params, m.inputs(x), 0.0))(s)
+    for si, gi in zip(s, grads):
+        inside = (si > 1e-6) & (si < 1 - 1e-6)
+        assert bool(jnp.any(inside))
+        assert float(jnp.max(jnp.where(inside, jnp.abs(gi), 0.0))) < 1e-8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(in_shape=(1, 4, 4), channels=(2,), dense=(3,), kernel_size=5), "larger than its"),
+    (dict(in_shape=(1, 7, 7), channels=(2,), dense=(3,), kernel_size=3), "does not tile"),
+    (dict(in_shape=(1, 6, 6), channels=(2,), dense=(3,), kernel_size=3, pool_size=3),
+     "does not tile"),
+])
+def test_bad_geometry_is_refused_naming_the_sizes(kwargs, match):
+    with pytest.raises(DerivationError, match=match):
+        conv_hopfield_energy(**kwargs)
+
+
+def test_stride_and_channel_mismatches_name_the_term_and_sizes():
+    x, c = T.feature_map("x", 1, 6), T.feature_map("c", 2, 3)
+    with pytest.raises(DerivationError, match=r"stride 2 does not tile the map 6x6"):
+        T.conv(x, T.kernel("K", 1, 2, 3), (1, 6, 6), stride=2)
+    with pytest.raises(DerivationError, match=r"`c` has 18 units.*\(2, 6, 6\) = 72"):
+        T.conv_coupling(x, T.kernel("K", 1, 2, 3), c, (1, 6, 6), padding=1)
+    with pytest.raises(DerivationError, match="not a multiple of the 2 channels"):
+        T.conv(x, T.kernel("K", 1, 2, 3), (2, 6, 6))
+    with pytest.raises(DerivationError, match="not a square kernel over 3 input channels"):
+        T.conv(x, T.kernel("K", 1, 2, 3), (3, 6, 6))
+    with pytest.raises(DerivationError, match="needs 36"):
+        T.conv(T.feature_map("x2", 1, 5), T.kernel("K", 1, 2, 3), (1, 6, 6))
+    with pytest.raises(DerivationError, match="no entrywise expansion"):
+        T.conv(x, T.kernel("K", 1, 2, 3), (1, 6, 6))[0, 0]
+    assert sp.sympify(T.conv(x, T.kernel("K", 1, 2, 3), (1, 6, 6), stride=3).cols) == 8
+
+
+def test_ep_matches_rbp_and_bptt_on_a_conv_energy(tiny):
+    """Symmetric EP at small beta tends to RBP's exact gradient; BPTT's equals it."""
+    e, x, d = tiny
+    m = EnergyModel(e, "sigmoid", "gradient", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    m = m.with_params(tuple(2.0 * p if p.shape[0] > 1 else p + 0.1 for p in m.params))
+    tight = eqdyn.RelaxConfig(solver="tsit5", tol=1e-11, rtol=1e-12, atol=1e-14, t1=2000.0,
+                              max_steps=20000, on_failure="raise")
+    s0 = m.init_state(4, jnp.float64)
+    g_rbp, aux = rbp_gradient(m, x, d, s0, tight)
+    assert bool(aux.converged) and bool(aux.adjoint_converged)
+    g_ep, ep_aux = ep_gradient(m, x, d, s0, EPConfig(beta=1e-3, variant="symmetric", free=tight,
+                                                     nudged=tight))
+    assert bool(ep_aux.free_converged) and bool(ep_aux.nudged_converged)
+    g_bptt, _ = bptt_gradient(m, x, d, s0, dt=0.5, n_steps=400)
+    for a, b, c, name in zip(g_ep, g_rbp, g_bptt, m.param_names):
+        scale = float(jnp.max(jnp.abs(b))) + 1e-12
+        # measured 2026-12-07: EP at most 1.0e-6 relative (1.0e-4 at beta 1e-2: O(beta^2)),
+        # BPTT 1.6e-11
+        assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-5, name
+        assert float(jnp.max(jnp.abs(c - b))) / scale < 2e-10, name
