@@ -428,7 +428,10 @@ def _add_analyze(sub):
         "the step dt, a short and a long free phase, and depth), noise (EP one-sided, "
         "symmetric and holomorphic under neuron noise on the potentials of the continuous "
         "Hopfield network, against recurrent backprop: Laborieux & Zenke 2022; on a random "
-        "20-16-16-5 network with a softmax readout, or the trained network of --run). Writes "
+        "20-16-16-5 network with a softmax readout, or the trained network of --run), stdp "
+        "(the pairing protocol on two LIF neurons over offsets -100..100 ms: the weight change "
+        "of Bengio et al.'s and Xie & Seung's rules and the fitted two-exponential window "
+        "against the analytic one). Writes "
         "STUDY.json and STUDY.png to --out.",
         formatter_class=Formatter,
     )
@@ -475,6 +478,9 @@ def _add_analyze(sub):
                    help="noise: comma-separated VARIANT:BETA[:N] (N for holomorphic)")
     p.add_argument("--solvers", default="euler,tsit5",
                    help="convergence: comma-separated solvers, or blocks (leaky formulation)")
+    p.add_argument("--pairs", type=int, default=60, help="stdp: pre/post pairs per offset")
+    p.add_argument("--pair-rate", type=float, default=1.0, help="stdp: pairs per second (Hz)")
+    p.add_argument("--dt-ms", type=float, default=0.1, help="stdp: the step (ms)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
     p.add_argument("--out", help="output folder (default runs/analyze-STUDY-<time>)")
     p.set_defaults(func=_cmd_analyze)

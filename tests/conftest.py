@@ -159,6 +159,8 @@ INTEGRATION: dict[str, str] = {
     # issue 29: convolutional and vector-field energies
     "test_conv.py::test_ep_matches_rbp_and_bptt_on_a_conv_energy":
         "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
+    # issue 28: spiking units and the STDP window
+    "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
 }
 
 

@@ -1,7 +1,8 @@
 """Analyses: early inference against backprop through the network's own feedforward
 computation (and Xie & Seung's weak-feedback limit), GDU (EP's step-by-step updates against
 BPTT's gradients), EP's bias against beta, EP under neuron noise, convergence of the
-relaxation. Each study returns a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
+relaxation, the STDP window of the rate rules under the pairing protocol. Each study returns
+a record with `to_json()`; `eqdyn.analysis.plots` draws it."""
 
 from ._bias import BiasStudy as BiasStudy
 from ._bias import bias_vs_beta as bias_vs_beta
@@ -30,6 +31,11 @@ from ._noise import NoiseStudy as NoiseStudy
 from ._noise import noise_study as noise_study
 from ._training import TrainingDynamics as TrainingDynamics
 from ._training import training_dynamics as training_dynamics
+from ._stdp import StdpStudy as StdpStudy
+from ._stdp import analytic_window as analytic_window
+from ._stdp import fit_window as fit_window
+from ._stdp import stdp_window as stdp_window
+from ._stdp import two_exponential as two_exponential
 from ._studies import STUDIES as STUDIES
 from ._studies import run_study as run_study
 from ._xie_seung import XieSeungStudy as XieSeungStudy

@@ -21,12 +21,14 @@ from ._convergence import convergence_study
 from ._early import early_inference_sweep
 from ._gdu import gdu_study
 from ._noise import noise_study
+from ._stdp import RULES as STDP_RULES
+from ._stdp import stdp_window
 from ._training import training_dynamics
 
 __all__ = ["STUDIES", "StudyOutput", "run_study"]
 
 #: The studies `run_study` knows, in the order `eqdyn analyze --help` lists them.
-STUDIES = ("early-inference", "bias", "convergence", "training", "gdu", "noise")
+STUDIES = ("early-inference", "bias", "convergence", "training", "gdu", "noise", "stdp")
 
 
 class StudyOutput(NamedTuple):
@@ -249,5 +251,17 @@ def _bias(o, say):
     return StudyOutput(record, plots.plot_bias(record), act.name)
 
 
+def _stdp(o, say):
+    say(f"eqdyn analyze stdp: pairing protocol, {o.pairs} pairs at {o.pair_rate:g} Hz, "
+        f"dt {o.dt_ms:g} ms, offsets -100..100 ms")
+    record = stdp_window(n_pairs=o.pairs, rate_hz=o.pair_rate, dt=o.dt_ms)
+    for rule in STDP_RULES:
+        f, a = record.fits[rule], record.analytic[rule]
+        say(f"  {rule:<10} fitted A+ {f['a_plus']:.4f} tau+ {f['tau_plus']:.2f} ms, A- "
+            f"{f['a_minus']:.4f} tau- {f['tau_minus']:.2f} ms (analytic {a['a_plus']:.4f}, "
+            f"{a['tau_plus']:g}, {a['a_minus']:.4f}, {a['tau_minus']:g})")
+    return StudyOutput(record, plots.plot_stdp(record), "none (LIF neurons, linear filters)")
+
+
 _RUNNERS = {"early-inference": _early, "bias": _bias, "convergence": _convergence,
-            "training": _training, "gdu": _gdu, "noise": _noise}
+            "training": _training, "gdu": _gdu, "noise": _noise, "stdp": _stdp}

@@ -6,7 +6,7 @@ import numpy as np
 
 __all__ = ["plot_early_inference", "plot_early_inference_sweep", "plot_xie_seung", "plot_bias",
            "plot_convergence", "plot_training", "plot_gdu", "plot_gdu_study", "plot_noise",
-           "plot_runs", "plot_compare", "save_figure"]
+           "plot_runs", "plot_compare", "plot_stdp", "save_figure"]
 
 
 def _plt():
@@ -364,6 +364,38 @@ def plot_noise(r):
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(f"EP under neuron noise: std {r.noise_std:g} per step of dt {r.dt:g} "
                  f"(T = {r.temperature:g}), {r.n_keys} draws")
+    fig.tight_layout()
+    return fig
+
+
+def plot_stdp(r):
+    """The STDP window of each rule under the pairing protocol: the simulated weight change
+    per pair (markers) against the post-minus-pre spike offset, the fitted two-exponential
+    window (line) and the analytic one of the linear filters (dotted)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    grid = np.linspace(float(np.min(r.measured)), float(np.max(r.measured)), 801)
+    grid = grid[grid != 0]
+    from ._stdp import two_exponential
+
+    for (rule, dw), color in zip(r.dw.items(), ("C0", "C3")):
+        f, a = r.fits[rule], r.analytic[rule]
+        ax.plot(r.measured, dw, "o", ms=4, color=color,
+                label=f"{rule}: A+ {f['a_plus']:.3f}, τ+ {f['tau_plus']:.1f} ms, "
+                f"A- {f['a_minus']:.3f}, τ- {f['tau_minus']:.1f} ms")
+        ax.plot(grid, two_exponential(grid, f["a_plus"], f["tau_plus"], f["a_minus"],
+                                      f["tau_minus"]), color=color, lw=1)
+        ax.plot(grid, two_exponential(grid, *a.values()), color="k", ls=":", lw=1)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("Δt = t_post - t_pre (ms)")
+    ax.set_ylabel("Δw per pair")
+    s = r.settings
+    ax.set_title(f"STDP window: {s['n_pairs']} pairs at {s['rate_hz']:g} Hz, τ_syn "
+                 f"{s['tau_syn_ms']:g} ms, τ_m {s['tau_m_ms']:g} ms (dotted: analytic)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
