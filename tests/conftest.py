@@ -161,6 +161,11 @@ INTEGRATION: dict[str, str] = {
         "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
+    # issue 27: Boltzmann machines (compiles a 20,000-chain PCD step / a 1,000-step AIS scan)
+    "test_boltzmann.py::test_pcd_with_many_chains_matches_the_exact_gradient":
+        "PCD-30 on 20,000 chains and CD-1 vs the exact gradient (15 s)",
+    "test_boltzmann.py::test_ais_log_partition_matches_exact_enumeration":
+        "AIS with 1,000 temperatures vs enumeration (15 s)",
 }
 
 

@@ -40,3 +40,11 @@ from ._studies import STUDIES as STUDIES
 from ._studies import run_study as run_study
 from ._xie_seung import XieSeungStudy as XieSeungStudy
 from ._xie_seung import xie_seung_study as xie_seung_study
+from ._boltzmann import AISResult as AISResult
+from ._boltzmann import ais_log_partition as ais_log_partition
+from ._boltzmann import autocorrelation as autocorrelation
+from ._boltzmann import base_rate_bias as base_rate_bias
+from ._boltzmann import effective_sample_size as effective_sample_size
+from ._boltzmann import exact_log_partition as exact_log_partition
+from ._boltzmann import free_energy as free_energy
+from ._boltzmann import log_likelihood as log_likelihood

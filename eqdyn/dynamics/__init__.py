@@ -36,3 +36,7 @@ from ._relax import relax as relax
 from ._relax import relax_core as relax_core
 from ._relax import relax_problem as relax_problem
 from ._relax import trajectory as trajectory
+from ._gibbs import BlockGibbs as BlockGibbs
+from ._gibbs import MeanField as MeanField
+from ._gibbs import binary_problem as binary_problem
+from ._gibbs import sample_chain as sample_chain

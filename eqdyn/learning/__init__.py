@@ -24,6 +24,9 @@ from ._rules import Backprop as Backprop
 from ._local import ContinualEP as ContinualEP
 from ._local import ClockFree as ClockFree
 from ._local import PLASTICITY as PLASTICITY
+from ._boltzmann import CD as CD
+from ._boltzmann import PCD as PCD
+from ._boltzmann import positive_phase as positive_phase
 
 from ._ep import VARIANTS as VARIANTS
 from ._ep import EPConfig as EPConfig

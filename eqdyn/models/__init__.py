@@ -21,3 +21,7 @@ from ._system import resolve_formulation as resolve_formulation
 from ._reference import check_hopfield_derivation as check_hopfield_derivation
 from ._reference import hopfield_energy_reference as hopfield_energy_reference
 from ._reference import check_derivation as check_derivation
+from ._boltzmann import BinarySystem as BinarySystem
+from ._boltzmann import BoltzmannMachine as BoltzmannMachine
+from ._boltzmann import binary_system as binary_system
+from ._boltzmann import check_binary as check_binary

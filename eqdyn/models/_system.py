@@ -100,18 +100,7 @@ class CompiledSystem:
         return tuple(python_name(p.name) for p in self.derivation.energy.inputs)
 
     def _kw(self, states, params, inputs, beta) -> dict:
-        e = self.derivation.energy
-        if len(states) != len(e.states) or len(params) != len(e.params):
-            raise ConfigError(
-                f"expected {len(e.states)} states and {len(e.params)} parameters "
-                f"({self.state_names}, {self.param_names}); got {len(states)} and {len(params)}."
-            )
-        kw = dict(zip(self.state_names, states))
-        kw.update(zip(self.param_names, params))
-        kw.update(zip(self.input_names, inputs))
-        if e.scalars:
-            kw[python_name(e.beta.name)] = beta
-        return kw
+        return call_kwargs(self.derivation.energy, states, params, inputs, beta)
 
     def observe(self, states):
         """The network state `s` read out from the integrated variables (`rho(u)` if leaky)."""
@@ -344,6 +333,23 @@ class CompiledSystem:
         """`C` summed over the batch, at the observed state."""
         obs = self.observe(states)
         return self._fns["exact"]["cost"](**self._kw(obs, params, inputs, 0.0))
+
+
+def call_kwargs(energy, states, params, inputs, beta) -> dict:
+    """The keyword arguments of the generated functions of `energy` (checked counts)."""
+    names = [tuple(python_name(s.name) for s in group)
+             for group in (energy.states, energy.params, energy.inputs)]
+    if len(states) != len(energy.states) or len(params) != len(energy.params):
+        raise ConfigError(
+            f"expected {len(energy.states)} states and {len(energy.params)} parameters "
+            f"({names[0]}, {names[1]}); got {len(states)} and {len(params)}."
+        )
+    kw = dict(zip(names[0], states))
+    kw.update(zip(names[1], params))
+    kw.update(zip(names[2], inputs))
+    if energy.scalars:
+        kw[python_name(energy.beta.name)] = beta
+    return kw
 
 
 def _midpoint_difference(g, a, b, beta_a, beta_b) -> tuple:

@@ -3,6 +3,10 @@
 Imports SymPy only, never JAX.
 """
 
+from ._binary import UNITS as UNITS
+from ._binary import BinaryDerivation as BinaryDerivation
+from ._binary import binary_units as binary_units
+from ._binary import boltzmann_energy as boltzmann_energy
 from ._codegen import GeneratedCode as GeneratedCode
 from ._codegen import generate_code as generate_code
 from ._codegen import python_name as python_name

@@ -1,0 +1,172 @@
+"""The Boltzmann learning rule: `dW ∝ <s_i s_j>_clamped - <s_i s_j>_free`, by sampling.
+
+The gradient of the negative log-likelihood of a Boltzmann machine with energy `F` is
+
+    d(-log p(v)) / dtheta = <dF/dtheta>_clamped - <dF/dtheta>_free
+
+(for a weight, `dF/dW_k = -s_{k-1}^T s_k`: the Hebbian correlations of the clamped phase minus
+those of the free one). Both averages are estimated:
+
+- the clamped (positive) phase holds the visibles at the data and takes the other layers'
+  means by `MeanField` (exact in one sweep for an RBM, whose hidden units are independent given
+  the visibles; the variational positive phase of a deep Boltzmann machine, Salakhutdinov &
+  Hinton 2009);
+- the free (negative) phase runs `k` block Gibbs sweeps: from the data (`CD`, contrastive
+  divergence, Hinton 2002) or from persistent chains that the caller passes back (`PCD`,
+  Tieleman 2008).
+
+Both rules follow `AbstractRule`: `grads, stats = rule(machine, x, None, s0, key=key)`, `grads`
+in the order of `machine.params`, to descend. `stats.free_states` are the negative chains after
+the sweeps: pass them as the next call's `s0` to keep PCD's chains persistent.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .._errors import ConfigError
+from ..dynamics import BlockGibbs, MeanField, binary_problem
+from ..models import check_binary
+from ._rule import AbstractRule, Stats, as_leaf, status_code
+
+__all__ = ["CD", "PCD", "positive_phase"]
+
+
+def positive_phase(machine, x, relaxation: MeanField | None = None):
+    """The clamped phase: visibles (state 0) at `x`, the other layers' means by mean field.
+
+    **Returns:** the `RelaxResult` (states: `x` and the hidden means).
+    """
+    relaxation = relaxation or MeanField(1e-6, 50)
+    half = 0.5 if machine.units == "01" else 0.0
+    s0 = (x,) + tuple(jnp.full((x.shape[0], n), half, x.dtype) for n in machine.state_sizes[1:])
+    return relaxation.solve(binary_problem(machine, s0, clamp=(0,)))
+
+
+def _check(machine, x, name="x"):
+    n = machine.state_sizes[0]
+    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != n:
+        raise ConfigError(
+            f"`{name}` has shape {jnp.shape(x)}; `{machine.energy.name}` has {n} visible units: "
+            f"pass a (batch, {n}) array."
+        )
+    check_binary(name, x, machine.units)
+
+
+def _reconstruction(machine, pos):
+    """Mean squared error of the visibles' means given the positive phase's hidden means."""
+    system = machine.system
+    p = system.prob_on(pos.states, machine.params)
+    x = pos.states[0]
+    return jnp.sum((x - system.mean(p[0])) ** 2) / x.shape[0]
+
+
+class _Boltzmann(AbstractRule):
+    k: eqx.AbstractVar[int]
+    temperature: eqx.AbstractVar[Float[Array, ""] | float]
+    positive: eqx.AbstractVar[MeanField]
+
+    def _start(self, machine, x, pos, s0, key):
+        raise NotImplementedError
+
+    def __call__(self, model, x, d=None, s0=None, *, key: PRNGKeyArray | None = None,
+                 labels: Int[Array, " B"] | None = None) -> tuple[tuple[Array, ...], Stats]:
+        if key is None:
+            raise ConfigError(f"`{type(self).__name__}` samples its negative phase: pass `key`.")
+        _check(model, x)
+        pos = positive_phase(model, x, self.positive)
+        k_start, k_run = jax.random.split(key)
+        start = self._start(model, x, pos, s0, k_start)
+        problem = binary_problem(model, start)
+        neg = BlockGibbs(self.k, as_leaf(self.temperature)).solve(problem, key=k_run)
+        system = model.system
+        g_pos = system.param_grads(pos.states, model.params)
+        g_neg = system.param_grads(neg.states, model.params)
+        b_pos, b_neg = x.shape[0], start[0].shape[0]
+        grads = tuple(gp / b_pos - gn / b_neg for gp, gn in zip(g_pos, g_neg))
+        stats = Stats(
+            loss=_reconstruction(model, pos),
+            correct=jnp.asarray(0),
+            free_states=neg.states,
+            free_steps=neg.steps,
+            nudged_steps=pos.steps,
+            free_converged=neg.converged,
+            nudged_converged=pos.converged,
+            free_result=status_code(neg),
+            nudged_result=status_code(pos),
+        )
+        return grads, stats
+
+
+def _sample_means(machine, means, key):
+    """Binary states drawn with the given means (visible state kept)."""
+    system = machine.system
+    keys = jax.random.split(key, len(means))
+    out = [means[0]]
+    for k, m in zip(keys[1:], means[1:]):
+        p = m if system.units == "01" else (m + 1.0) / 2.0
+        out.append(jnp.where(jax.random.uniform(k, m.shape, m.dtype) < p, 1.0,
+                             system.low).astype(m.dtype))
+    return tuple(out)
+
+
+class CD(_Boltzmann):
+    """Contrastive divergence CD-k (Hinton 2002): the free phase starts at the data.
+
+    The hidden layers are drawn from the positive phase's means, then `k` block Gibbs sweeps
+    (visibles first) give the negative statistics; `s0` is not used.
+
+    **Arguments:** `k` (sweeps, static), `temperature` (> 0, default 1), `positive` (the
+    clamped phase's `MeanField`; default `MeanField(1e-6, 50)`).
+    """
+
+    k: int = eqx.field(static=True)
+    temperature: Float[Array, ""] | float
+    positive: MeanField
+
+    def __init__(self, k: int = 1, *, temperature=1.0, positive: MeanField | None = None):
+        BlockGibbs(k, temperature)  # checks k and the temperature
+        self.k = int(k)
+        self.temperature = as_leaf(temperature)
+        self.positive = positive or MeanField(1e-6, 50)
+
+    def _start(self, machine, x, pos, s0, key):
+        return _sample_means(machine, pos.states, key)
+
+
+class PCD(_Boltzmann):
+    """Persistent contrastive divergence (Tieleman 2008): `k` sweeps of persistent chains.
+
+    `s0` holds the chains (one `(chains, n_k)` binary array per state, any number of chains,
+    e.g. `machine.init_state(100, key=key)`); the rule returns them advanced in
+    `stats.free_states`, which the caller passes back as the next `s0`. With a deep machine and
+    the default mean-field positive phase this is the DBM learning rule of Salakhutdinov &
+    Hinton (2009).
+
+    **Arguments:** `k` (sweeps per call, static), `temperature`, `positive` (as `CD`).
+    """
+
+    k: int = eqx.field(static=True)
+    temperature: Float[Array, ""] | float
+    positive: MeanField
+
+    def __init__(self, k: int = 1, *, temperature=1.0, positive: MeanField | None = None):
+        BlockGibbs(k, temperature)
+        self.k = int(k)
+        self.temperature = as_leaf(temperature)
+        self.positive = positive or MeanField(1e-6, 50)
+
+    def _start(self, machine, x, pos, s0, key):
+        if s0 is None:
+            raise ConfigError(
+                "`PCD` needs its persistent chains as `s0` (e.g. `machine.init_state(100, "
+                "key=key)`), and the returned `stats.free_states` passed back on the next call."
+            )
+        binary_problem(machine, s0)  # checks the shapes
+        for i, s in enumerate(s0):
+            check_binary(f"s0[{i}]", s, machine.units)
+        return tuple(s0)
+
