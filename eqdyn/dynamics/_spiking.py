@@ -141,11 +141,13 @@ class LIF(AbstractUnit):
         th, re = as_dtype(self.threshold, dtype), as_dtype(self.reset, dtype)
         drive = (th - re) * as_dtype(self.max_rate, dtype) * jnp.clip(rate, 0.0, None)
         dv = drive if self.tau_m is None else drive - (v - re) / as_dtype(self.tau_m, dtype)
-        active = left <= as_dtype(dt, dtype) * 0.5
-        v = jnp.where(active, v + dt * dv, re)
+        # refractory as brian2 counts it: held while the time since the spike is under
+        # `refractory`, i.e. for round(refractory / dt) - 1 steps after the spike's
+        left = jnp.maximum(left - dt, 0.0)
+        v = jnp.where(left <= as_dtype(dt, dtype) * 0.5, v + dt * dv, re)
         spikes = v >= th
         v = jnp.where(spikes, re, v)
-        left = jnp.where(spikes, as_dtype(self.refractory, dtype), jnp.maximum(left - dt, 0.0))
+        left = jnp.where(spikes, as_dtype(self.refractory, dtype), left)
         return (v, left), spikes
 
     def expected_rate(self, rho):
