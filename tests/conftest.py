@@ -159,6 +159,10 @@ INTEGRATION: dict[str, str] = {
     # issue 29: convolutional and vector-field energies
     "test_conv.py::test_ep_matches_rbp_and_bptt_on_a_conv_energy":
         "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
+    "test_conv.py::test_derive_check_of_the_example_conv_energy_file":
+        "the CLI in a subprocess (19 s)",
+    "test_vector_field.py::test_asymmetric_vector_field_ep_against_rbp_on_the_same_field":
+        "RBP, BPTT, two nudged phases and a dense Jacobian (11 s)",
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
     # issue 27: Boltzmann machines (compiles a 20,000-chain PCD step / a 1,000-step AIS scan)

@@ -164,3 +164,17 @@ def test_ep_matches_rbp_and_bptt_on_a_conv_energy(tiny):
         # BPTT 1.6e-11
         assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-5, name
         assert float(jnp.max(jnp.abs(c - b))) / scale < 2e-10, name
+
+
+def test_derive_check_of_the_example_conv_energy_file():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "eqdyn.cli", "derive", "--energy",
+         str(root / "derivations" / "energies" / "conv_pcnn.py"), "--check", "--latex"],
+        capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert r"\operatorname{conv}^{\top}" in out.stdout and "-> OK" in out.stdout

@@ -25,3 +25,7 @@ from ._boltzmann import BinarySystem as BinarySystem
 from ._boltzmann import BoltzmannMachine as BoltzmannMachine
 from ._boltzmann import binary_system as binary_system
 from ._boltzmann import check_binary as check_binary
+from ._vector_field import VectorFieldHopfield as VectorFieldHopfield
+from ._vector_field import VectorFieldSystem as VectorFieldSystem
+from ._vector_field import alignment_angles as alignment_angles
+from ._vector_field import vector_field_system as vector_field_system
