@@ -170,6 +170,9 @@ INTEGRATION: dict[str, str] = {
         "PCD-30 on 20,000 chains and CD-1 vs the exact gradient (15 s)",
     "test_boltzmann.py::test_ais_log_partition_matches_exact_enumeration":
         "AIS with 1,000 temperatures vs enumeration (15 s)",
+    "test_boltzmann.py::test_dbm_pcd_negative_phase_matches_enumeration":
+        "PCD-30 on 20,000 chains of a 3-2-2 DBM vs enumeration (14 s)",
+    "test_boltzmann.py::test_fit_boltzmann_learns_and_refuses_bad_data": "a training run (18 s)",
 }
 
 

@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
 from ._base import (AbstractRelaxation, RelaxProblem, RelaxResult, as_dtype, check_count,
-                    check_number, leaf, status)
+                    check_number, concrete, leaf, status)
 
 __all__ = ["BlockGibbs", "MeanField", "binary_problem", "sample_chain"]
 
@@ -141,18 +141,24 @@ class BlockGibbs(AbstractRelaxation):
                 y[k] = jnp.where(u < p, 1.0, system.low).astype(y[k].dtype)
         return tuple(y)
 
-    def solve(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None) -> RelaxResult:
+    def sample(self, problem: RelaxProblem, key: PRNGKeyArray):
+        """The states after `n_sweeps` sweeps (what `solve` returns, without the residual)."""
         if key is None:
             raise ConfigError("`BlockGibbs` draws its samples: pass `key=jax.random.PRNGKey(...)`.")
         y0 = tuple(problem.y0)
-        dtype = y0[0].dtype
-        temps = _schedule(self.n_sweeps, self.temperature, self.anneal, dtype)
+        temps = _schedule(self.n_sweeps, self.temperature, self.anneal, y0[0].dtype)
 
         def body(y, kt):
             k, t = kt
             return self.sweep(problem, y, k, t), None
 
         y, _ = jax.lax.scan(body, y0, (jax.random.split(key, self.n_sweeps), temps))
+        return y
+
+    def solve(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None) -> RelaxResult:
+        y = self.sample(problem, key)
+        dtype = y[0].dtype
+        temps = _schedule(self.n_sweeps, self.temperature, self.anneal, dtype)
         params, inputs, beta, _ = problem.args
         res = problem.field.residual(y, problem.field(None, y, (params, inputs, beta, temps[-1])))
         conv, result = status(res, self.tol)
@@ -166,6 +172,8 @@ class MeanField(AbstractRelaxation):
     `mu_k <- (1 - damping) mu_k + damping * E[s_k]`, `E[s_k] = sigmoid(-dF_k(mu) / T)` (or
     `2 sigmoid - 1` on {-1, 1}), block by block; the gaps are affine in the other layers, so
     this is the naive mean-field (variational) fixed point of Salakhutdinov & Hinton (2009).
+    When the free states lie in one block (an RBM's hidden layer with the visibles clamped)
+    and `damping` is 1, one sweep is exact: it returns after it, residual 0, `successful`.
 
     **Arguments:** `tol` (stop when `max |E[s] - mu| < tol`; 0: run `max_sweeps`),
     `max_sweeps` (static), `damping` in (0, 1], `temperature` (> 0).
@@ -209,6 +217,16 @@ class MeanField(AbstractRelaxation):
 
         def resid(y):
             return problem.field.residual(y, problem.field(None, y, args))
+
+        free = [k for k, c in enumerate(clamped) if not c]
+        one_block = any(set(free) <= set(b) for b in system.blocks)
+        if one_block and concrete(self.damping) == 1.0:
+            # the free states' gaps depend on clamped states only (an RBM's hidden layer given
+            # the visibles): one undamped sweep is the exact fixed point, residual zero
+            y = sweep(y0)
+            r = jnp.zeros((), dtype)
+            conv, result = status(r, tol, converged=jnp.asarray(True))
+            return RelaxResult(y, jnp.asarray(1), r, conv, jnp.asarray(1, dtype), result)
 
         def cond(c):
             _, n, r = c

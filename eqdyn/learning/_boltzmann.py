@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._errors import ConfigError
-from ..dynamics import BlockGibbs, MeanField, binary_problem
+from ..dynamics import RESULTS, BlockGibbs, MeanField, binary_problem
 from ..models import check_binary
 from ._rule import AbstractRule, Stats, as_leaf, status_code
 
@@ -81,21 +81,21 @@ class _Boltzmann(AbstractRule):
         k_start, k_run = jax.random.split(key)
         start = self._start(model, x, pos, s0, k_start)
         problem = binary_problem(model, start)
-        neg = BlockGibbs(self.k, as_leaf(self.temperature)).solve(problem, key=k_run)
+        neg = BlockGibbs(self.k, as_leaf(self.temperature)).sample(problem, k_run)
         system = model.system
         g_pos = system.param_grads(pos.states, model.params)
-        g_neg = system.param_grads(neg.states, model.params)
+        g_neg = system.param_grads(neg, model.params)
         b_pos, b_neg = x.shape[0], start[0].shape[0]
         grads = tuple(gp / b_pos - gn / b_neg for gp, gn in zip(g_pos, g_neg))
         stats = Stats(
             loss=_reconstruction(model, pos),
             correct=jnp.asarray(0),
-            free_states=neg.states,
-            free_steps=neg.steps,
+            free_states=neg,
+            free_steps=jnp.asarray(self.k),
             nudged_steps=pos.steps,
-            free_converged=neg.converged,
+            free_converged=jnp.asarray(True),  # a sampler runs its sweeps by design
             nudged_converged=pos.converged,
-            free_result=status_code(neg),
+            free_result=jnp.asarray(RESULTS.fixed_horizon._value, jnp.int32),
             nudged_result=status_code(pos),
         )
         return grads, stats
