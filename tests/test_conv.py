@@ -178,3 +178,78 @@ def test_derive_check_of_the_example_conv_energy_file():
         capture_output=True, text=True, cwd=root, timeout=300)
     assert out.returncode == 0, out.stderr
     assert r"\operatorname{conv}^{\top}" in out.stdout and "-> OK" in out.stdout
+
+
+# ------------------------------------------------------------------ CIFAR python archives
+
+
+def _write_cifar(folder, name, n_train=6, n_test=4, corrupt=False, extra=None):
+    """A small archive in the python format of `name` (every batch `n_train` images)."""
+    import io
+    import pickle
+    import tarfile
+
+    from eqdyn.data._cifar import CIFAR
+
+    spec = CIFAR[name]
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / spec["archive"]
+    with tarfile.open(path, "w:gz") as tar:
+        for i, member in enumerate(spec["train"] + spec["test"]):
+            n = n_test if member in spec["test"] else n_train
+            data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+            data[:, 0] = i  # the batch's index in the first red pixel
+            labels = [int(v) for v in rng.integers(0, spec["n_classes"], n)]
+            if corrupt and i == 0:
+                labels[0] = spec["n_classes"]
+            raw = pickle.dumps({b"data": data, spec["labels"]: labels, b"batch_label": extra},
+                               protocol=2)
+            info = tarfile.TarInfo(f"{spec['folder']}/{member}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+@pytest.mark.parametrize("name, n_classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_archive_loads_in_nchw_layout_with_validation_split(tmp_path, name, n_classes):
+    from eqdyn.data import load_dataset
+
+    _write_cifar(tmp_path, name)
+    ds = load_dataset(name, tmp_path, val_size=2)
+    n_train = 6 * (5 if name == "cifar10" else 1)
+    assert ds.input_shape == (3, 32, 32) and ds.n_classes == n_classes
+    assert ds.x_train.shape == (n_train - 2, 3072) and ds.x_val.shape == (2, 3072)
+    assert ds.x_test.shape == (4, 3072) and ds.x_train.dtype == np.float32
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    if name == "cifar10":  # batches in order: the last test image comes from test_batch (5)
+        assert ds.x_train[0, 0] == 0 and ds.x_test[0, 0] == np.float32(5 / 255)
+
+
+def test_cifar_download_checks_md5_and_bad_files_name_the_fix(tmp_path):
+    from eqdyn import DataError
+    from eqdyn.data import download_dataset, load_dataset
+
+    mirror = _write_cifar(tmp_path / "mirror", "cifar10").parent
+    url = mirror.as_uri() + "/"
+    with pytest.raises(DataError, match="md5 of the archive is .*not the published "
+                                        "c58f30108f718f92721af3b95e74349a"):
+        download_dataset("cifar10", tmp_path / "dest", base_urls=url)
+    assert not list((tmp_path / "dest").iterdir())  # no partial file left
+    download_dataset("cifar10", tmp_path / "dest", base_urls=url, md5=False)
+    assert load_dataset("cifar10", tmp_path / "dest", val_size=3).x_val.shape == (3, 3072)
+    _write_cifar(tmp_path / "bad", "cifar10", corrupt=True)
+    with pytest.raises(DataError, match="labels of cifar10 .* include 10, outside 0..9"):
+        load_dataset("cifar10", tmp_path / "bad")
+    import datetime
+
+    _write_cifar(tmp_path / "code", "cifar10", extra=datetime.date(2026, 12, 7))
+    with pytest.raises(DataError, match="refusing to load datetime.date"):  # no code runs
+        load_dataset("cifar10", tmp_path / "code")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="neither cifar-10-python.tar.gz nor the extracted"):
+        load_dataset("cifar10", tmp_path / "empty")
+    (tmp_path / "trunc").mkdir()
+    (tmp_path / "trunc" / "cifar-10-python.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="cannot be read"):
+        load_dataset("cifar10", tmp_path / "trunc")

@@ -258,11 +258,11 @@ def test_val_size_out_of_range(small_dir: Path, val_size: object) -> None:
 
 
 def test_unknown_name() -> None:
-    with pytest.raises(DataError, match=r"`name`='cifar10'.*digits, mnist, fashion-mnist"):
-        load_dataset("cifar10")
+    with pytest.raises(DataError, match=r"`name`='svhn'.*digits, mnist, fashion-mnist, cifar10"):
+        load_dataset("svhn")
     with pytest.raises(DataError, match=r"`name`=None"):
         load_dataset(None)  # type: ignore[arg-type]
-    assert DATASETS == ("digits", "mnist", "fashion-mnist")
+    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 def test_missing_dir(tmp_path: Path) -> None:

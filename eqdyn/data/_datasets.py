@@ -1,4 +1,4 @@
-"""Data sets: scikit-learn's 8x8 digits, MNIST and Fashion-MNIST.
+"""Data sets: scikit-learn's 8x8 digits, MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 (`_cifar`).
 
 Everything here returns plain numpy arrays (the trainer moves them to JAX). Images are
 flattened to `(n, d)` float32 in `[0, 1]`, labels are int32. MNIST-style data sets are read
@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import DataError
+from ._cifar import CIFAR, download_cifar, load_cifar
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 ENV_VAR = "EQDYN_DATA_DIR"
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -243,8 +244,9 @@ def default_data_dir(name: str) -> Path:
 
 
 def _fix_hint(name: str) -> str:
+    files = "python-format archive" if name.startswith("cifar") else "four IDX .gz files"
     return (
-        f"pass --data-dir (`data_dir`) pointing at a folder with the four {name} IDX .gz files, "
+        f"pass --data-dir (`data_dir`) pointing at a folder with the {name} {files}, "
         f"set {ENV_VAR}, or use --download (`download=True`)"
     )
 
@@ -293,6 +295,8 @@ def download_dataset(
     The folder, as a `Path`.
     """
     name = _check_name(name)
+    if name in CIFAR:
+        return download_cifar(name, dest, base_urls=base_urls, md5=md5, progress=progress)
     if name not in _MIRRORS:
         raise DataError(
             f"`name`={name!r} is bundled with scikit-learn and needs no download; "
@@ -457,6 +461,9 @@ def load_dataset(
       the rest (1350) in train.
     - `"mnist"`, `"fashion-mnist"`: the four IDX files; the first 50,000 training images
       train, the last `val_size` (default 10,000) validate, the 10,000 t10k images test.
+    - `"cifar10"`, `"cifar100"`: the python-format archive (or its extracted folder); the
+      last `val_size` (default 5,000) of the 50,000 training images validate, 10,000 test
+      (images `(3, 32, 32)` channel-major, flattened; see `eqdyn.data._cifar`).
 
     The folder is `data_dir`, else `$EQDYN_DATA_DIR`, else `default_data_dir(name)`; each may
     hold the files directly or be a parent with `mnist/` and `fashion-mnist/` subfolders.
@@ -482,6 +489,10 @@ def load_dataset(
     if name == "digits":
         return _load_digits(val_size)
     folder, where = _resolve_folder(name, data_dir, download)
+    if name in CIFAR:
+        if download:
+            download_cifar(name, folder, base_urls=base_url, progress=progress)
+        return load_cifar(name, folder, val_size)
     if download:
         download_dataset(name, folder, base_urls=base_url, progress=progress)
     files = _find_files(folder)
