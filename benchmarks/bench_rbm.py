@@ -97,7 +97,7 @@ def run_eqdyn(xtr, hidden, lr, batch, epochs, seed):
     key = jax.random.PRNGKey(seed)
     rbm = BoltzmannMachine.layered((xtr.shape[1], hidden), key=key, scale=0.01)
     times = []
-    rbm, _, hist = fit_boltzmann(rbm, jnp.asarray(xtr), PCD(1), optax.sgd(lr), epochs=epochs,
+    rbm, _, hist, _ = fit_boltzmann(rbm, jnp.asarray(xtr), PCD(1), optax.sgd(lr), epochs=epochs,
                                  batch_size=batch, key=key,
                                  progress=lambda r: times.append(r["seconds"]))
     W, bv, bh = rbm.params  # (W_1, b_0, b_1)

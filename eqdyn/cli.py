@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._cli_boltzmann import add_parser as _add_rbm
 from ._cli_flags import (EPOCH_LINE, RUN_FLAGS, Formatter, arch_default, run_flags,
                          scale_flags, show_config_defaults)
 from ._errors import EqdynError
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_plot(sub)
     _add_analyze(sub)
+    _add_rbm(sub)
     parser.commands = sub.choices  # for the suggestions of `main`
     return parser
 

@@ -173,6 +173,7 @@ INTEGRATION: dict[str, str] = {
     "test_boltzmann.py::test_dbm_pcd_negative_phase_matches_enumeration":
         "PCD-30 on 20,000 chains of a 3-2-2 DBM vs enumeration (14 s)",
     "test_boltzmann.py::test_fit_boltzmann_learns_and_refuses_bad_data": "a training run (18 s)",
+    "test_boltzmann.py::test_cli_rbm_train_resume_and_evaluate": "CLI training runs and AIS",
 }
 
 

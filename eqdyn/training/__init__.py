@@ -47,4 +47,5 @@ from ._run_io import state_template as state_template
 from ._sweep import SWEEPABLE as SWEEPABLE
 from ._sweep import format_sweep_table as format_sweep_table
 from ._sweep import sweep as sweep
+from ._boltzmann import BoltzmannFit as BoltzmannFit
 from ._boltzmann import fit_boltzmann as fit_boltzmann

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -20,12 +21,24 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._errors import ConfigError
 from ..models import check_binary
 
-__all__ = ["fit_boltzmann"]
+__all__ = ["fit_boltzmann", "BoltzmannFit"]
 
 
-def fit_boltzmann(machine, data: Float[Array, "N n_v"], rule, optimizer: optax.GradientTransformation,
+class BoltzmannFit(NamedTuple):
+    """What `fit_boltzmann` returns: the trained `machine`, the persistent `chains`, the
+    per-epoch `history` and the optimiser's `opt_state` (pass the last two back to continue)."""
+
+    machine: object
+    chains: tuple
+    history: list
+    opt_state: object
+
+
+def fit_boltzmann(machine, data: Float[Array, "N n_v"], rule,
+                  optimizer: optax.GradientTransformation,
                   *, epochs: int, batch_size: int, key: PRNGKeyArray, chains=None,
-                  progress: Callable[[dict], object] | None = None):
+                  opt_state=None, progress: Callable[[dict], object] | None = None
+                  ) -> BoltzmannFit:
     """Train `machine` on `data` with a Boltzmann rule (`CD`, `PCD`).
 
     **Arguments:**
@@ -35,11 +48,13 @@ def fit_boltzmann(machine, data: Float[Array, "N n_v"], rule, optimizer: optax.G
       the rule's gradients, e.g. `optax.sgd(0.05)`).
     - `epochs`, `batch_size`: full batches per epoch (a last partial batch is dropped).
     - `key`: shuffles, chains and sampling; `chains`: a PCD rule's persistent chains (default:
-      `batch_size` random chains).
+      `batch_size` random chains); `opt_state`: the optimiser's state to continue from
+      (default: `optimizer.init`).
     - `progress`: called after every epoch with `{"epoch", "seconds", "loss"}` (`loss` the
       rule's mean reconstruction error).
 
-    **Returns:** `(machine, chains, history)`, `history` the list of those records.
+    **Returns:** a `BoltzmannFit` `(machine, chains, history, opt_state)`, `history` the list
+    of those records.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not (isinstance(v, int) and v > 0):
@@ -53,7 +68,8 @@ def fit_boltzmann(machine, data: Float[Array, "N n_v"], rule, optimizer: optax.G
     key, k_chains = jax.random.split(key)
     if chains is None:
         chains = machine.init_state(batch_size, key=k_chains)
-    opt_state = optimizer.init(machine.params)
+    if opt_state is None:
+        opt_state = optimizer.init(machine.params)
 
     @eqx.filter_jit
     def epoch(machine, opt_state, chains, key):
@@ -88,4 +104,4 @@ def fit_boltzmann(machine, data: Float[Array, "N n_v"], rule, optimizer: optax.G
         history.append(rec)
         if progress is not None:
             progress(rec)
-    return machine, chains, history
+    return BoltzmannFit(machine, chains, history, opt_state)
