@@ -1,6 +1,7 @@
 """Spiking units (`eqdyn.dynamics.Spiking`, issue 28): the field at the traces, the averaged
 network against the rate model's fixed point, the LIF unit's f-I curve, determinism, bad input."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,3 +122,45 @@ def test_refuses_gradient_formulation_and_missing_key():
         record_spikes(m, x, sp, key=jax.random.PRNGKey(0))
     with pytest.raises(ConfigError, match="key"):
         relax(m, x, relaxation=sp)
+
+
+def test_ep_with_spiking_phases_follows_the_rate_estimate():
+    """EP whose free and nudged phases are spiking networks, the update read from the
+    averaged traces, against EP on the rate model (one-sided, beta 0.5), on a 4-6-3 network
+    whose hidden units are partly unsaturated."""
+    from eqdyn.learning import EP, OneSided
+
+    with jax.enable_x64(True):
+        m = LayeredHopfield((4, 6, 3), key=jax.random.PRNGKey(2), dtype=jnp.float64)
+        m = m.with_params([1.5 * w for w in m.weights] + [b + 0.3 for b in m.biases])
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(rng.uniform(size=(8, 4)))
+        d = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 8)), 3, dtype=jnp.float64)
+        s0 = m.init_state(8, jnp.float64)
+        rate = EP(0.5, OneSided(), FusedEuler(dt=0.1, t1=200.0, tol=1e-10, max_steps=5000))
+        sp = Spiking(Poisson(1000.0), dt=1e-3, t1=20.0, tau_syn=0.5, readout="traces")
+        g0, _ = eqx.filter_jit(rate)(m, x, d, s0)
+        g, st = eqx.filter_jit(EP(0.5, OneSided(), sp, sp))(m, x, d, s0,
+                                                          key=jax.random.PRNGKey(0))
+        cos = [float(jnp.sum(a * b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+               for a, b in zip(g, g0)]
+        # measured cosines 0.9994, 1.0000, 1.0000, 1.0000 (W_1, W_2, b_1, b_2); 0.949 for
+        # W_1 with t1 = 10, tau_syn = 0.2
+        assert min(cos) > 0.99, cos
+        assert int(st.free_result._value) == int(RESULTS.fixed_horizon._value)
+    with pytest.raises(ConfigError, match="readout"):
+        Spiking(Poisson(10.0), dt=1e-3, readout="rates")
+
+
+def test_spiking_ep_learns_digits():
+    """Spiking EP trained end to end by `eqdyn.train` on the bundled digits (integration)."""
+    import eqdyn
+    from eqdyn.learning import EP, RandomSign
+
+    cfg = eqdyn.resolve_config(dataset="digits", arch="64-32-10", activation="hard_sigmoid",
+                               epochs=3, batch_size=20, persistent=False, backend="fused")
+    sp = Spiking(Poisson(20.0), dt=0.05, t1=20.0, tau_syn=0.5, readout="traces")
+    out = eqdyn.train(cfg, rule=EP(0.5, RandomSign(), sp, sp), progress=None)
+    # measured 2026-12-07: test accuracy 0.64 after 3 epochs (rate EP with the same settings
+    # 0.57; chance 0.1), 17 s against 4.5 s
+    assert out["test_accuracy"] > 0.4

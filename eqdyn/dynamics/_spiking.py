@@ -191,11 +191,15 @@ class Spiking(AbstractRelaxation):
       `exp(-dt / tau_syn)` per step, so the trace's mean is exactly the unit's rate over
       `max_rate` (`rho(u)` for a `Poisson` unit).
     - `average_from`: the fraction of the horizon after which `mean_traces` averages (static).
+    - `readout` (static): what `solve` returns as the states: `"potentials"` (at `t1`) or
+      `"traces"` (the time-averaged traces as potentials, so that `rho(states)` is the rate
+      the synapses carried: EP's update from spike traces; projection activations only).
     - `tol`: steady-state test of the deterministic field at the end (0: none; the status is
       `fixed_horizon` either way unless the states are not finite).
     - `max_steps`: step budget (static).
 
-    `solve` returns a `RelaxResult` whose `states` are the potentials at `t1`; `simulate`
+    `solve` returns a `RelaxResult` whose `states` are the potentials at `t1` (or, with
+    `readout="traces"`, the averaged traces); `simulate`
     returns the whole `SpikeRecord` (traces, their time average, spike counts). The traces
     start at `rho(u0)`. Needs the leaky formulation (potentials read out as rates) and a
     real problem. Deterministic for a `key` (required).
@@ -207,11 +211,14 @@ class Spiking(AbstractRelaxation):
     tau_syn: Array
     tol: Array
     average_from: float = eqx.field(static=True)
+    readout: str = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
 
     def __init__(self, unit: AbstractUnit, dt=1e-3, t1=20.0, tau_syn=0.1, *,
-                 average_from: float = 0.5, tol=0.0, max_steps: int = 10**7):
+                 average_from: float = 0.5, readout: str = "potentials", tol=0.0,
+                 max_steps: int = 10**7):
         self.unit = unit
+        self.readout = readout
         self.dt, self.t1, self.tau_syn, self.tol = leaf(dt), leaf(t1), leaf(tau_syn), leaf(tol)
         self.average_from = float(average_from)
         self.max_steps = max_steps
@@ -227,6 +234,9 @@ class Spiking(AbstractRelaxation):
         if not 0.0 <= self.average_from < 1.0:
             raise ConfigError(f"`Spiking`: `average_from`={self.average_from!r} must be in "
                               "[0, 1) (a fraction of the horizon).")
+        if self.readout not in ("potentials", "traces"):
+            raise ConfigError(f"`Spiking`: `readout`={self.readout!r} is not known; use "
+                              "'potentials' or 'traces'.")
         self.unit.check_step(self.dt)
 
     def simulate(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None
@@ -276,12 +286,21 @@ class Spiking(AbstractRelaxation):
 
     def solve(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None) -> RelaxResult:
         rec = self.simulate(problem, key=key)
-        residual = problem.residual(rec.states)
+        states = rec.states
+        if self.readout == "traces":
+            act = problem.system.activation
+            if not act.projection:
+                raise ConfigError(
+                    f"`Spiking(readout='traces')` returns the averaged traces as potentials, "
+                    f"which needs a projection activation (rho(r) = r on its range); "
+                    f"{act.name!r} is not one: use readout='potentials'.")
+            states = rec.mean_traces
+        residual = problem.residual(states)
         finite = jnp.isfinite(residual)
         converged, result = status(residual, 0.0)  # fixed_horizon or nonfinite
         tol = as_dtype(self.tol, residual.dtype)
         converged = finite & ((tol == 0) | (residual < tol))
-        return RelaxResult(rec.states, rec.steps, residual, converged, rec.t, result)
+        return RelaxResult(states, rec.steps, residual, converged, rec.t, result)
 
     def describe(self) -> str:
         return (f"Spiking({type(self.unit).__name__}, dt={float(self.dt):g}, "

@@ -3,14 +3,14 @@ noisy (a `Langevin` relaxation, which needs a key), through one call (`run_phase
 
 from __future__ import annotations
 
-from ..dynamics import Langevin, RelaxConfig, RelaxResult, relax_core
+from ..dynamics import Langevin, RelaxConfig, RelaxResult, Spiking, relax_core
 
 __all__ = ["run_phase", "is_noisy", "noisy_phase"]
 
 
 def is_noisy(relaxation) -> bool:
-    """Whether `relaxation` draws noise (and so needs a key)."""
-    return isinstance(relaxation, Langevin)
+    """Whether `relaxation` draws noise (and so needs a key): `Langevin`, `Spiking`."""
+    return isinstance(relaxation, (Langevin, Spiking))
 
 
 def noisy_phase(config: RelaxConfig, temperature) -> Langevin:
