@@ -71,6 +71,10 @@ CHECKS = {
     "07_noise.ipynb": (
         "holo, classic = r.labels[-1], r.labels[0]\n"
         "assert np.mean(r.errors[holo]) < np.mean(r.errors[classic]), (r.labels, r.errors)"),
+    "09_spiking_stdp.ipynb": (
+        "dw, dt = r.dw['bengio'], r.measured\n"
+        "assert np.all(dw[dt > 0] > 0) and np.all(dw[dt < 0] < 0), dw  # the window's signs\n"
+        "assert errors[1000.0] < errors[30.0], errors  # the traces average to rho(u*)"),
 }
 
 
