@@ -163,6 +163,8 @@ INTEGRATION: dict[str, str] = {
         "the CLI in a subprocess (19 s)",
     "test_vector_field.py::test_asymmetric_vector_field_ep_against_rbp_on_the_same_field":
         "RBP, BPTT, two nudged phases and a dense Jacobian (11 s)",
+    "test_conv.py::test_conv_energy_file_trains_on_digits_through_the_trainer":
+        "15 epochs of conv EP on digits (28 s)",
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
     "test_spiking.py::test_spiking_ep_learns_digits": "3 epochs of spiking EP on digits (17 s)",

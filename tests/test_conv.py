@@ -253,3 +253,20 @@ def test_cifar_download_checks_md5_and_bad_files_name_the_fix(tmp_path):
     (tmp_path / "trunc" / "cifar-10-python.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(DataError, match="cannot be read"):
         load_dataset("cifar10", tmp_path / "trunc")
+
+
+def test_conv_energy_file_trains_on_digits_through_the_trainer():
+    """End to end: `train` with the P_CNN energy file on 8x8 digits (blocks free phase, fused
+    nudged phases, symmetric EP)."""
+    from pathlib import Path
+
+    from eqdyn.training import resolve_config, train
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = resolve_config(dataset="digits", energy=str(root / "derivations" / "energies" /
+                                                      "conv_digits.py"),
+                         arch="64-128-10", epochs=15, backend="blocks", nudged_backend="fused",
+                         lr=0.05, beta=0.5, variant="symmetric", free_t1=100.0, nudged_t1=100.0)
+    metrics = train(cfg, progress=None)
+    # measured 2026-12-07: test 87.5 % (fused free phase 86.9 %); 15 epochs, 28 s
+    assert metrics["test_accuracy"] > 0.8
