@@ -51,17 +51,26 @@ def best_time(fn, repeats):
     return best
 
 
+def sweep_problem():
+    """The sweep's network, batch and reference rule (call inside `jax.enable_x64(True)`):
+    a 4-6-3 hard-sigmoid network whose hidden units are partly unsaturated, 8 random inputs
+    with one-hot targets, and one-sided rate EP at beta 0.5 with tight fused Euler phases.
+    Returns `(model, x, d, s0, rate_rule)` (tests/test_spiking.py uses it too)."""
+    m = LayeredHopfield((4, 6, 3), key=jax.random.PRNGKey(2), dtype=jnp.float64)
+    m = m.with_params([1.5 * w for w in m.weights] + [b + 0.3 for b in m.biases])
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(size=(8, 4)))
+    d = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 8)), 3, dtype=jnp.float64)
+    s0 = m.init_state(8, jnp.float64)
+    rate = EP(0.5, OneSided(), FusedEuler(dt=0.1, t1=200.0, tol=1e-10, max_steps=5000))
+    return m, x, d, s0, rate
+
+
 def sweep(keys: int) -> dict:
     """The error and time of spiking EP's estimate over the step and the firing rate."""
     rows = []
     with jax.enable_x64(True):
-        m = LayeredHopfield((4, 6, 3), key=jax.random.PRNGKey(2), dtype=jnp.float64)
-        m = m.with_params([1.5 * w for w in m.weights] + [b + 0.3 for b in m.biases])
-        rng = np.random.default_rng(0)
-        x = jnp.asarray(rng.uniform(size=(8, 4)))
-        d = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 8)), 3, dtype=jnp.float64)
-        s0 = m.init_state(8, jnp.float64)
-        rate = EP(0.5, OneSided(), FusedEuler(dt=0.1, t1=200.0, tol=1e-10, max_steps=5000))
+        m, x, d, s0, rate = sweep_problem()
         g0 = jnp.concatenate([a.ravel() for a in eqx.filter_jit(rate)(m, x, d, s0)[0]])
         for max_rate in (10.0, 30.0, 100.0, 300.0, 1000.0):
             for dt in (0.05, 0.01, 0.002, 0.001):

@@ -128,16 +128,12 @@ def test_ep_with_spiking_phases_follows_the_rate_estimate():
     """EP whose free and nudged phases are spiking networks, the update read from the
     averaged traces, against EP on the rate model (one-sided, beta 0.5), on a 4-6-3 network
     whose hidden units are partly unsaturated."""
+    from helpers import load_benchmark
+
     from eqdyn.learning import EP, OneSided
 
     with jax.enable_x64(True):
-        m = LayeredHopfield((4, 6, 3), key=jax.random.PRNGKey(2), dtype=jnp.float64)
-        m = m.with_params([1.5 * w for w in m.weights] + [b + 0.3 for b in m.biases])
-        rng = np.random.default_rng(0)
-        x = jnp.asarray(rng.uniform(size=(8, 4)))
-        d = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 8)), 3, dtype=jnp.float64)
-        s0 = m.init_state(8, jnp.float64)
-        rate = EP(0.5, OneSided(), FusedEuler(dt=0.1, t1=200.0, tol=1e-10, max_steps=5000))
+        m, x, d, s0, rate = load_benchmark("bench_spiking").sweep_problem()
         sp = Spiking(Poisson(1000.0), dt=1e-3, t1=20.0, tau_syn=0.5, readout="traces")
         g0, _ = eqx.filter_jit(rate)(m, x, d, s0)
         g, st = eqx.filter_jit(EP(0.5, OneSided(), sp, sp))(m, x, d, s0,
