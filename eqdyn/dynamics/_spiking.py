@@ -167,7 +167,10 @@ class SpikeRecord(eqx.Module):
     **Fields:** `states` (the potentials at the end, one `(B, n_k)` array per state),
     `traces` (the synaptic traces at the end), `mean_traces` (their time average from
     `average_from` of the horizon on: the estimate of `rho(u*)`), `spike_counts` (spikes of
-    each unit over the whole horizon), `steps`, `t`.
+    each unit over the whole horizon), `steps`, `t`, and with `Spiking(stdp=True)`, `stdp`:
+    the STDP form of the rule accumulated along the traces, `int_0^t d/dt dF/dtheta(r) dt'`
+    (summed over the batch, one array per parameter), averaged over `t` in the same window
+    as `mean_traces`.
     """
 
     states: tuple[Float[Array, "B n"], ...]
@@ -176,6 +179,7 @@ class SpikeRecord(eqx.Module):
     spike_counts: tuple[Int[Array, "B n"], ...]
     steps: Int[Array, ""]
     t: Float[Array, ""]
+    stdp: tuple | None = None
 
 
 class Spiking(AbstractRelaxation):
@@ -194,6 +198,8 @@ class Spiking(AbstractRelaxation):
     - `readout` (static): what `solve` returns as the states: `"potentials"` (at `t1`) or
       `"traces"` (the time-averaged traces as potentials, so that `rho(states)` is the rate
       the synapses carried: EP's update from spike traces; projection activations only).
+    - `stdp` (static): also accumulate the STDP form of the rule along the traces
+      (`SpikeRecord.stdp`; one parameter-sized product per step).
     - `tol`: steady-state test of the deterministic field at the end (0: none; the status is
       `fixed_horizon` either way unless the states are not finite).
     - `max_steps`: step budget (static).
@@ -212,13 +218,15 @@ class Spiking(AbstractRelaxation):
     tol: Array
     average_from: float = eqx.field(static=True)
     readout: str = eqx.field(static=True)
+    stdp: bool = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
 
     def __init__(self, unit: AbstractUnit, dt=1e-3, t1=20.0, tau_syn=0.1, *,
-                 average_from: float = 0.5, readout: str = "potentials", tol=0.0,
-                 max_steps: int = 10**7):
+                 average_from: float = 0.5, readout: str = "potentials", stdp: bool = False,
+                 tol=0.0, max_steps: int = 10**7):
         self.unit = unit
         self.readout = readout
+        self.stdp = bool(stdp)
         self.dt, self.t1, self.tau_syn, self.tol = leaf(dt), leaf(t1), leaf(tau_syn), leaf(tol)
         self.average_from = float(average_from)
         self.max_steps = max_steps
@@ -263,8 +271,11 @@ class Spiking(AbstractRelaxation):
         zeros = tuple(jnp.zeros_like(a) for a in y0)
         counts0 = tuple(jnp.zeros(a.shape, jnp.int32) for a in y0)
 
+        stdp0 = (tuple(jnp.zeros_like(p) for p in params),) * 2 if self.stdp else ()
+
         def body(k, carry):
-            u, r, us, acc, counts = carry
+            u, r, us, acc, counts, stdp = carry
+            r_old = r
             keys = jax.random.split(jax.random.fold_in(key, k), len(u))
             out = [self.unit.step(s, rho, dt, kk)
                    for s, rho, kk in zip(us, system.observe(u), keys)]
@@ -278,11 +289,18 @@ class Spiking(AbstractRelaxation):
             w = (k >= n_avg).astype(dtype)
             acc = tuple(a + w * b for a, b in zip(acc, r))
             counts = tuple(c + s.astype(jnp.int32) for c, s in zip(counts, spikes))
-            return u, r, us, acc, counts
+            if self.stdp:  # the running integral of d/dt dF/dtheta, and its window sum
+                rates = system.param_rates_at_rates(
+                    r_old, tuple((a - b) / dt for a, b in zip(r, r_old)), params, inputs, beta)
+                run = tuple(a + dt * g for a, g in zip(stdp[0], rates))
+                stdp = (run, tuple(a + w * b for a, b in zip(stdp[1], run)))
+            return u, r, us, acc, counts, stdp
 
-        u, r, _, acc, counts = jax.lax.fori_loop(0, n, body, (y0, r0, unit0, zeros, counts0))
+        u, r, _, acc, counts, stdp = jax.lax.fori_loop(
+            0, n, body, (y0, r0, unit0, zeros, counts0, stdp0))
         m = jnp.maximum(n - n_avg, 1).astype(dtype)
-        return SpikeRecord(u, r, tuple(a / m for a in acc), counts, n, n.astype(dtype) * dt)
+        return SpikeRecord(u, r, tuple(a / m for a in acc), counts, n, n.astype(dtype) * dt,
+                           tuple(a / m for a in stdp[1]) if self.stdp else None)
 
     def solve(self, problem: RelaxProblem, *, key: PRNGKeyArray | None = None) -> RelaxResult:
         rec = self.simulate(problem, key=key)

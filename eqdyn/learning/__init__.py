@@ -10,6 +10,7 @@ from ._rule import worst_status as worst_status
 from ._nudging import AbstractNudging as AbstractNudging
 from ._nudging import OneSided as OneSided
 from ._nudging import RandomSign as RandomSign
+from ._spike_timing import SpikeTiming as SpikeTiming
 from ._nudging import Symmetric as Symmetric
 from ._nudging import Holomorphic as Holomorphic
 from ._nudging import check_holomorphic as check_holomorphic

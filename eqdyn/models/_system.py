@@ -283,6 +283,20 @@ class CompiledSystem:
             kw[self.code.beta_rate] = beta_rate
         return self._fns["exact"]["param_rates"](**kw)
 
+    def param_rates_at_rates(self, rates, velocities, params, inputs, beta=0.0, beta_rate=0.0):
+        """`param_rates` with every `rho` the identity: `d/dt dF/dtheta` along rates `r(t)`
+        given as values (spiking units: the synaptic traces) and their time derivatives, the
+        STDP form of the rule on traces (for weights `-(r_i dr_j/dt + r_j dr_i/dt)`). Leaky
+        formulation only (see `field_at_rates`)."""
+        if self.formulation != "leaky":
+            raise ConfigError("`param_rates_at_rates` needs the leaky formulation; this "
+                              f"system's is {self.formulation!r}.")
+        kw = self._kw(tuple(rates), params, inputs, beta)
+        kw.update(zip(self.code.velocities, velocities))
+        if self.code.beta_rate is not None:
+            kw[self.code.beta_rate] = beta_rate
+        return self._rate_fns["param_rates"](**kw)
+
     def output(self, states, params, inputs):
         """The energy's prediction (e.g. the output layer) at the observed state."""
         obs = self.observe(states)
