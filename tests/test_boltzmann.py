@@ -320,3 +320,20 @@ def test_cli_rbm_train_resume_and_evaluate(tmp_path, capsys):
     assert ev["log_z_low"] <= ev["log_z"] <= ev["log_z_high"] and ev["log_likelihood"] < 0
     assert main(["rbm", "train", "--resume", str(tmp_path / "none")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_label_log_probs_match_enumeration():
+    from eqdyn.analysis import label_log_probs
+
+    energy = boltzmann_energy((5, 3))  # 3 input units and 2 label units
+    rbm = BoltzmannMachine(_random_params(energy, 15), energy)
+    x = jnp.asarray(_all_states((3,))[0])
+    got = np.asarray(label_log_probs(rbm, x, 2))
+    v, h = _all_states((5, 3))
+    p = _exact_joint(rbm)
+    for i, xi in enumerate(np.asarray(x)):
+        joint = [p[np.all(v[:, :3] == xi, 1) & np.all(v[:, 3:] == np.eye(2)[c], 1)].sum()
+                 for c in range(2)]
+        np.testing.assert_allclose(got[i], np.log(np.array(joint) / sum(joint)), atol=1e-10)
+    with pytest.raises(ConfigError, match="label units"):
+        label_log_probs(rbm, x, 3)

@@ -73,7 +73,7 @@ CHECKS = {
         "assert np.mean(r.errors[holo]) < np.mean(r.errors[classic]), (r.labels, r.errors)"),
     "08_boltzmann.ipynb": (
         "assert tv < 0.03 and recon[-1] < recon[0], (tv, recon)\n"
-        "assert ll > ll_base and err_h < 0.2, (ll, ll_base, err_h)"),
+        "assert ll > ll_base and err_h < 0.2 and err_label < 0.2, (ll, ll_base, err_h, err_label)"),
     "09_spiking_stdp.ipynb": (
         "dw, dt = r.dw['bengio'], r.measured\n"
         "assert np.all(dw[dt > 0] > 0) and np.all(dw[dt < 0] < 0), dw  # the window's signs\n"

@@ -47,4 +47,5 @@ from ._boltzmann import base_rate_bias as base_rate_bias
 from ._boltzmann import effective_sample_size as effective_sample_size
 from ._boltzmann import exact_log_partition as exact_log_partition
 from ._boltzmann import free_energy as free_energy
+from ._boltzmann import label_log_probs as label_log_probs
 from ._boltzmann import log_likelihood as log_likelihood

@@ -7,6 +7,8 @@
 - `ais_log_partition`: annealed importance sampling (Neal 2001) for an RBM's `log Z`, from the
   base-rate model whose visible biases match the data's marginals (Salakhutdinov & Murray 2008),
   with its error bar; `log_likelihood`: the mean test log-likelihood with it.
+- `label_log_probs`: `log p(label | x)` of an RBM trained on `[x, one-hot label]` (a
+  Boltzmann machine with its label units clamped in the positive phase), for classification.
 - `autocorrelation`, `effective_sample_size`: of a scalar trace of chains (e.g. the energy
   trace of `eqdyn.dynamics.sample_chain`).
 """
@@ -24,7 +26,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._errors import ConfigError
 
 __all__ = ["exact_log_partition", "free_energy", "AISResult", "ais_log_partition",
-           "base_rate_bias", "log_likelihood", "autocorrelation", "effective_sample_size"]
+           "base_rate_bias", "log_likelihood", "autocorrelation", "effective_sample_size",
+           "label_log_probs"]
 
 
 def exact_log_partition(machine, *, temperature: float = 1.0, max_units: int = 24) -> float:
@@ -205,3 +208,30 @@ def effective_sample_size(trace) -> float:
             break
         tau += 2 * pair
     return float(x.size / max(tau, 1e-12))
+
+
+def label_log_probs(machine, x: Float[Array, "B n_x"], n_classes: int) -> Float[Array, "B C"]:
+    """`log p(label | x)` of an RBM whose visible layer is `[x, one-hot label]` (the label
+    units last), exactly: `-F_free([x, e_c])` normalised over the classes `c`.
+
+    This is the classification RBM of the seed document: train it with `CD`/`PCD` on
+    `[x, one-hot(label)]` (the label units clamped in the positive phase, free in the
+    negative one), then predict `argmax` of these.
+    """
+    _check_rbm(machine, "label_log_probs")
+    n_v = machine.state_sizes[0]
+    if jnp.ndim(x) != 2 or x.shape[1] + n_classes != n_v:
+        raise ConfigError(
+            f"`x` has shape {jnp.shape(x)} and `n_classes`={n_classes}, but the visible layer "
+            f"of `{machine.energy.name}` has {n_v} units: pass x with {n_v - n_classes} columns "
+            "(the label units are the last ones)."
+        )
+    low = machine.system.low
+    eye = jnp.where(jnp.eye(n_classes, dtype=x.dtype) > 0, 1.0, low).astype(x.dtype)
+
+    def per_class(e):
+        v = jnp.concatenate([x, jnp.broadcast_to(e, (x.shape[0], n_classes))], axis=1)
+        return -free_energy(machine, v)
+
+    logits = jax.vmap(per_class, out_axes=1)(eye)
+    return jax.nn.log_softmax(logits, axis=1)
