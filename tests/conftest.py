@@ -165,6 +165,8 @@ INTEGRATION: dict[str, str] = {
         "RBP, BPTT, two nudged phases and a dense Jacobian (11 s)",
     "test_conv.py::test_conv_energy_file_trains_on_digits_through_the_trainer":
         "15 epochs of conv EP on digits (28 s)",
+    "test_conv.py::test_conv_presets_build_and_take_a_training_step":
+        "compiles the e19 and l21 conv networks' training steps (27 s + 131 s)",
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
     "test_spiking.py::test_spiking_ep_learns_digits": "3 epochs of spiking EP on digits (17 s)",

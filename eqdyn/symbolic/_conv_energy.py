@@ -123,7 +123,7 @@ def conv_hopfield_energy(
     dense: Sequence[int],
     *,
     kernel_size: int = 5,
-    padding: int = 0,
+    padding: int | Sequence[int] = 0,
     pool_kind: str | None = "max",
     pool_size: int = 2,
     cost: str = "squared_error",
@@ -140,15 +140,18 @@ def conv_hopfield_energy(
     - `in_shape`: `(C, H, W)` of the input, e.g. `(1, 28, 28)`.
     - `channels`: output channels of each convolution, e.g. `(32, 64)`.
     - `dense`: sizes of the dense layers after the last map, the output last, e.g. `(10,)`.
-    - `kernel_size`, `padding`: of every convolution (stride 1, as in both papers).
+    - `kernel_size`: of every convolution (stride 1, as in both papers); `padding`: of every
+      convolution, or one per convolution (Laborieux et al. 2021: `(1, 1, 1, 0)`).
     - `pool_kind`: `"max"` (default), `"avg"` or `None`; `pool_size`: its window and stride.
     - `cost`: `"squared_error"` on the output state, or `"cross_entropy"`: a softmax readout
       `z = rho(h) W_out + b_out` of the last map or dense layer (Laborieux et al. 2021), then
       the last entry of `dense` is the number of classes and not a state.
     - `rho`: the opaque activation (default `terms.RHO`).
 
-    **Returns:** an `Energy` with states `(c_1, ..., h_1, ..., y)`, parameters `(K_1, ...,
-    c_1, ..., W_1, ..., b_1, ...)` (kernels, channel biases, dense weights, dense biases).
+    **Returns:** an `Energy` with states `(c_1, ..., c_M, h_{M+1}, ..., y)`, parameters `(K_1,
+    ..., K_M, a_1, ..., a_M, W_{M+1}, ..., b_{M+1}, ...)` (kernels, channel biases, dense
+    weights, dense biases): the dense layers are numbered after the maps, so that each layer's
+    parameters share a learning-rate group (`eqdyn.models.param_groups`).
     """
     from . import terms as T
 
@@ -159,19 +162,24 @@ def conv_hopfield_energy(
         raise DerivationError(f"`cost`={cost!r} is not known; use 'squared_error' or "
                               "'cross_entropy'.")
     rho = rho or T.RHO
+    pads = ((int(padding),) * len(channels) if isinstance(padding, int)
+            else tuple(int(v) for v in padding))
+    if len(pads) != len(channels):
+        raise DerivationError(f"`padding`={tuple(pads)} gives {len(pads)} values for "
+                              f"{len(channels)} convolutions; give one, or one per convolution.")
     shape = tuple(int(v) for v in in_shape)
     x = T.layer("x", shape[0] * shape[1] * shape[2])
     maps, kernels, cbias, terms = [], [], [], []
     prev, prev_shape = x, shape
     for i, c in enumerate(channels, start=1):
         k = kernel(f"K_{i}", prev_shape[0], c, kernel_size)
-        g = conv_geometry(prev_shape, c, kernel_size, 1, padding, term=f"conv layer {i}")
+        g = conv_geometry(prev_shape, c, kernel_size, 1, pads[i - 1], term=f"conv layer {i}")
         out = conv_out_shape(g)
         if pool_kind is not None:
             pool_geometry(pool_kind, out, pool_size, term=f"conv layer {i}")
             out = (out[0], out[1] // pool_size, out[2] // pool_size)
         s = feature_map(f"c_{i}", *out)
-        terms.append(conv_coupling(prev, k, s, prev_shape, rho, padding=padding,
+        terms.append(conv_coupling(prev, k, s, prev_shape, rho, padding=pads[i - 1],
                                    pool_kind=pool_kind, pool_size=pool_size, pre_raw=(i == 1)))
         cb = T.bias(f"a_{i}", c)
         terms.append(channel_bias(cb, s, out[1] * out[2], rho))
@@ -181,11 +189,12 @@ def conv_hopfield_energy(
         prev, prev_shape = s, out
     n_prev = prev_shape[0] * prev_shape[1] * prev_shape[2]
     n_dense_states = len(dense) if cost == "squared_error" else len(dense) - 1
-    hidden = [T.layer("y" if (j == len(dense) - 1) else f"h_{j + 1}", n)
+    M = len(channels)
+    hidden = [T.layer("y" if (j == len(dense) - 1) else f"h_{M + j + 1}", n)
               for j, n in enumerate(dense[:n_dense_states])]
     sizes = [n_prev, *dense]
-    W = [T.weight(f"W_{j + 1}", sizes[j], sizes[j + 1]) for j in range(len(dense))]
-    b = [T.bias(f"b_{j + 1}", n) for j, n in enumerate(dense)]
+    W = [T.weight(f"W_{M + j + 1}", sizes[j], sizes[j + 1]) for j in range(len(dense))]
+    b = [T.bias(f"b_{M + j + 1}", n) for j, n in enumerate(dense)]
     below = prev
     for j, h in enumerate(hidden):
         terms.append(T.coupling(below, W[j], h, rho))
@@ -200,7 +209,7 @@ def conv_hopfield_energy(
     else:
         logits = T.readout(below, W[-1], b[-1], rho)
         cost_terms, output = tuple(T.cross_entropy(logits, d)), logits
-    tag = f"{shape}-{tuple(channels)}-{tuple(dense)}-k{kernel_size}p{padding}-{pool_kind}"
+    tag = f"{shape}-{tuple(channels)}-{tuple(dense)}-k{kernel_size}p{pads}-{pool_kind}"
     return Energy(
         internal=tuple(terms), cost=cost_terms, states=states,
         params=(*kernels, *cbias, *W, *b), inputs=(x, d), scalars=(beta,), functions=(rho,),
