@@ -26,6 +26,8 @@ from ._local import ContinualEP as ContinualEP
 from ._local import ClockFree as ClockFree
 from ._local import PLASTICITY as PLASTICITY
 from ._boltzmann import CD as CD
+from ._boltzmann import BinaryCHL as BinaryCHL
+from ._boltzmann import BinaryEP as BinaryEP
 from ._boltzmann import PCD as PCD
 from ._boltzmann import positive_phase as positive_phase
 from ._vector_field import VectorFieldEP as VectorFieldEP

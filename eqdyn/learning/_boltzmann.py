@@ -30,9 +30,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from .._errors import ConfigError
 from ..dynamics import RESULTS, BlockGibbs, MeanField, binary_problem
 from ..models import check_binary
-from ._rule import AbstractRule, Stats, as_leaf, status_code
+from ._rule import AbstractRule, Stats, as_leaf, check_batch, status_code
 
-__all__ = ["CD", "PCD", "positive_phase"]
+__all__ = ["CD", "PCD", "positive_phase", "BinaryEP", "BinaryCHL"]
 
 
 def positive_phase(machine, x, relaxation: MeanField | None = None):
@@ -170,3 +170,104 @@ class PCD(_Boltzmann):
             check_binary(f"s0[{i}]", s, machine.units)
         return tuple(s0)
 
+
+
+class _BinaryPhases(AbstractRule):
+    """EP and CHL on binary units: two relaxations of the means (or samples) of a
+    `BoltzmannMachine` on an energy with inputs `(x, d)` (e.g. `layered_hopfield_energy`)."""
+
+    relaxation: eqx.AbstractVar[MeanField | BlockGibbs]
+
+    def _relax(self, model, x, d, s0, beta, clamp_output, key):
+        half = 0.5 if model.units == "01" else 0.0
+        start = tuple(s0) if s0 is not None else tuple(
+            jnp.full((x.shape[0], n), half, x.dtype) for n in model.state_sizes)
+        clamp = ()
+        if clamp_output:
+            start = start[:-1] + (d,)
+            clamp = (len(start) - 1,)
+        problem = binary_problem(model, start, clamp=clamp, inputs=(x, d), beta=beta)
+        return self.relaxation.solve(problem, key=key)
+
+    def _stats(self, model, x, d, free, second, labels):
+        y = free.states[-1]
+        labels = jnp.argmax(d, axis=-1) if labels is None else labels
+        return Stats(
+            loss=0.5 * jnp.sum((y - d) ** 2) / x.shape[0],
+            correct=jnp.sum(jnp.argmax(y, axis=-1) == labels),
+            free_states=free.states, free_steps=free.steps, nudged_steps=second.steps,
+            free_converged=free.converged, nudged_converged=second.converged,
+            free_result=status_code(free), nudged_result=status_code(second))
+
+
+def _check_supervised(model, x, d):
+    if len(model.energy.inputs) != 2:
+        raise ConfigError(
+            f"`{model.energy.name}` has inputs {tuple(i.name for i in model.energy.inputs)}; EP "
+            "and CHL on binary units need an energy with inputs (x, d), e.g. "
+            "`layered_hopfield_energy(sizes)`."
+        )
+    check_batch(x, d)
+
+
+class BinaryEP(_BinaryPhases):
+    """Equilibrium propagation on binary units: `(dF/dtheta(m^beta) - dF/dtheta(m^0)) / beta`.
+
+    With `MeanField` (the default) the phases are the mean-field fixed points `m = sigmoid(-dF(m)
+    / T)`, stationary points of the variational free energy `E_q[F] - T H(q)` (`q` the
+    factorised distribution with means `m`), so as `beta -> 0` the estimate tends to the
+    gradient of the expected cost `E_q[C]` at the free fixed point (for the squared error on
+    {0, 1} outputs, `1/2 |m - d|^2 + 1/2 sum m (1 - m)`). With `BlockGibbs` the phases are samples
+    (a noisy estimate). `stats.loss` is `1/2 |m - d|^2` at the free phase.
+
+    **Arguments:** `beta` (a leaf), `relaxation` (default `MeanField(1e-9, 500, damping=0.5)`).
+    """
+
+    beta: Float[Array, ""] | float
+    relaxation: MeanField | BlockGibbs
+
+    def __init__(self, beta=0.1, relaxation: MeanField | BlockGibbs | None = None):
+        self.beta = as_leaf(beta)
+        self.relaxation = relaxation or MeanField(1e-9, 500, damping=0.5)
+
+    def __call__(self, model, x, d, s0=None, *, key: PRNGKeyArray | None = None,
+                 labels: Int[Array, " B"] | None = None):
+        _check_supervised(model, x, d)
+        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        beta = jnp.asarray(self.beta, x.dtype)
+        free = self._relax(model, x, d, s0, jnp.zeros((), x.dtype), False, k1)
+        nudged = self._relax(model, x, d, free.states, beta, False, k2)
+        sys = model.system
+        g0 = sys.param_grads(free.states, model.params, (x, d), 0.0)
+        g1 = sys.param_grads(nudged.states, model.params, (x, d), beta)
+        grads = tuple((a - b) / (beta * x.shape[0]) for a, b in zip(g1, g0))
+        return grads, self._stats(model, x, d, free, nudged, labels)
+
+
+class BinaryCHL(_BinaryPhases):
+    """Contrastive Hebbian learning on binary units (the deterministic Boltzmann machine of
+    Peterson & Anderson 1987): `dF/dtheta(output clamped to d) - dF/dtheta(free)`, the
+    Boltzmann rule with the outputs as visibles; the limit `beta -> inf` of `beta` times
+    `BinaryEP`'s estimate. `d` must be binary (one-hot targets).
+
+    **Arguments:** `relaxation` (default `MeanField(1e-9, 500, damping=0.5)`).
+    """
+
+    relaxation: MeanField | BlockGibbs
+
+    def __init__(self, relaxation: MeanField | BlockGibbs | None = None):
+        self.relaxation = relaxation or MeanField(1e-9, 500, damping=0.5)
+
+    def __call__(self, model, x, d, s0=None, *, key: PRNGKeyArray | None = None,
+                 labels: Int[Array, " B"] | None = None):
+        _check_supervised(model, x, d)
+        check_binary("d", d, model.units)
+        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        zero = jnp.zeros((), x.dtype)
+        free = self._relax(model, x, d, s0, zero, False, k1)
+        clamped = self._relax(model, x, d, free.states, zero, True, k2)
+        sys = model.system
+        g0 = sys.param_grads(free.states, model.params, (x, d), zero)
+        g1 = sys.param_grads(clamped.states, model.params, (x, d), zero)
+        grads = tuple((a - b) / x.shape[0] for a, b in zip(g1, g0))
+        return grads, self._stats(model, x, d, free, clamped, labels)

@@ -143,13 +143,20 @@ class BoltzmannMachine(eqx.Module):
                 units: str = "01", leak: bool = False, dtype=jnp.float32) -> BoltzmannMachine:
         """A layered machine on `boltzmann_energy(sizes, leak=leak)`: weights drawn from
         `N(0, scale^2)` (Hinton's practical guide: 0.01), biases zero."""
-        energy = boltzmann_energy(tuple(sizes), leak=leak)
+        return cls.init(boltzmann_energy(tuple(sizes), leak=leak), key=key, scale=scale,
+                        units=units, dtype=dtype)
+
+    @classmethod
+    def init(cls, energy: Energy, *, key: PRNGKeyArray, scale: float = 0.01,
+             units: str = "01", dtype=jnp.float32) -> BoltzmannMachine:
+        """A machine on any `energy` whose gaps `binary_units` accepts (e.g.
+        `layered_hopfield_energy(sizes)` for EP and CHL on binary units): parameters with a
+        row (`1 x n`, biases) zero, the others drawn from `N(0, scale^2)`."""
         keys = jax.random.split(key, len(energy.params))
         params = []
         for k, p in zip(keys, energy.params):
             shape = (int(p.rows), int(p.cols))
-            is_bias = p.name.startswith("b_")
-            params.append(jnp.zeros(shape, dtype) if is_bias
+            params.append(jnp.zeros(shape, dtype) if shape[0] == 1
                           else scale * jax.random.normal(k, shape, dtype))
         return cls(tuple(params), energy, units)
 
