@@ -130,6 +130,11 @@ def run_flags(p):
                    "whole horizon, tau ds = -dF/ds dt + sqrt(2 T tau) dW (holomorphic: the "
                    "--n-points points in turn, each from where the last ended, the noise on "
                    "the real parts)")
+    g.add_argument("--spike-rate", type=float,
+                   help="EP with spiking phases: Poisson units firing at rho(u) times this "
+                   "rate (per time unit), step --dt0 (0 = rate units)")
+    g.add_argument("--spike-tau", type=float,
+                   help="time constant of the synaptic traces of --spike-rate")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optax optimiser, one per layer group with its --lr")
@@ -187,7 +192,8 @@ RUN_FLAGS = (
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",
-    "free_t1", "plasticity", "temperature", "n_points", "schedule", "lr_decay",
+    "free_t1", "plasticity", "temperature", "spike_rate", "spike_tau", "n_points", "schedule",
+    "lr_decay",
     "cosine_hold", "nudged_t1", "eval_t1", "max_steps",
 )
 

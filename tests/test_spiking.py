@@ -184,3 +184,33 @@ def test_spiking_ep_learns_digits():
     # measured 2026-12-07: test accuracy 0.64 after 3 epochs (rate EP with the same settings
     # 0.57; chance 0.1), 17 s against 4.5 s
     assert out["test_accuracy"] > 0.4
+
+
+def test_train_config_refuses_spiking_where_it_does_not_apply():
+    import eqdyn
+
+    with pytest.raises(ConfigError, match="spike_rate.*algo.*'chl'"):
+        eqdyn.resolve_config(algo="chl", spike_rate=20.0, dt0=0.05)
+    with pytest.raises(ConfigError, match="spike_rate.*'sigmoid'"):
+        eqdyn.resolve_config(activation="sigmoid", spike_rate=20.0, dt0=0.05)
+    with pytest.raises(ConfigError, match="probability 10 > 1.*dt0 <= 0.05"):
+        eqdyn.resolve_config(spike_rate=20.0, dt0=0.5)
+    with pytest.raises(ConfigError, match="spike_tau"):
+        eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_tau=0.0)
+
+
+def test_cli_trains_spiking_ep_on_digits(tmp_path):
+    """`eqdyn train --spike-rate`: EP with spiking phases from the command line (integration)."""
+    import json
+
+    from eqdyn.cli import main
+
+    assert main(["train", "--dataset", "digits", "--arch", "64-32-10", "--epochs", "2",
+                 "--spike-rate", "20", "--dt0", "0.05", "--free-t1", "20", "--nudged-t1", "20",
+                 "--beta", "0.5", "--no-persistent", "--backend", "fused",
+                 "--out", str(tmp_path)]) == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["spike_rate"] == 20.0 and cfg["spike_tau"] == 0.5
+    # measured 2026-12-07: test accuracy 0.51 after 2 epochs (chance 0.1), 17 s
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] > 0.3
+

@@ -55,6 +55,12 @@ class TrainConfig:
     `nudged_t1` (horizons of the two phases), `eval_t1` (horizon when evaluating from zero
     states).
 
+    `spike_rate` (`algo="ep"`, one-sided or random-sign nudging, a projection activation;
+    0 = off): both phases are spiking networks of `Poisson(spike_rate)` units
+    (`eqdyn.dynamics.Spiking`, step `dt0`, horizons `free_t1` / `nudged_t1`, synaptic traces of
+    time constant `spike_tau`, the update read from the averaged traces); evaluation relaxes
+    the rate model.
+
     `plasticity` (`algo="continuous"` only): `"consolidate"` integrates each synapse's change
     during the episode (a synaptic tag, the rule's integral) and adds it to the weight when the
     episode ends; `"online"` moves the weights inside the solve. Measured: online plasticity at
@@ -111,6 +117,8 @@ class TrainConfig:
     chunk: int = 500
     plasticity: str = "consolidate"
     temperature: float = 0.0
+    spike_rate: float = 0.0
+    spike_tau: float = 0.5
     preset: str | None = None
     devices: int | str | None = None
 

@@ -13,7 +13,7 @@ import math
 
 from .._errors import ConfigError
 from ..dynamics import SOLVERS as _SOLVERS
-from ..dynamics import OnSteady, RelaxConfig
+from ..dynamics import OnSteady, Poisson, RelaxConfig, Spiking
 from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
                         AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, noisy_phase,
                         require_holomorphic)
@@ -109,6 +109,10 @@ def build_rule(cfg, groups) -> AbstractRule:
                    else NUDGINGS[cfg.variant]())
         if cfg.temperature > 0:
             free, nudged = noisy_phase(free, cfg.temperature), noisy_phase(nudged, cfg.temperature)
+        if cfg.spike_rate > 0:
+            free, nudged = (Spiking(Poisson(cfg.spike_rate), dt=cfg.dt0, t1=t1,
+                                    tau_syn=cfg.spike_tau, readout="traces")
+                            for t1 in (cfg.free_t1, cfg.nudged_t1))
         return EP(cfg.beta, nudging, free, nudged)
     if cfg.algo == "chl":
         return CHL(free, nudged)
@@ -140,6 +144,7 @@ def check_rule(cfg, activations) -> None:
             f"`temperature`={cfg.temperature} (neuron noise) is implemented for `algo`='ep'; "
             f"got `algo`={cfg.algo!r}."
         )
+    _check_spiking(cfg, activations)
     if cfg.plasticity not in PLASTICITY:
         raise ConfigError(
             f"`plasticity`={cfg.plasticity!r} is not known; use 'consolidate' or 'online'."
@@ -172,3 +177,29 @@ def check_rule(cfg, activations) -> None:
             f"`beta`={cfg.beta} must be a positive finite number (EP divides by it; its sign is "
             "set by `variant`: one-sided, random-sign, symmetric or holomorphic)."
         )
+
+
+def _check_spiking(cfg, activations) -> None:
+    """`spike_rate` and `spike_tau` against the rule (spiking phases: `build_rule`)."""
+    for name in ("spike_rate", "spike_tau"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v >= 0 and (v > 0 or name == "spike_rate")):
+            want = ">= 0" if name == "spike_rate" else "> 0"
+            raise ConfigError(f"`{name}`={v} must be a finite number {want}.")
+    if cfg.spike_rate == 0:
+        return
+    if cfg.algo != "ep" or cfg.variant not in ("one-sided", "random-sign") or cfg.temperature:
+        raise ConfigError(
+            f"`spike_rate`={cfg.spike_rate} (spiking phases) is implemented for `algo`='ep' "
+            f"with `variant` 'one-sided' or 'random-sign' and no `temperature`; got `algo`="
+            f"{cfg.algo!r}, `variant`={cfg.variant!r}, `temperature`={cfg.temperature}.")
+    smooth = sorted(a.name for a in activations if not a.projection)
+    if smooth:
+        raise ConfigError(
+            f"`spike_rate`={cfg.spike_rate}: spiking phases read the averaged traces out as "
+            f"states, which needs a projection activation; {smooth[0]!r} is not one (use "
+            "hard_sigmoid).")
+    if cfg.spike_rate * cfg.dt0 > 1:
+        raise ConfigError(
+            f"`spike_rate`={cfg.spike_rate} with `dt0`={cfg.dt0} fires with probability "
+            f"{cfg.spike_rate * cfg.dt0:g} > 1 per step; take dt0 <= {1 / cfg.spike_rate:g}.")
