@@ -167,6 +167,8 @@ INTEGRATION: dict[str, str] = {
         "15 epochs of conv EP on digits (28 s)",
     "test_conv.py::test_conv_presets_build_and_take_a_training_step":
         "compiles the e19 and l21 conv networks' training steps (27 s + 131 s)",
+    "test_conv.py::test_residual_conv_coupling_between_non_adjacent_maps":
+        "derivation check and a tight fused relaxation of a 3-map residual net (27 s)",
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
     "test_spiking.py::test_spiking_ep_learns_digits": "3 epochs of spiking EP on digits (17 s)",

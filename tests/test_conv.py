@@ -291,3 +291,34 @@ def test_conv_presets_build_and_take_a_training_step(preset, shape):
                          eval_t1=3.0, eval_batch=2)
     metrics = train(cfg, progress=None, dataset=ds)
     assert np.isfinite(metrics["history"][-1]["loss"])
+
+
+def test_residual_conv_coupling_between_non_adjacent_maps():
+    """A Hopfield-ResNet-style skip: c_1 -> c_3 besides c_1 -> c_2 -> c_3 (all 4x4x4 maps).
+    It derives and matches jax.grad of the compiled energy; its coupling graph has an odd
+    cycle, so block sweeps refuse it and the fused loop relaxes it."""
+    from eqdyn import ConfigError
+
+    x = T.layer("x", 64)
+    c = [T.feature_map(f"c_{i}", 4, 4) for i in (1, 2, 3)]
+    y, d = T.layer("y", 10), T.layer("d", 10)
+    K1, K2, K3, S = (T.kernel("K_1", 1, 4, 3), T.kernel("K_2", 4, 4, 3), T.kernel("K_3", 4, 4, 3),
+                     T.kernel("S_13", 4, 4, 3))
+    W = T.weight("W_4", 64, 10)
+    terms = (*(T.leak(s) for s in (*c, y)),
+             T.conv_coupling(x, K1, c[0], (1, 8, 8), padding=1, pool_kind="avg", pre_raw=True),
+             T.conv_coupling(c[0], K2, c[1], (4, 4, 4), padding=1),
+             T.conv_coupling(c[1], K3, c[2], (4, 4, 4), padding=1),
+             T.conv_coupling(c[0], S, c[2], (4, 4, 4), padding=1),  # the residual coupling
+             T.coupling(c[2], W, y))
+    e = eqdyn.symbolic.Energy(internal=terms, cost=(T.squared_error(y, d),), states=(*c, y),
+                              params=(K1, K2, K3, S, W), inputs=(x, d), scalars=(T.BETA,))
+    err = check_derivation(compile_system(derive(e), "sigmoid", "gradient"))
+    assert err["max"] < 1e-12, err  # measured 2026-12-07: 1.3e-15
+    m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    xb = jnp.asarray(np.random.default_rng(3).uniform(0, 1, (2, 64)))
+    with pytest.raises(ConfigError, match="odd cycle"):
+        relax(m, xb, relaxation=BlockSweeps(max_sweeps=50, tol=1e-8))
+    res = relax(m, xb, relaxation=FusedEuler(dt=0.5, t1=2000.0, tol=1e-10, max_steps=8000),
+                on_failure="raise")
+    assert float(res.residual) < 1e-10

@@ -314,7 +314,7 @@ def hoist_constants(exprs, energy: Energy):
     table: dict = {}
 
     def visit(e):
-        if isinstance(e, sp.MatMul) or getattr(e, "_linear_map", False):
+        if isinstance(e, sp.MatMul) or getattr(e, "_hoistable", False):
             mats = e.atoms(sp.MatrixSymbol)
             if mats and mats <= fixed and mats & inputs and sum(
                 getattr(a, "is_Matrix", False) for a in e.args

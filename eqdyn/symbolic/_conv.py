@@ -104,7 +104,7 @@ class _Node(MatrixExpr):
     """A matrix-level node with declared derivative rules (see the module docstring)."""
 
     _name = ""
-    _linear_map = True  # a product of fixed operands: hoisted out of a relaxation when constant
+    _hoistable = True  # computed once per relaxation when it depends on no state
 
     def __new__(cls, *args):
         args = [sp.sympify(a) for a in args]
