@@ -208,9 +208,10 @@ def _cmd_evaluate(args) -> int:
     if x.shape[0] == 0:
         raise ConfigError(f"`--split`={args.split!r} is empty for {cfg['dataset']}.")
     t0 = time.perf_counter()
-    ais = jax.jit(lambda k: ais_log_partition(
-        machine, base_rate_bias(jnp.asarray(data["train"])), key=k, n_runs=args.ais_runs,
-        n_betas=args.ais_betas))(jax.random.PRNGKey(args.seed))
+    # the machine and the base rate are arguments, not constants XLA would fold at compile time
+    ais = jax.jit(lambda m, b, k: ais_log_partition(m, b, key=k, n_runs=args.ais_runs,
+                                                    n_betas=args.ais_betas))(
+        machine, base_rate_bias(jnp.asarray(data["train"])), jax.random.PRNGKey(args.seed))
     ll, ll_low, ll_high = (float(v) for v in log_likelihood(machine, x, ais))
     out = {"epoch": meta["epoch"], "split": args.split, "log_z": float(ais.log_z),
            "log_z_low": float(ais.log_z_low), "log_z_high": float(ais.log_z_high),
