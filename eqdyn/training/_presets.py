@@ -3,7 +3,16 @@ holds it, is in docs/presets.md; `eqdyn train --preset NAME` uses one, flags ove
 
 from __future__ import annotations
 
-__all__ = ["PRESETS"]
+from pathlib import Path
+
+__all__ = ["PRESETS", "preset_energy"]
+
+
+def preset_energy(name: str) -> str:
+    """The absolute path of a preset's energy file, shipped in `eqdyn/training/_preset_energies`
+    (so that a preset resolves from any working directory and from an installed wheel)."""
+    return str(Path(__file__).resolve().parent / "_preset_energies" / name)
+
 
 # Scellier & Bengio (2017), Table 2: the settings the three sb17 presets share.
 _SB17 = dict(
@@ -36,16 +45,15 @@ PRESETS: dict[str, dict] = {
         nudged_t1=350.0),
     "fmnist-1h": dict(_SB17, dataset="fashion-mnist", arch="784-500-10", lr=(0.1, 0.05),
                       epochs=25, beta=1.0),
-    # issue 29: convolutional networks (energy files in derivations/energies; run from the
-    # repository root, or pass --energy with the file's path)
+    # issue 29: convolutional networks (their energy files ship in eqdyn, see preset_energy)
     "e19-pconv-mnist": dict(
-        dataset="mnist", energy="derivations/energies/e19_pconv_mnist.py", arch="784-10",
+        dataset="mnist", energy=preset_energy("e19_pconv_mnist.py"), arch="784-10",
         activation="hard_sigmoid", formulation="leaky", algo="ep", variant="one-sided",
         beta=0.4, lr=(0.15, 0.035, 0.015), batch_size=20, epochs=40, val_size=0,
         persistent=False, optimizer="sgd", solver="euler", backend="fused", dt0=1.0,
         free_t1=200.0, nudged_t1=10.0),
     "l21-cifar10": dict(
-        dataset="cifar10", energy="derivations/energies/l21_cifar10.py", arch="3072-10",
+        dataset="cifar10", energy=preset_energy("l21_cifar10.py"), arch="3072-10",
         activation="hard_sigmoid", formulation="leaky", algo="ep", variant="symmetric",
         beta=1.0, lr=(0.25, 0.15, 0.1, 0.08, 0.05), optimizer="sgd", momentum=0.9,
         weight_decay=3e-4, schedule="cosine", batch_size=128, epochs=120, val_size=0,
