@@ -135,6 +135,9 @@ def run_flags(p):
                    "rate (per time unit), step --dt0 (0 = rate units)")
     g.add_argument("--spike-tau", type=float,
                    help="time constant of the synaptic traces of --spike-rate")
+    g.add_argument("--spike-stdp", action="store_true", default=None,
+                   help="with --spike-rate: EP's update from the spike-based STDP rule "
+                   "accumulated along the nudged phase (SpikeTiming)")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optax optimiser, one per layer group with its --lr")
@@ -192,7 +195,8 @@ RUN_FLAGS = (
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",
-    "free_t1", "plasticity", "temperature", "spike_rate", "spike_tau", "n_points", "schedule",
+    "free_t1", "plasticity", "temperature", "spike_rate", "spike_tau", "spike_stdp",
+    "n_points", "schedule",
     "lr_decay",
     "cosine_hold", "nudged_t1", "eval_t1", "max_steps",
 )

@@ -172,7 +172,7 @@ INTEGRATION: dict[str, str] = {
     # issue 28: spiking units and the STDP window
     "test_stdp.py::test_cli_analyze_stdp_writes_json_and_png": "CLI study and plot (x64 on)",
     "test_spiking.py::test_spiking_ep_learns_digits": "3 epochs of spiking EP on digits (17 s)",
-    "test_spiking.py::test_cli_trains_spiking_ep_on_digits": "a CLI training run (17 s)",
+    "test_spiking.py::test_cli_trains_spiking_ep_on_digits": "two CLI training runs (17, 21 s)",
     # issue 27: Boltzmann machines (compiles a 20,000-chain PCD step / a 1,000-step AIS scan)
     "test_boltzmann.py::test_pcd_with_many_chains_matches_the_exact_gradient":
         "PCD-30 on 20,000 chains and CD-1 vs the exact gradient (15 s)",

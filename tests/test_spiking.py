@@ -197,10 +197,21 @@ def test_train_config_refuses_spiking_where_it_does_not_apply():
         eqdyn.resolve_config(spike_rate=20.0, dt0=0.5)
     with pytest.raises(ConfigError, match="spike_tau"):
         eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_tau=0.0)
+    with pytest.raises(ConfigError, match="spike_stdp.*spike_rate"):
+        eqdyn.resolve_config(spike_stdp=True)
+    from eqdyn.learning import SpikeTiming
+    from eqdyn.training import build_rule
+
+    cfg = eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_stdp=True)
+    rule = build_rule(cfg, (0, 1, 0, 1))
+    assert isinstance(rule.nudging, SpikeTiming) and rule.nudging.random_sign
+    assert rule.nudged.stdp and not rule.free.stdp and rule.free.readout == "traces"
 
 
-def test_cli_trains_spiking_ep_on_digits(tmp_path):
-    """`eqdyn train --spike-rate`: EP with spiking phases from the command line (integration)."""
+@pytest.mark.parametrize("stdp", [False, True], ids=["traces", "stdp"])
+def test_cli_trains_spiking_ep_on_digits(tmp_path, stdp):
+    """`eqdyn train --spike-rate [--spike-stdp]`: EP with spiking phases from the command
+    line, the update from the averaged traces or from the STDP rule (integration)."""
     import json
 
     from eqdyn.cli import main
@@ -208,9 +219,10 @@ def test_cli_trains_spiking_ep_on_digits(tmp_path):
     assert main(["train", "--dataset", "digits", "--arch", "64-32-10", "--epochs", "2",
                  "--spike-rate", "20", "--dt0", "0.05", "--free-t1", "20", "--nudged-t1", "20",
                  "--beta", "0.5", "--no-persistent", "--backend", "fused",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path)] + (["--spike-stdp"] if stdp else [])) == 0
     cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["spike_rate"] == 20.0 and cfg["spike_tau"] == 0.5
-    # measured 2026-12-07: test accuracy 0.51 after 2 epochs (chance 0.1), 17 s
+    assert cfg["spike_rate"] == 20.0 and cfg["spike_tau"] == 0.5 and cfg["spike_stdp"] == stdp
+    # measured 2026-12-07: test accuracy 0.51 (traces) and 0.47 (STDP rule) after 2 epochs
+    # (chance 0.1), 17 and 21 s
     assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] > 0.3
 

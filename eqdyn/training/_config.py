@@ -58,8 +58,9 @@ class TrainConfig:
     `spike_rate` (`algo="ep"`, one-sided or random-sign nudging, a projection activation;
     0 = off): both phases are spiking networks of `Poisson(spike_rate)` units
     (`eqdyn.dynamics.Spiking`, step `dt0`, horizons `free_t1` / `nudged_t1`, synaptic traces of
-    time constant `spike_tau`, the update read from the averaged traces); evaluation relaxes
-    the rate model.
+    time constant `spike_tau`, the update read from the averaged traces, or with `spike_stdp`
+    from the spike-based STDP rule accumulated along the nudged phase, `SpikeTiming`);
+    evaluation relaxes the rate model.
 
     `plasticity` (`algo="continuous"` only): `"consolidate"` integrates each synapse's change
     during the episode (a synaptic tag, the rule's integral) and adds it to the weight when the
@@ -119,6 +120,7 @@ class TrainConfig:
     temperature: float = 0.0
     spike_rate: float = 0.0
     spike_tau: float = 0.5
+    spike_stdp: bool = False
     preset: str | None = None
     devices: int | str | None = None
 

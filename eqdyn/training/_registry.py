@@ -15,8 +15,8 @@ from .._errors import ConfigError
 from ..dynamics import SOLVERS as _SOLVERS
 from ..dynamics import OnSteady, Poisson, RelaxConfig, Spiking
 from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
-                        AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, noisy_phase,
-                        require_holomorphic)
+                        AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, SpikeTiming,
+                        noisy_phase, require_holomorphic)
 from ..models import FORMULATIONS as FORMULATIONS
 
 __all__ = [
@@ -111,8 +111,11 @@ def build_rule(cfg, groups) -> AbstractRule:
             free, nudged = noisy_phase(free, cfg.temperature), noisy_phase(nudged, cfg.temperature)
         if cfg.spike_rate > 0:
             free, nudged = (Spiking(Poisson(cfg.spike_rate), dt=cfg.dt0, t1=t1,
-                                    tau_syn=cfg.spike_tau, readout="traces")
-                            for t1 in (cfg.free_t1, cfg.nudged_t1))
+                                    tau_syn=cfg.spike_tau, readout="traces", stdp=stdp)
+                            for t1, stdp in ((cfg.free_t1, False),
+                                             (cfg.nudged_t1, cfg.spike_stdp)))
+            if cfg.spike_stdp:
+                nudging = SpikeTiming(random_sign=cfg.variant == "random-sign")
         return EP(cfg.beta, nudging, free, nudged)
     if cfg.algo == "chl":
         return CHL(free, nudged)
@@ -187,6 +190,9 @@ def _check_spiking(cfg, activations) -> None:
             want = ">= 0" if name == "spike_rate" else "> 0"
             raise ConfigError(f"`{name}`={v} must be a finite number {want}.")
     if cfg.spike_rate == 0:
+        if cfg.spike_stdp:
+            raise ConfigError("`spike_stdp`=True reads EP's update from spikes: it needs "
+                              "spiking phases, a `spike_rate` > 0.")
         return
     if cfg.algo != "ep" or cfg.variant not in ("one-sided", "random-sign") or cfg.temperature:
         raise ConfigError(
