@@ -82,6 +82,90 @@ def test_first_convolution_of_the_input_is_hoisted_out_of_the_relaxation():
     assert code.constants == ("_c0",)  # conv(x, K_1): computed once per relaxation
 
 
+def _np_conv_oracles(x, K, G, s, p):
+    """Direct loops (NumPy, float64): the convolution of `x` (B, C, H, W) with `K` (Co, C, kh,
+    kw) at stride `s` and zero padding `p`, its adjoint in `x` applied to `G` (B, Co, H', W')
+    (each output pixel scattered back over its receptive field) and in `K` (the correlation)."""
+    B, C, H, W = x.shape
+    Co, _, kh, kw = K.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
+    y, gx, gk = np.zeros((B, Co, Ho, Wo)), np.zeros_like(xp), np.zeros_like(K)
+    for i in range(Ho):
+        for j in range(Wo):
+            patch = xp[:, :, i * s:i * s + kh, j * s:j * s + kw]  # (B, C, kh, kw)
+            y[:, :, i, j] = np.einsum("bcuv,ocuv->bo", patch, K)
+            gx[:, :, i * s:i * s + kh, j * s:j * s + kw] += np.einsum("bo,ocuv->bcuv",
+                                                                      G[:, :, i, j], K)
+            gk += np.einsum("bo,bcuv->ocuv", G[:, :, i, j], patch)
+    return y, gx[:, :, p:p + H, p:p + W], gk
+
+
+@pytest.mark.parametrize("stride, pad", [(1, 0), (2, 1)])
+def test_conv_helpers_against_direct_loops(stride, pad):
+    """The generated code's convolution, transposed convolution and kernel correlation against
+    direct loops, not JAX's autodiff (the helpers take their adjoints by jax.vjp, so the
+    derivation checks against jax.grad cannot catch a wrong layout or adjoint in them)."""
+    from eqdyn.symbolic._conv import HELPERS
+
+    ns = {"jax": jax, "jnp": jnp}
+    exec(HELPERS, ns)
+    rng = np.random.default_rng(7)
+    B, C, H, W, Co, kh, kw = 2, 2, 5, 6, 3, 3, 2
+    g = conv_geometry((C, H, W), Co, (kh, kw), stride, pad)
+    x, K = rng.normal(size=(B, C, H, W)), rng.normal(size=(Co, C, kh, kw))
+    Ho, Wo = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
+    G = rng.normal(size=(B, Co, Ho, Wo))
+    y, gx, gk = _np_conv_oracles(x, K, G, stride, pad)
+    geom = tuple(int(v) for v in g)
+    xf, Kf, Gf = (jnp.asarray(a.reshape(a.shape[0], -1)) for a in (x, K, G))
+    # measured 2026-12-07: at most 3.6e-15 (the kernel correlation; float64)
+    np.testing.assert_allclose(np.asarray(ns["_conv2d"](xf, Kf, geom)), y.reshape(B, -1),
+                               atol=2e-14)
+    np.testing.assert_allclose(np.asarray(ns["_convtranspose2d"](Gf, Kf, geom)),
+                               gx.reshape(B, -1), atol=2e-14)
+    np.testing.assert_allclose(np.asarray(ns["_convkernelgrad"](xf, Gf, geom)),
+                               gk.reshape(Co, -1), atol=2e-14)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_helpers_against_direct_loops(kind):
+    """Pooling, its adjoint (unpool: the gradient to each window's maximum, or spread evenly)
+    and its directional derivative, against loops over the 2x2 windows (no ties: normal
+    draws)."""
+    from eqdyn.symbolic._conv import HELPERS, POOLS
+
+    ns = {"jax": jax, "jnp": jnp}
+    exec(HELPERS, ns)
+    rng = np.random.default_rng(8)
+    B, C, H, W = 2, 3, 4, 6
+    z, G, V = rng.normal(size=(B, C, H, W)), rng.normal(size=(B, C, 2, 3)), rng.normal(
+        size=(B, C, H, W))
+    y, un, jv = np.zeros((B, C, 2, 3)), np.zeros_like(z), np.zeros((B, C, 2, 3))
+    for b in range(B):
+        for c in range(C):
+            for i in range(2):
+                for j in range(3):
+                    win = z[b, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+                    if kind == "max":
+                        u, v = np.unravel_index(np.argmax(win), (2, 2))
+                        y[b, c, i, j] = win[u, v]
+                        un[b, c, 2 * i + u, 2 * j + v] = G[b, c, i, j]
+                        jv[b, c, i, j] = V[b, c, 2 * i + u, 2 * j + v]
+                    else:
+                        y[b, c, i, j] = win.mean()
+                        un[b, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = G[b, c, i, j] / 4
+                        jv[b, c, i, j] = V[b, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean()
+    q = (POOLS[kind], C, H, W, 2)
+    # measured 2026-12-07: equal (0.0): selections and window means of four numbers
+    zf, Gf, Vf = (jnp.asarray(a.reshape(B, -1)) for a in (z, G, V))
+    np.testing.assert_allclose(np.asarray(ns["_pool2d"](zf, q)), y.reshape(B, -1), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(ns["_poolunpool2d"](Gf, zf, q)), un.reshape(B, -1),
+                               atol=1e-14)
+    np.testing.assert_allclose(np.asarray(ns["_pooljvp"](zf, Vf, q)), jv.reshape(B, -1),
+                               atol=1e-14)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     rng = np.random.default_rng(0)
