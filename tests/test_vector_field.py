@@ -67,7 +67,7 @@ def test_symmetric_vector_field_is_the_layered_hopfield_field_and_its_ep(data):
 
 
 def _limit(model, x, d, u0):
-    """VectorFieldEP's beta -> 0 limit, `-(df/dtheta)^T diag(rho') J^{-1} df/dbeta / B`, with
+    """VectorFieldEP's beta -> 0 limit, `(df/dtheta)^T diag(rho') J^{-1} df/dbeta / B`, with
     the Jacobian `J` of the whole batch built densely (52 x 52) and solved with NumPy."""
     system, params, inputs = model.system, model.params, model.inputs(x, d)
     sizes = [a.shape[1] for a in u0]

@@ -8,9 +8,10 @@ feedforward and feedback weights, `eqdyn.models.VectorFieldHopfield`), EP's upda
 (`s = rho(u)` the rates, `u^0` the free fixed point; `beta_a, beta_b` = `beta, 0` one-sided or
 `beta, -beta` symmetric): each weight moves by its presynaptic free rate times the change of
 its postsynaptic rate between the phases, `dW_k ~ s_{k-1}^T (s_k^beta - s_k^0)`,
-`dB_k ~ s_k^T (s_{k-1}^beta - s_{k-1}^0)`. As `beta -> 0` it tends to `-(df/dtheta)^T
-diag(rho') J^{-1} df/dbeta`, `J = df/du`, where the exact gradient (`rbp_gradient` on the same
-field) has `J^{-T}`: the two agree when the field is a gradient (`B_k = W_k^T`), where this is
+`dB_k ~ s_k^T (s_{k-1}^beta - s_{k-1}^0)`. As `beta -> 0` it tends to `(df/dtheta)^T
+diag(rho') J^{-1} df/dbeta / B` (`du/dbeta = -J^{-1} df/dbeta`, `J = df/du`), where the exact
+gradient (`rbp_gradient` on the same field, `df/dbeta = -dC/du`) is `(df/dtheta)^T J^{-T}
+df/dbeta / B`: the two agree when the field is a gradient (`B_k = W_k^T`), where this is
 symmetric EP, and drift apart as the feedback weights turn away from the transposed
 feedforward ones (`eqdyn.models.alignment_angles`).
 """
