@@ -219,6 +219,10 @@ def test_stride_and_channel_mismatches_name_the_term_and_sizes():
         T.conv_coupling(x, T.kernel("K", 1, 2, 3), c, (1, 6, 6), padding=1)
     with pytest.raises(DerivationError, match="not a multiple of the 2 channels"):
         T.conv(x, T.kernel("K", 1, 2, 3), (2, 6, 6))
+    # the term is named by its maps, also when the lower map enters through rho
+    with pytest.raises(DerivationError, match=r"^conv\(rho\(c\), K_2\): stride 2 does not"):
+        T.conv_coupling(c, T.kernel("K_2", 2, 2, 2), T.feature_map("e", 2, 1), (2, 3, 3),
+                        stride=2)
     with pytest.raises(DerivationError, match="not a square kernel over 3 input channels"):
         T.conv(x, T.kernel("K", 1, 2, 3), (3, 6, 6))
     with pytest.raises(DerivationError, match="needs 36"):

@@ -52,9 +52,20 @@ def _kernel_size(k, in_channels, size, term):
     return side, side
 
 
+def _label(x) -> str:
+    """A map's name for error messages: `c_1`, or `rho(c_1)` for an activation of it."""
+    if isinstance(x, sp.MatrixSymbol):
+        return x.name
+    expr, fn = getattr(x, "expr", None), getattr(x, "function", None)
+    if expr is not None and fn is not None:  # an elementwise application
+        name = getattr(getattr(fn, "expr", None), "func", None)
+        return f"{getattr(name, '__name__', 'f')}({_label(expr)})"
+    return str(x)
+
+
 def conv(x, k, in_shape, *, stride: int = 1, padding: int = 0, kernel_size=None):
     """`K * x`: the convolution node of the maps `x` (shape `in_shape = (C, H, W)`)."""
-    term = f"conv({getattr(x, 'name', x)}, {k.name})"
+    term = f"conv({_label(x)}, {k.name})"
     C = int(in_shape[0])
     if int(k.cols) % C:
         raise DerivationError(
