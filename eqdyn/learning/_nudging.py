@@ -59,9 +59,23 @@ def require_holomorphic(activations) -> None:
 
 
 def check_holomorphic(model) -> None:
-    """Raise a `ConfigError` unless every activation of `model` is holomorphic."""
+    """Raise a `ConfigError` unless every activation of `model` is holomorphic and its energy
+    has no max pooling (complex states have no maximum)."""
     system = model.system
     require_holomorphic([system.activation, *getattr(system, "activations", {}).values()])
+    derivation = getattr(system, "derivation", None)
+    if derivation is None:
+        return
+    from ..symbolic import Pool2d
+
+    pools = sorted({str(p) for t in derivation.energy.internal for p in t.atoms(Pool2d)
+                    if p.kind == "max"})
+    if pools:
+        raise ConfigError(
+            f"`variant`='holomorphic' relaxes the network at complex states, which have no "
+            f"maximum, and the energy uses max pooling ({pools[0]}); build it with average "
+            "pooling (`pool_kind='avg'`) or use another nudging (OneSided, RandomSign, "
+            "Symmetric).")
 
 
 class AbstractNudging(eqx.Module):

@@ -237,6 +237,11 @@ class Pool2d(_Node):
         return "maxpool" if self.geom[0] == _MAX else "avgpool"
 
     @property
+    def kind(self) -> str:
+        """`"max"` or `"avg"`."""
+        return "max" if self.geom[0] == _MAX else "avg"
+
+    @property
     def shape(self):
         kind, C, H, W, size = self.geom
         return (self.operands[0].rows, sp.Integer(C * (H // size) * (W // size)))
@@ -375,11 +380,13 @@ def _pool2d(z, q):
 
 
 def _poolunpool2d(gr, z, q):
-    return jax.vjp(lambda a: _pool2d(a, q), z)[1](gr.astype(z.dtype))[0]
+    dt = jnp.result_type(gr, z)  # a complex gr on a real z (holomorphic EP) keeps its imag part
+    return jax.vjp(lambda a: _pool2d(a, q), z.astype(dt))[1](gr.astype(dt))[0]
 
 
 def _pooljvp(z, v, q):
-    return jax.jvp(lambda a: _pool2d(a, q), (z,), (v.astype(z.dtype),))[1]
+    dt = jnp.result_type(z, v)
+    return jax.jvp(lambda a: _pool2d(a, q), (z.astype(dt),), (v.astype(dt),))[1]
 
 
 def _channeltile(b, g):
