@@ -58,8 +58,8 @@ def test_derived_conv_energy_matches_jax_grad_of_handwritten_energy(kind):
     system = compile_system(derive(e), "sigmoid", "gradient")
     err = check_derivation(system, _reference((1, 8, 8), 2, kind))
     # measured 2026-12-07: max 3.6e-15 (max pooling), 1.4e-14 (average pooling; the energy)
-    assert err["max"] < 1e-12, err
-    assert err["param_rates"] < 1e-12  # the STDP form, against jax.jvp of dF/dtheta
+    assert err["max"] < 1e-13, err
+    assert err["param_rates"] < 5e-15  # the STDP form vs jax.jvp of dF/dtheta: 4.4e-16
 
 
 def test_conv_derivatives_are_transpose_convolution_and_correlation():
@@ -454,7 +454,7 @@ def test_residual_conv_coupling_between_non_adjacent_maps():
     e = eqdyn.symbolic.Energy(internal=terms, cost=(T.squared_error(y, d),), states=(*c, y),
                               params=(K1, K2, K3, S, W), inputs=(x, d), scalars=(T.BETA,))
     err = check_derivation(compile_system(derive(e), "sigmoid", "gradient"))
-    assert err["max"] < 1e-12, err  # measured 2026-12-07: 1.3e-15
+    assert err["max"] < 1e-14, err  # measured 2026-12-07: 1.3e-15
     m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(0), dtype=jnp.float64)
     xb = jnp.asarray(np.random.default_rng(3).uniform(0, 1, (2, 64)))
     with pytest.raises(ConfigError, match="odd cycle"):
