@@ -33,10 +33,15 @@ jax.config.update("jax_enable_x64", True)
 # library's): XLA programs compiled by one run are read back by the next, here and in the
 # subprocesses the tests start (they inherit the environment). An existing
 # JAX_COMPILATION_CACHE_DIR is kept.
-_CACHE = os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"),
-)
+# Under pytest-xdist each worker keeps its own cache folder, so no worker reads an entry another
+# is writing; a worker of the next run reads back what the same-numbered worker wrote. (The
+# workers inherit the controller's environment: the folder this file chose is re-chosen there.)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ or os.environ.get("EQDYN_TEST_CACHE") == "1":
+    os.environ["EQDYN_TEST_CACHE"] = "1"
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(
+        Path(__file__).resolve().parents[1] / ".pytest_cache"
+        / ("jax-compilation-cache-" + os.environ.get("PYTEST_XDIST_WORKER", "main")))
+_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

@@ -187,6 +187,14 @@ def ep_gradient(model, x, d, s0, config: EPConfig, *, key: PRNGKeyArray | None =
         raise ConfigError("`key` is required for variant='random-sign' (e.g. jax.random.PRNGKey(0)).")
     if config.temperature > 0 and key is None:
         raise ConfigError("`key` is required with `temperature` > 0 (the neuron noise).")
-    grads, st = EP.from_config(config)(model, x, d, s0, key=key, labels=labels)
+    check_batch(x, d, s0)
+    grads, st = _call_rule(EP.from_config(config), model, x, d, s0, key, labels)
     return grads, EPResult(st.free_states, st.free_steps, st.free_converged, st.nudged_steps,
                            st.nudged_converged, st.loss, st.correct)
+
+
+@eqx.filter_jit
+def _call_rule(rule, model, x, d, s0, key, labels):
+    # one compiled program (called eagerly, the rule would dispatch op by op); the rule's beta
+    # is a leaf, so a sweep over beta reuses it
+    return rule(model, x, d, s0, key=key, labels=labels)

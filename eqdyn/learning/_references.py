@@ -15,8 +15,9 @@ order of `model.params` holding the gradient of the MEAN cost over the batch (de
 
 `rbp_gradient`, `bptt_gradient` and `chl_gradient` use only the compiled system's field
 (`CompiledSystem.field` / `ode`) and its exact `cost` / `param_grads`; SymPy never runs here.
-They are jittable with `equinox.filter_jit` (options such as `solver`, `dt`, `n_steps` are
-static Python values).
+Each compiles its work as one program (`equinox.filter_jit`; once per model structure, shapes
+and static option such as `solver`, `dt`, `n_steps`), after checking its inputs eagerly; inside a
+caller's trace it inlines.
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ def rbp_gradient(
         raise ConfigError(f"`solver`={solver!r} is not known; use one of {RBP_SOLVERS}.")
     relax_config = relax_config or RelaxConfig()
     check_batch(x, d, s0)
+    return _rbp_jit(model, x, d, s0, relax_config, solver, rtol, atol, labels)
+
+
+def _rbp(model, x, d, s0, relax_config, solver, rtol, atol, labels):
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -217,6 +222,13 @@ def rbp_gradient(
     correct = jnp.sum(model.predict(u, x) == _labels(d, labels))
     aux = RBPResult(u, free.steps, free.converged, lam, ok, loss, correct)
     return grads, aux
+
+
+# One compiled program per model structure, shapes and static settings: called eagerly, the
+# functions below would otherwise dispatch (and compile) op by op, 5x slower on a small net
+# (rbp_gradient on a 4-5-3-2 energy: 14 s eager, 2.7 s jitted, measured 2026-12-07). Inside a
+# caller's trace they inline. The input checks stay outside, where the values are concrete.
+_rbp_jit = eqx.filter_jit(_rbp)
 
 
 # --------------------------------------------------------------------------------- BPTT
@@ -261,6 +273,10 @@ def bptt_gradient(model, x, d, s0, *, dt: float, n_steps: int, labels=None):
     if not (isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps > 0):
         raise ConfigError(f"`n_steps`={n_steps!r} must be a positive integer.")
     check_batch(x, d, s0)
+    return _bptt_jit(model, x, d, s0, dt, n_steps, labels)
+
+
+def _bptt(model, x, d, s0, dt, n_steps, labels):
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -281,6 +297,9 @@ def bptt_gradient(model, x, d, s0, *, dt: float, n_steps: int, labels=None):
     residual = system.residual(u_t, system.field(u_t, params, inputs, 0.0))
     correct = jnp.sum(model.predict(u_t, x) == _labels(d, labels))
     return tuple(grads), BPTTResult(u_t, residual, loss, correct)
+
+
+_bptt_jit = eqx.filter_jit(_bptt)
 
 
 # ---------------------------------------------------------------------------------- CHL
@@ -343,6 +362,10 @@ def chl_gradient(
             "(e.g. a softmax readout). Use EP or a reference gradient instead."
         )
     check_batch(x, d, s0)
+    return _chl_jit(model, x, d, s0, relax_config, clamped_config, labels)
+
+
+def _chl(model, x, d, s0, relax_config, clamped_config, labels):
     system = model.system
     params = model.params
     inputs = model.inputs(x, d)
@@ -361,6 +384,9 @@ def chl_gradient(
         free.states, clamped, free.steps, c_steps, free.converged, c_conv, loss, correct
     )
     return grads, aux
+
+
+_chl_jit = eqx.filter_jit(_chl)
 
 
 # ------------------------------------------------------------------------- feedforward BP
