@@ -421,6 +421,10 @@ def feedforward_backprop_gradient(model, x, d, *, labels=None):
     `FeedforwardResult`.
     """
     check_batch(x, d)
+    return _feedforward_jit(model, x, d, labels)
+
+
+def _feedforward_bp(model, x, d, labels):
     batch = x.shape[0]
 
     def loss_fn(p):
@@ -430,6 +434,9 @@ def feedforward_backprop_gradient(model, x, d, *, labels=None):
     (loss, y), grads = jax.value_and_grad(loss_fn, has_aux=True)(tuple(model.params))
     correct = jnp.sum(jnp.argmax(y, axis=-1) == _labels(d, labels))
     return tuple(grads), FeedforwardResult(y, loss, correct)
+
+
+_feedforward_jit = eqx.filter_jit(_feedforward_bp)
 
 
 def _feedforward(model, params, x):
