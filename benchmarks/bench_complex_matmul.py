@@ -1,7 +1,7 @@
 """Holomorphic EP with real products for complex states times real weights, against promotion.
 
 Holomorphic EP relaxes the network at complex `beta`: the states are complex, the weights real.
-The generated code's products go through `eqdyn.models._system.matmul`, which takes a complex
+The generated code's products go through `eqdyn.models._binding.matmul`, which takes a complex
 array times a real one as one real product of the stacked real and imaginary parts; before, `a @
 W` promoted `W` to complex at every field evaluation and took a complex product (about 4x the
 work). This script times both in one process: "promoting" is the same model whose compiled

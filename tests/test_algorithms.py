@@ -225,7 +225,7 @@ def test_complex_by_real_matmul_is_the_complex_product():
     """The generated code's product: complex by real (either order, matrices and vectors)
     equals `a @ b` to rounding and differentiates like it (complex tangents and cotangents);
     real by real and complex by complex are `a @ b` itself."""
-    from eqdyn.models._system import matmul
+    from eqdyn.models._binding import matmul
 
     rng = np.random.default_rng(0)
 

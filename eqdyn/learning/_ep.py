@@ -130,7 +130,7 @@ class EPConfig(eqx.Module):
     steps 26-30 ms per batch fused against 49-62 ms with diffrax (1.9-2.1x); holomorphic EP
     with N = 10 points of 50 steps 221-364 ms against 317-559 ms (1.4-1.55x; 1.0-1.15x before
     the complex states' products with the real weights became real products, see
-    `eqdyn.models._system.matmul` and benchmarks/bench_complex_matmul.py). On a CPU the normal
+    `eqdyn.models._binding.matmul` and benchmarks/bench_complex_matmul.py). On a CPU the normal
     draws (threefry) are most of a real noisy step's remaining time. The two draw their noise
     differently, so the same key gives different (equally distributed) noisy estimates.
     """

@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
 from ..symbolic import Energy, binary_units, boltzmann_energy, generate_code, python_name
-from ._system import _exec, call_kwargs
+from ._binding import call_kwargs, exec_generated
 
 __all__ = ["BinarySystem", "binary_system", "BoltzmannMachine", "check_binary"]
 
@@ -100,7 +100,7 @@ class BinarySystem:
 def _compile(energy: Energy, units: str) -> BinarySystem:
     bd = binary_units(energy, units)
     code = generate_code(bd.derivation())
-    return BinarySystem(bd, code, _exec(code, {}, leaky=False))
+    return BinarySystem(bd, code, exec_generated(code, {}, leaky=False))
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,7 +5,7 @@ The generator walks a matrix expression and emits one line of Python that uses m
 expression into per-neuron scalars: a node it does not know how to emit at the matrix level is
 refused with a `DerivationError`. This module produces *source text* only and imports no JAX; the
 numeric layer (`eqdyn.models`) executes it once, outside `jit`, with `_matmul` bound to
-`eqdyn.models._system.matmul`: `a @ b`, except that a complex array times a real one (the
+`eqdyn.models._binding.matmul`: `a @ b`, except that a complex array times a real one (the
 complex states of holomorphic EP times the real weights) is taken as one real product of the
 stacked real and imaginary parts instead of promoting the real operand to complex.
 
