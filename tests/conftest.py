@@ -316,6 +316,10 @@ INTEGRATION: dict[str, str] = {
         "6 s",
     "test_continuous_hopfield.py::test_ep_converges_to_rbp_at_its_order[symmetric-2.0]":
         "5 s",
+    "test_conv.py::test_holomorphic_ep_on_average_pooling_matches_rbp":
+        "20 s (the default tier at 4.5 min with it)",
+    "test_early_inference.py::test_sigmoid_network_matches_its_own_feedforward_backprop_at_full_feedback":
+        "10-14 s",
     # issue 29: convolutional and vector-field energies
     "test_conv.py::test_ep_matches_rbp_and_bptt_on_a_conv_energy":
         "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
