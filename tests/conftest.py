@@ -320,6 +320,10 @@ INTEGRATION: dict[str, str] = {
         "20 s (the default tier at 4.5 min with it)",
     "test_early_inference.py::test_sigmoid_network_matches_its_own_feedforward_backprop_at_full_feedback":
         "10-14 s",
+    "test_dynamics.py::test_sigmoid_relaxation_converges[tsit5]":
+        "9 s in CI's default tier (4 min 23 s with it); every relaxation's fixed point stays",
+    "test_fast_paths.py::test_blocks_reach_the_fixed_points_of_the_dynamics[0.7]":
+        "10 s in CI's default tier; beta 1 and -1 stay",
     # issue 29: convolutional and vector-field energies
     "test_conv.py::test_ep_matches_rbp_and_bptt_on_a_conv_energy":
         "tight relaxations, RBP, two EP phases and BPTT on a conv net (16 s)",
