@@ -26,8 +26,7 @@ from eqdyn.learning import (
     feedforward_backprop_gradient,
     rbp_gradient,
 )
-from eqdyn.training import resolve_config, train
-from eqdyn.training._run_io import check_resume
+from eqdyn.training import check_resume, resolve_config, train
 
 FILES = _datasets._IDX_FILES  # train images, train labels, test images, test labels
 

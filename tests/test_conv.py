@@ -314,7 +314,7 @@ def _write_cifar(folder, name, n_train=6, n_test=4, corrupt=False, extra=None):
     import pickle
     import tarfile
 
-    from eqdyn.data._cifar import CIFAR
+    from eqdyn.data import CIFAR
 
     spec = CIFAR[name]
     rng = np.random.default_rng(0)

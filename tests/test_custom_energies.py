@@ -24,8 +24,8 @@ import sympy as sp
 import eqdyn
 from eqdyn import ConfigError, DerivationError
 from eqdyn.learning import EPConfig, ep_gradient, rbp_gradient
-from eqdyn.models import Activation, EnergyModel, check_derivation, compile_system, param_groups
-from eqdyn.models._energy_file import load_energy_file
+from eqdyn.models import (Activation, EnergyModel, check_derivation, compile_system, load_energy_file,
+                          param_groups)
 from eqdyn.symbolic import BATCH, Energy, derive, layered_hopfield_energy
 from eqdyn.symbolic import terms as T
 from eqdyn.symbolic._calculus import trace_gradient

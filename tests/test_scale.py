@@ -104,7 +104,7 @@ def test_devices_setting_is_checked():
 
 def test_devices_may_change_on_resume(tmp_path):
     from eqdyn import CheckpointError
-    from eqdyn.training._run_io import check_resume
+    from eqdyn.training import check_resume
 
     saved = resolve_config(arch="64-16-10", epochs=2)
     (tmp_path / "config.json").write_text(json.dumps(saved.to_json()))

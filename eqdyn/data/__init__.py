@@ -1,5 +1,6 @@
-"""Data sets for eqdyn: scikit-learn digits, MNIST and Fashion-MNIST as numpy arrays."""
+"""Data sets for eqdyn: scikit-learn digits, MNIST, Fashion-MNIST and CIFAR-10/100 as numpy arrays."""
 
+from ._cifar import CIFAR as CIFAR
 from ._datasets import DATASETS as DATASETS
 from ._datasets import Dataset as Dataset
 from ._datasets import check_finite as check_finite
@@ -10,6 +11,7 @@ from ._datasets import read_idx as read_idx
 from ._datasets import validate_arrays as validate_arrays
 
 __all__ = [
+    "CIFAR",
     "DATASETS",
     "Dataset",
     "check_finite",

@@ -38,6 +38,7 @@ from ._registry import relax_configs as relax_configs
 from ._registry import build_rule as build_rule
 from ._run_io import RESUMABLE as RESUMABLE
 from ._run_io import TrainedRun as TrainedRun
+from ._run_io import check_resume as check_resume
 from ._run_io import checkpoint_layout as checkpoint_layout
 from ._run_io import load_run as load_run
 from ._run_io import load_trained as load_trained
