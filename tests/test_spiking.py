@@ -226,3 +226,22 @@ def test_cli_trains_spiking_ep_on_digits(tmp_path, stdp):
     # (chance 0.1), 17 and 21 s
     assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] > 0.3
 
+
+
+def test_sb17_1h_spiking_preset_is_the_mnist_run():
+    """`--preset sb17-1h-spiking` is the MNIST run of docs/spiking.md (sb17-1h with spiking
+    phases), and it builds EP with `Poisson(20)` phases of 200 and 100 steps."""
+    import eqdyn
+    from eqdyn.dynamics import Poisson as P
+    from eqdyn.learning import RandomSign
+    from eqdyn.training import build_rule
+
+    cfg = eqdyn.resolve_config(preset="sb17-1h-spiking")
+    assert (cfg.dataset, cfg.arch, cfg.beta, tuple(cfg.lr), cfg.epochs) == (
+        "mnist", "784-500-10", 1.0, (0.1, 0.05), 10)
+    assert (cfg.spike_rate, cfg.dt0, cfg.free_t1, cfg.nudged_t1) == (20.0, 0.05, 10.0, 5.0)
+    assert not cfg.persistent and cfg.backend == "fused" and not cfg.spike_stdp
+    rule = build_rule(cfg, (0, 1, 0, 1))
+    assert isinstance(rule.nudging, RandomSign) and isinstance(rule.free.unit, P)
+    assert rule.free.unit.max_rate == 20.0
+    assert round(rule.free.t1 / rule.free.dt) == 200 and round(rule.nudged.t1 / rule.nudged.dt) == 100
