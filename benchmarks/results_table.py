@@ -55,6 +55,9 @@ def _rule(cfg: dict) -> str:
                 relax = f"; {euler}"
             if cfg.get("tol", 1e-3) != 1e-3:  # the steady-state test's residual
                 relax += f", tol {cfg['tol']:g}"
+        if cfg.get("spike_rate"):  # spiking phases: fixed horizons of Poisson units
+            relax = (f"; Poisson({cfg['spike_rate']:g}) spiking phases, dt {cfg['dt0']:g} for "
+                     f"{cfg['free_t1']:g} + {cfg['nudged_t1']:g}")
         if cfg.get("temperature"):  # noisy phases: fixed horizons of Euler-Maruyama steps
             relax = (f"; noise T {cfg['temperature']:g}, Euler-Maruyama dt {cfg.get('dt0', 0.5):g}"
                      f" for {cfg.get('free_t1'):g} + {cfg.get('nudged_t1'):g}"
@@ -107,7 +110,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         cfg = r["config"]
         cmd = r["command"].replace("python benchmarks/bench_reproduce.py ", "")
-        cmd = re.sub(r"\s--(run-dir|out)\s+\S+", "", cmd)  # where this machine kept the run
+        cmd = re.sub(r"\s--(run-dir|out|from-run)\s+\S+", "", cmd)  # where this machine kept the run
         lines.append(
             f"| `{cmd}` | {r['dataset']}, {cfg['arch']} {cfg['activation']}{_readout(cfg)} | "
             f"{_rule(cfg)} | "

@@ -245,3 +245,39 @@ def test_sb17_1h_spiking_preset_is_the_mnist_run():
     assert isinstance(rule.nudging, RandomSign) and isinstance(rule.free.unit, P)
     assert rule.free.unit.max_rate == 20.0
     assert round(rule.free.t1 / rule.free.dt) == 200 and round(rule.nudged.t1 / rule.nudged.dt) == 100
+
+
+def test_reproduce_records_a_finished_run_of_the_preset(tmp_path):
+    """`bench_reproduce.py sb17-1h-spiking --from-run DIR` records DIR's metrics.json in the
+    form of the other reproduction results (what results_table.py reads), and refuses a run
+    whose settings are not the preset's."""
+    import json
+
+    import eqdyn
+    from helpers import load_benchmark
+
+    bench = load_benchmark("bench_reproduce")
+    table = load_benchmark("results_table")
+    cfg = eqdyn.resolve_config(preset="sb17-1h", spike_rate=20.0, dt0=0.05, free_t1=10.0,
+                               nudged_t1=5.0, persistent=False, backend="fused", epochs=2,
+                               data_dir="/data").to_json()
+    hist = [dict(epoch=e, seconds=100.0 + e, free_steps=200.0, nudged_steps=100.0,
+                 val_accuracy=0.9) for e in (1, 2)]
+    metrics = dict(config=cfg, dataset="mnist", epochs=2, train_error=0.02, test_error=0.028,
+                   val_accuracy=0.97, mean_free_steps=200.0, mean_nudged_steps=100.0,
+                   history=hist, eval_free_steps=1300.0, eval_converged=1.0, wall_seconds=250.0)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "r.json"
+    argv = ["sb17-1h-spiking", "--set", "epochs=2", "--from-run", str(tmp_path), "--out",
+            str(out), "--run-command", "eqdyn train --preset sb17-1h-spiking --epochs 2"]
+    assert bench.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["command"] == ("python benchmarks/bench_reproduce.py sb17-1h-spiking --set "
+                            f"epochs=2 --from-run {tmp_path} --out {out}")
+    assert r["run_command"] == "eqdyn train --preset sb17-1h-spiking --epochs 2"
+    assert r["epoch_wall_s"] == 203.0 and r["targets_met"] == {"test_error": True}
+    row = table.table([r]).splitlines()[-1]
+    assert row.startswith("| `sb17-1h-spiking --set epochs=2` | mnist, 784-500-10")
+    assert "Poisson(20) spiking phases, dt 0.05 for 10 + 5" in row and "| 2.80 % |" in row
+    with pytest.raises(SystemExit, match="differ in .*epochs"):
+        bench.main(argv[:1] + argv[3:])  # the preset's 10 epochs, the run's 2
