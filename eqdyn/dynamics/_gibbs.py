@@ -145,6 +145,15 @@ class BlockGibbs(AbstractRelaxation):
         """The states after `n_sweeps` sweeps (what `solve` returns, without the residual)."""
         if key is None:
             raise ConfigError("`BlockGibbs` draws its samples: pass `key=jax.random.PRNGKey(...)`.")
+        system = problem.system
+        if system.mean_field_states and concrete(problem.args[2]) != 0.0:
+            raise ConfigError(
+                f"`BlockGibbs`: the cost of `{system.binary.source.name}` is nonlinear in the "
+                f"states {[system.state_names[k] for k in system.mean_field_states]} (a softmax "
+                "readout), so their conditionals at `beta` != 0 are not a matrix of gaps; nudge "
+                "with `MeanField` (e.g. `BinaryEP(beta, MeanField(...))`), or use an energy whose "
+                "cost is the squared error of an output state."
+            )
         y0 = tuple(problem.y0)
         temps = _schedule(self.n_sweeps, self.temperature, self.anneal, y0[0].dtype)
 
@@ -219,7 +228,8 @@ class MeanField(AbstractRelaxation):
             return problem.field.residual(y, problem.field(None, y, args))
 
         free = [k for k, c in enumerate(clamped) if not c]
-        one_block = any(set(free) <= set(b) for b in system.blocks)
+        one_block = (any(set(free) <= set(b) for b in system.blocks)
+                     and not (system.mean_field_states and concrete(beta) != 0.0))
         if one_block and concrete(self.damping) == 1.0:
             # the free states' gaps depend on clamped states only (an RBM's hidden layer given
             # the visibles): one undamped sweep is the exact fixed point, residual zero

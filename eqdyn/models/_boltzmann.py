@@ -55,6 +55,11 @@ class BinarySystem:
         return self.binary.blocks
 
     @property
+    def mean_field_states(self) -> tuple[int, ...]:
+        """States whose gap holds a nonlinear cost's gradient (exact under mean field only)."""
+        return self.binary.mean_field_states
+
+    @property
     def state_names(self) -> tuple[str, ...]:
         return tuple(python_name(s.name) for s in self.binary.energy.states)
 
@@ -77,6 +82,16 @@ class BinarySystem:
     def mean(self, p):
         """The mean of a unit that is on with probability `p` (`p`, or `2p - 1` on {-1, 1})."""
         return p if self.units == "01" else 2.0 * p - 1.0
+
+    def output(self, states, params, inputs=()):
+        """The energy's prediction: its `output` expression (a softmax readout's logits) or
+        its last state."""
+        return self._fns["output"](**self._kw(states, params, inputs, 0.0))[0]
+
+    def cost(self, states, params, inputs=()):
+        """The cost `C` at `states` (means), summed over the batch: `F(beta=1) - F(beta=0)`."""
+        return (self.energy(states, params, inputs, 1.0)
+                - self.energy(states, params, inputs, 0.0))
 
     def energy_rows(self, states, params, inputs=(), beta=0.0):
         """`F` of every example (chain) separately, shape `(B,)`."""

@@ -15,7 +15,12 @@ the states. Where it is affine in each unit given the others, apart from a diago
 
 Anything else (a lateral coupling inside a layer, a nonlinear function of a unit) makes a
 unit's gap depend on the unit itself or on units of its own layer, which block Gibbs sampling
-cannot use: it is refused with a `DerivationError` naming the term. The states are split into
+cannot use: it is refused with a `DerivationError` naming the term. The one exception is a
+*cost* term (scaled by `beta`), such as the softmax cross-entropy of a readout
+(`layered_hopfield_energy(sizes, cost="cross_entropy")`): its gradient `dC/ds_k` is kept in the
+gap as the mean-field drive (the stationarity of `E_q[F] + beta C(m) - T H(q)` at the means
+`m`), exact for `MeanField` and refused by `BlockGibbs` at `beta != 0`; the states it enters
+are listed in `mean_field_states`. At `beta = 0` it vanishes and the gaps are exact. The states are split into
 classes with no coupling inside a class (odd and even layers of a layered network): the blocks
 that a block Gibbs sweep updates at once.
 """
@@ -55,6 +60,8 @@ class BinaryDerivation:
     - `self_bias`: per state, the constant its diagonal quadratic terms add to the gap (1/2 for
       the leak on {0, 1} units).
     - `blocks`: the states (indices) that a block Gibbs sweep updates together, in order.
+    - `mean_field_states`: indices of the states whose gap holds a cost gradient that depends
+      on the state itself (a softmax readout): exact under `MeanField` only.
     """
 
     source: Energy
@@ -64,6 +71,7 @@ class BinaryDerivation:
     param_grads: Mapping[sp.MatrixSymbol, sp.MatrixExpr]
     self_bias: Mapping[sp.MatrixSymbol, sp.Expr]
     blocks: tuple[tuple[int, ...], ...]
+    mean_field_states: tuple[int, ...] = ()
 
     def derivation(self) -> Derivation:
         """A `Derivation` whose `state_grads` are the gaps (what the code generator compiles)."""
@@ -126,8 +134,9 @@ def binary_units(energy: Energy, units: str = "01") -> BinaryDerivation:
     binary = Energy(internal=internal, cost=cost, states=energy.states, params=energy.params,
                     inputs=energy.inputs, scalars=energy.scalars, functions=(),
                     name=f"{energy.name}, binary {units}", output=output)
-    gaps, bias = {}, {}
-    for s in energy.states:
+    gaps, bias, mean_field = {}, {}, []
+    n_internal = len(internal)
+    for k_state, s in enumerate(energy.states):
         v = sp.MatrixSymbol(f"_V_{s.name}", *s.shape)
         parts, c_total = [], sp.Integer(0)
         for i, term in enumerate(binary.terms):
@@ -139,6 +148,13 @@ def binary_units(energy: Energy, units: str = "01") -> BinaryDerivation:
             c = sp.Integer(0)
             if h is not None:
                 c, base = _split_scalar(h)
+                if i >= n_internal and (base != v or not (
+                        sp.sympify(c).free_symbols <= set(energy.scalars))):
+                    # a nonlinear cost (softmax readout): its gradient is the mean-field drive
+                    parts.append(g if units == "01" else _scale(2, g))
+                    if k_state not in mean_field:
+                        mean_field.append(k_state)
+                    continue
                 if base != v or not (sp.sympify(c).free_symbols <= set(energy.scalars)):
                     raise DerivationError(
                         f"{ctx}: the energy gap of the units of `{s.name}` depends on `{s.name}` "
@@ -166,7 +182,7 @@ def binary_units(energy: Energy, units: str = "01") -> BinaryDerivation:
         bias[s] = c_total / 2 if units == "01" else sp.Integer(0)
     param_grads = {p: _grad(binary, p) for p in energy.params}
     return BinaryDerivation(energy, binary, units, gaps, param_grads, bias,
-                            _blocks(energy, gaps))
+                            _blocks(energy, gaps), tuple(mean_field))
 
 
 def _blocks(energy: Energy, gaps) -> tuple[tuple[int, ...], ...]:
