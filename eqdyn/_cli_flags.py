@@ -25,6 +25,8 @@ after each epoch, one line:
                         within their horizon (--free-t1, --nudged-t1); with --tol 0, the
                         share that ran the full horizon with finite states; "(3 of 480
                         relaxations did not)" counts the others
+  angle 12.3 deg        with --feedback transposed or independent: the angle between
+                        each W_k and its transposed feedback weight B_k^T (k = 2..L)
   12.3s                 wall-clock seconds of the epoch, the validation pass included
 The run directory (--out) then holds config.json, checkpoint.* (every epoch), metrics.json
 (the per-epoch history and the final train/val/test scores) and curves.png (these columns
@@ -74,8 +76,8 @@ def arch_default() -> str:
 
 def run_flags(p):
     """The settings of one training run (`train`; `sweep` for all that it does not vary)."""
-    from .training import (ALGOS, BACKENDS, COSTS, FORMULATIONS, OPTIMIZERS, PLASTICITY,
-                           PRESETS, SCHEDULES, VARIANTS)
+    from .training import (ALGOS, BACKENDS, COSTS, FEEDBACKS, FORMULATIONS, OPTIMIZERS,
+                           PLASTICITY, PRESETS, SCHEDULES, VARIANTS)
 
     g = p.add_argument_group("data")
     g.add_argument("--preset", choices=sorted(PRESETS), help="named settings (flags override)")
@@ -102,6 +104,12 @@ def run_flags(p):
                    help="ds/dt=-dF/ds, or the leaky-integrator form du/dt = -u + W rho(u) + b "
                    "(default for hard_sigmoid; with a smooth activation the continuous Hopfield "
                    "network, which needs --cost cross_entropy)")
+    g.add_argument("--feedback", choices=FEEDBACKS,
+                   help="feedback weights of the layered network: tied (one weight per "
+                   "coupling, the energy network) or separate feedback weights B_k (a vector "
+                   "field, no energy; --algo ep is vector-field EP, rbp and bptt the exact "
+                   "gradient on the same field) starting at W_k^T (transposed) or drawn "
+                   "independently; the angle between W_k and B_k^T is recorded per epoch")
     g.add_argument("--cost", choices=COSTS,
                    help="cost of the built-in layered energy: squared error on the output layer "
                    "or a softmax readout of the last hidden layer")
@@ -191,7 +199,7 @@ def run_flags(p):
 #: `TrainConfig` fields set by the flags of `_run_flags`
 RUN_FLAGS = (
     "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "cost",
-    "algo",
+    "feedback", "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",

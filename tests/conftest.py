@@ -350,6 +350,11 @@ INTEGRATION: dict[str, str] = {
         "PCD-30 on 20,000 chains of a 3-2-2 DBM vs enumeration (14 s)",
     "test_boltzmann.py::test_fit_boltzmann_learns_and_refuses_bad_data": "a training run (18 s)",
     "test_boltzmann.py::test_cli_rbm_train_resume_and_evaluate": "CLI training runs and AIS",
+    # issue 29 vf (session 4)
+    "test_vector_field.py::test_random_sign_vector_field_ep_tends_to_its_limit_with_either_sign":
+        "two tight nudged phases of random-sign vector-field EP and its dense limit (57 s loaded)",
+    "test_vector_field_train.py::test_cli_trains_vector_field_ep_and_rbp_on_digits_with_the_angle_in_the_curves":
+        "two CLI training runs on digits",
 }
 
 

@@ -419,10 +419,16 @@ def plot_runs(runs):
     validation, dashed), the error rate in % (training, solid, and validation, dashed; log
     axis), the mean relaxation steps per batch (free phase, solid, nudged phase, dashed) and
     the share of relaxations that reached the steady state (free, solid; nudged, dashed).
+    When a run has separate feedback weights (`alignment_deg` in its history), a fifth panel
+    (2 x 3) draws the angle between each `W_k` and `B_k^T`.
     """
     plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.0))
+    aligned = any("alignment_deg" in h for _, m in runs for h in m.get("history", []))
+    fig, axes = plt.subplots(2, 3 if aligned else 2, figsize=(18 if aligned else 12, 8.0))
     axes = axes.ravel()
+    if aligned:
+        axes, extra = axes[[0, 1, 3, 4]], axes[[2, 5]]
+        extra[1].axis("off")
     colors = plt.cm.tab10(np.arange(len(runs)) % 10)
     for (label, m), c in zip(runs, colors):
         epoch = _history(m, "epoch")
@@ -438,6 +444,10 @@ def plot_runs(runs):
         axes[2].plot(epoch, _history(m, "nudged_steps"), color=c, ls="--")
         axes[3].plot(epoch, 100 * _history(m, "free_converged"), color=c, label=tag)
         axes[3].plot(epoch, 100 * _history(m, "nudged_converged"), color=c, ls="--")
+        hist = m.get("history", [])
+        for k in range(len(hist[0].get("alignment_deg", ())) if aligned else 0):
+            extra[0].plot(epoch, [h["alignment_deg"][k] for h in hist], color=c,
+                          ls=("-", "--", ":", "-.")[k % 4], label=f"{label}: W_{k + 2}, B_{k + 2}^T")
     axes[0].set_title("cost C (solid: training, dashed: validation)")
     axes[0].set_ylabel("mean cost per example")
     axes[1].set_title("error (solid: training, dashed: validation)")
@@ -459,6 +469,10 @@ def plot_runs(runs):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    if aligned:
+        extra[0].set(title="angle between W_k and B_k^T", xlabel="epoch", ylabel="degrees")
+        extra[0].grid(alpha=0.3)
+        extra[0].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig

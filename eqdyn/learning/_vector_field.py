@@ -5,8 +5,9 @@ feedforward and feedback weights, `eqdyn.models.VectorFieldHopfield`), EP's upda
 
     g = -(1 / (beta_a - beta_b)) (df/dtheta at u^0)^T (s^{beta_a} - s^{beta_b}) / B
 
-(`s = rho(u)` the rates, `u^0` the free fixed point; `beta_a, beta_b` = `beta, 0` one-sided or
-`beta, -beta` symmetric): each weight moves by its presynaptic free rate times the change of
+(`s = rho(u)` the rates, `u^0` the free fixed point; `beta_a, beta_b` = `beta, 0` one-sided,
+`beta, -beta` symmetric, or `+-beta, 0` with the sign drawn per batch (random-sign, Scellier &
+Bengio 2017)): each weight moves by its presynaptic free rate times the change of
 its postsynaptic rate between the phases, `dW_k ~ s_{k-1}^T (s_k^beta - s_k^0)`,
 `dB_k ~ s_k^T (s_{k-1}^beta - s_{k-1}^0)`. As `beta -> 0` it tends to `(df/dtheta)^T
 diag(rho') J^{-1} df/dbeta / B` (`du/dbeta = -J^{-1} df/dbeta`, `J = df/du`), where the exact
@@ -25,6 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ConfigError
 from ..dynamics import RelaxConfig
+from ..models import VectorFieldHopfield
 from ._phase import run_phase
 from ._rule import (AbstractRule, Stats, as_leaf, check_batch, free_phase_stats, status_code,
                     worst_status)
@@ -52,28 +54,46 @@ class VectorFieldEP(AbstractRule):
 
     - `beta`: the nudging strength (> 0; an array leaf).
     - `symmetric`: nudge at `+beta` and `-beta` (default) or at `+beta` only (static).
+    - `random_sign`: one nudged phase at `+beta` or `-beta`, the sign drawn per batch from the
+      call's `key` (static; needs `symmetric=False`).
     - `free`, `nudged`: the phases' relaxations (relaxation objects or `RelaxConfig`s;
       `nudged` defaults to `free`).
 
-    Call it as any rule: `grads, stats = rule(model, x, d, s0)`.
+    Call it as any rule: `grads, stats = rule(model, x, d, s0)` with `model` a
+    `eqdyn.models.VectorFieldHopfield` (an energy model's rule is `EP`).
     """
 
     beta: Float[Array, ""] = eqx.field(converter=as_leaf)
     symmetric: bool = eqx.field(static=True, default=True)
     free: object = eqx.field(default_factory=RelaxConfig)
     nudged: object = None
+    random_sign: bool = eqx.field(static=True, default=False, kw_only=True)
 
     def __check_init__(self):
         b = jnp.asarray(self.beta)
         if b.ndim != 0 or not bool(jnp.isfinite(b)) or not float(b) > 0:
             raise ConfigError(f"`beta`={self.beta!r} must be a positive finite number.")
+        if self.random_sign and self.symmetric:
+            raise ConfigError("`random_sign`=True draws one nudged phase's sign per batch; it "
+                              "excludes `symmetric`=True (pass symmetric=False).")
 
     def __call__(self, model, x, d, s0, *, key: PRNGKeyArray | None = None, labels=None
                  ) -> tuple[tuple[Array, ...], Stats]:
+        if not isinstance(model, VectorFieldHopfield):
+            raise ConfigError(
+                f"`VectorFieldEP` needs a vector-field network (eqdyn.models."
+                f"VectorFieldHopfield, separate feedforward and feedback weights); `model` is a "
+                f"{type(model).__name__}. Train an energy model with eqdyn.learning.EP (e.g. "
+                "EP(beta, Symmetric())), or build a VectorFieldHopfield.")
+        if self.random_sign and key is None:
+            raise ConfigError("`key` is required with `random_sign`=True (e.g. "
+                              "jax.random.PRNGKey(0)): it draws the nudging's sign.")
         check_batch(x, d, s0)
         nudged = self.free if self.nudged is None else self.nudged
         free = run_phase(self.free, model, x, s0, 0.0, d)
         beta = jnp.asarray(self.beta, x.dtype)
+        if self.random_sign:
+            beta = jnp.where(jax.random.bernoulli(key), beta, -beta)
         plus = run_phase(nudged, model, x, free.states, beta, d)
         if self.symmetric:
             minus = run_phase(nudged, model, x, free.states, -beta, d)

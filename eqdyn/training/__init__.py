@@ -28,6 +28,7 @@ from ._registry import BACKENDS as BACKENDS
 from ._registry import CEP_VARIANTS as CEP_VARIANTS
 from ._registry import COSTS as COSTS
 from ._registry import FORMULATIONS as FORMULATIONS
+from ._registry import FEEDBACKS as FEEDBACKS
 from ._registry import LOCAL_RULES as LOCAL_RULES
 from ._registry import OPTIMIZERS as OPTIMIZERS
 from ._registry import PLASTICITY as PLASTICITY

@@ -81,6 +81,8 @@ def format_epoch(h: dict, epochs: int) -> str:
         f"  nudged {h['nudged_steps']:.1f}  converged {100 * h['free_converged']:.0f}%"
         f"/{100 * h['nudged_converged']:.0f}%"
         + (f" ({failed} of {h['relaxations']} relaxations did not)" if failed else "")
+        + ("" if "alignment_deg" not in h else
+           "  angle " + "/".join(f"{a:.1f}" for a in h["alignment_deg"]) + " deg")
         + f"  {h['seconds']:.1f}s"
     )
 

@@ -29,7 +29,7 @@ from .._compile import cheap_jit
 from .._distributed import DataParallel, is_writer, resolve_devices, to_host
 from .._errors import ConfigError
 from ..learning import AbstractLocalRule, AbstractRule, Backprop
-from ..models import parse_arch
+from ..models import VectorFieldHopfield, alignment_angles, parse_arch
 from ._checkpoint import CheckpointWriter, load_checkpoint, write_json
 from ._config import TrainConfig, build_model
 from ._evaluate import evaluate
@@ -163,7 +163,7 @@ def _load(cfg: TrainConfig, dataset, download: bool, progress):
         )
     if model.input_size != dataset.input_dim or model.n_outputs != dataset.n_classes:
         raise ConfigError(
-            f"the energy `{model.energy.name}` takes {model.input_size} inputs and predicts "
+            f"the energy `{cfg.energy}` takes {model.input_size} inputs and predicts "
             f"{model.n_outputs} classes, but the data set {dataset.name!r} has "
             f"{dataset.input_dim} inputs and {dataset.n_classes} classes."
         )
@@ -379,6 +379,8 @@ def train(
                 train_seconds=train_seconds,
                 seconds=time.perf_counter() - t0,
             )
+            if isinstance(model, VectorFieldHopfield):  # angle(W_k, B_k^T), k = 2..L
+                h["alignment_deg"] = [float(a) for a in alignment_angles(model)]
             history.append(h)
             if writer is not None:  # written while the next epoch trains (the keys of
                 # `state_template`, which restores it)

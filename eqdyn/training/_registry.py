@@ -16,12 +16,13 @@ from ..dynamics import SOLVERS as _SOLVERS
 from ..dynamics import OnSteady, Poisson, RelaxConfig, Spiking
 from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
                         AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, SpikeTiming,
-                        noisy_phase, require_holomorphic)
+                        VectorFieldEP, noisy_phase, require_holomorphic)
 from ..models import FORMULATIONS as FORMULATIONS
 
 __all__ = [
     "ALGOS", "VARIANTS", "CEP_VARIANTS", "OPTIMIZERS", "SCHEDULES", "COSTS", "FORMULATIONS",
-    "BACKENDS", "SOLVERS", "PLASTICITY", "LOCAL_RULES", "relax_configs", "build_rule",
+    "BACKENDS", "SOLVERS", "PLASTICITY", "LOCAL_RULES", "FEEDBACKS", "relax_configs",
+    "build_rule",
 ]
 
 #: Learning rules `train` can run: EP, continual EP, contrastive Hebbian learning, the exact
@@ -41,6 +42,10 @@ COSTS = ("squared_error", "cross_entropy")
 BACKENDS = ("diffrax", "fused", "blocks")
 #: ODE solvers of the relaxation (see `eqdyn.dynamics.RelaxConfig`)
 SOLVERS = tuple(_SOLVERS)
+#: feedback weights of the built-in layered network: one weight per coupling (the energy
+#: network), or separate feedback weights (a vector field) starting at the transposed
+#: feedforward weights or drawn independently (see `TrainConfig`)
+FEEDBACKS = ("tied", "transposed", "independent")
 #: rules that move the weights themselves (plain SGD with the per-layer rates, no optimiser)
 LOCAL_RULES = ("cep", "continuous")
 
@@ -98,12 +103,16 @@ def _steps(cfg: RelaxConfig) -> int:
 def build_rule(cfg, groups) -> AbstractRule:
     """The learning rule `cfg` names, as an `eqdyn.learning` rule object.
 
-    `cfg.algo` picks the rule and `cfg.variant` EP's nudging (`NUDGINGS`); the phases relax by
+    `cfg.algo` picks the rule and `cfg.variant` EP's nudging (`NUDGINGS`; with separate
+    feedback weights, `cfg.feedback`, EP is `VectorFieldEP` with that nudging); the phases relax by
     `relax_configs(cfg)` (noisy with `cfg.temperature > 0`); `cfg.beta` and the per-parameter
     rates (`cfg.lr` by `groups`, the learning-rate group of each parameter, for the local
     rules) become the rule's array leaves.
     """
     free, nudged, _ = relax_configs(cfg)
+    if cfg.algo == "ep" and cfg.feedback != "tied":
+        return VectorFieldEP(cfg.beta, cfg.variant == "symmetric", free, nudged,
+                             random_sign=cfg.variant == "random-sign")
     if cfg.algo == "ep":
         nudging = (Holomorphic(cfg.n_points) if cfg.variant == "holomorphic"
                    else NUDGINGS[cfg.variant]())
