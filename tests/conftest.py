@@ -355,6 +355,15 @@ INTEGRATION: dict[str, str] = {
         "two tight nudged phases of random-sign vector-field EP and its dense limit (57 s loaded)",
     "test_vector_field_train.py::test_cli_trains_vector_field_ep_and_rbp_on_digits_with_the_angle_in_the_curves":
         "two CLI training runs on digits",
+    # issue 29 resnet (session 4)
+    "test_conv_resnet.py::test_resnet_energy_matches_jax_grad_of_handwritten_energy":
+        "derivation of a 2-block residual net against jax.grad (6 s warm, 32 s cold)",
+    "test_conv_resnet.py::test_centered_ep_matches_rbp_on_the_resnet":
+        "RBP and two tight nudged phases of a 2-block residual net (56 s at load 10)",
+    "test_conv_resnet.py::test_hr25_preset_builds_and_takes_a_training_step":
+        "compiles the Hopfield-ResNet13 training step",
+    "test_conv_resnet.py::test_derive_check_of_the_small_resnet_energy_file":
+        "the CLI in a subprocess (61 s at load 10)",
 }
 
 

@@ -177,13 +177,15 @@ def tiny():
 
 def test_fused_euler_and_block_sweeps_reach_the_same_conv_fixed_point(tiny):
     e, x, _ = tiny
-    m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    # key 2: with PyTorch's Conv2d bounds (since 2026-12-07) keys 0, 1 and 3 leave every output
+    # unit saturated at the fixed point, and the check below needs one inside (0, 1)
+    m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(2), dtype=jnp.float64)
     assert m.formulation == "leaky"
     fused = relax(m, x, relaxation=FusedEuler(dt=0.5, t1=2000.0, tol=1e-10, max_steps=8000),
                   on_failure="raise")
     blocks = relax(m, x, relaxation=BlockSweeps(max_sweeps=500, tol=1e-10), on_failure="raise")
     assert float(fused.residual) < 1e-10 and float(blocks.residual) < 1e-10
-    # measured 2026-12-07: 117 Euler steps, 27 sweeps, states equal to 1.0e-10
+    # measured 2026-12-07 (key 2): 257 Euler steps, 62 sweeps, states equal to 1.3e-10
     assert int(blocks.steps) < int(fused.steps) / 2
     for a, b in zip(fused.states, blocks.states):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-9)

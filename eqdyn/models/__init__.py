@@ -2,6 +2,7 @@
 
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
+from ._activations import clipped_relu as clipped_relu
 from ._activations import get_activation as get_activation
 from ._activations import register_activation as register_activation
 from ._energy_file import load_energy_file as load_energy_file

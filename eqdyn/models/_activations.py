@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from .._errors import ConfigError
 
-__all__ = ["Activation", "ACTIVATIONS", "get_activation", "register_activation"]
+__all__ = ["Activation", "ACTIVATIONS", "clipped_relu", "get_activation", "register_activation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +129,32 @@ def _hard_sigmoid_d1(u):
     return jnp.where((u >= 0.0) & (u <= 1.0), jnp.ones_like(u), jnp.zeros_like(u))
 
 
+def clipped_relu(cap: float = 6.0, name: str | None = None) -> Activation:
+    """The clipped ReLU `min(max(u, 0), cap)` (ReLU6 at `cap = 6`; the hard sigmoid at 1).
+
+    A projection onto `[0, cap]` with `rho' = 1` inside (its leaky formulation relaxes to the
+    minima of `F` on the box `[0, cap]^n`), the activation of Hopfield-ResNet (Elayedam &
+    Srinivasan 2025, ReLU6 in their code). `"relu6"` is registered.
+
+    **Arguments:** `cap` (a positive float), `name` (default `"clipped_relu{cap}"`).
+
+    **Returns:** an `Activation` (not registered: `register_activation` adds it by name).
+    """
+    cap = float(cap)
+    if not cap > 0.0:
+        raise ConfigError(f"`cap`={cap!r} of a clipped ReLU must be positive (it clips to "
+                          "[0, cap]; the hard sigmoid is cap=1).")
+
+    def fn(u):
+        return jnp.clip(u, 0.0, cap)
+
+    def d1(u):
+        return jnp.where((u >= 0.0) & (u <= cap), jnp.ones_like(u), jnp.zeros_like(u))
+
+    return Activation(name or f"clipped_relu{cap:g}", fn, d1, jnp.zeros_like, True,
+                      bounds=(0.0, cap))
+
+
 def _sigmoid(u):
     return 1.0 / (1.0 + jnp.exp(-u))
 
@@ -171,6 +197,7 @@ ACTIVATIONS: dict[str, Activation] = {
         "hard_sigmoid", _hard_sigmoid, _hard_sigmoid_d1, lambda u: jnp.zeros_like(u), True,
         bounds=(0.0, 1.0),
     ),
+    "relu6": clipped_relu(6.0, "relu6"),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, holomorphic=True,
                           integral=lambda u: jnp.logaddexp(0.0, u)),
     "tanh": Activation("tanh", jnp.tanh, _tanh_d1, _tanh_d2, holomorphic=True,

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._compile import cheap_jit
 from .._errors import ConfigError
-from ..symbolic import Energy
+from ..symbolic import Conv2d, Energy
 from ._activations import Activation
 from ._system import CompiledSystem, energy_system, resolve_activations, resolve_formulation
 
@@ -152,7 +152,8 @@ def _self_couplings(energy: Energy) -> set:
 
 
 def glorot_init(key: PRNGKeyArray, energy: Energy, dtype=jnp.float32) -> tuple[Array, ...]:
-    """Default parameters: Glorot-uniform couplings; zero biases and lateral weights.
+    """Default parameters: Glorot-uniform couplings, PyTorch's convolution kernels; zero biases
+    and lateral weights.
 
     A parameter of shape `(m, n)` with `m > 1` is drawn from `U(-a, a)`, `a = sqrt(6/(m+n))`
     (Scellier & Bengio's initialisation); a `(1, n)` parameter (a bias) and a parameter that
@@ -160,26 +161,46 @@ def glorot_init(key: PRNGKeyArray, energy: Energy, dtype=jnp.float32) -> tuple[A
     start at zero, so a fresh network with lateral weights starts as the plain layered one.
     (Random lateral weights with self-connections measurably slow learning: 46 % vs 94 % test
     accuracy after 3 epochs on digits, 64-256-10, hard sigmoid.)
+
+    A convolution kernel (`Co x C*kh*kw`, the kernel of a `conv` node) is drawn from
+    `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, `fan_in = C*kh*kw`: PyTorch's default `Conv2d`
+    initialisation (`kaiming_uniform_(w, a=sqrt(5))`), which the published convolutional EP
+    code runs (Ernoult et al. 2019 keep `nn.Conv2d`'s default; Laborieux et al. 2021's
+    `my_init` calls it explicitly, then scales by their `--scale`). The matrix formula would
+    take `m + n = Co + C*kh*kw` for the fans, a wider bound than any convolution convention.
     """
-    lateral = _self_couplings(energy)
-    spec = tuple((int(p.shape[0]), int(p.shape[1]), not (int(p.shape[0]) == 1 or p in lateral))
+    lateral, kernels = _self_couplings(energy), _conv_kernels(energy)
+    spec = tuple((int(p.shape[0]), int(p.shape[1]), not (int(p.shape[0]) == 1 or p in lateral),
+                  1.0 / math.sqrt(int(p.shape[1])) if p in kernels else None)
                  for p in energy.params)
     return glorot_uniform(key, spec, jnp.dtype(dtype))
 
 
+def _conv_kernels(energy: Energy) -> set:
+    """The parameters that are the kernel of a convolution in `energy`."""
+    params = set(energy.params)
+    found = set()
+    for term in (*energy.internal, *energy.cost):
+        for node in sp.preorder_traversal(term):
+            if isinstance(node, Conv2d) and node.operands[1] in params:
+                found.add(node.operands[1])
+    return found
+
+
 @functools.partial(cheap_jit, static_argnums=(1, 2))
-def glorot_uniform(key: PRNGKeyArray, spec: tuple[tuple[int, int, bool], ...], dtype):
+def glorot_uniform(key: PRNGKeyArray, spec: tuple[tuple, ...], dtype):
     """`jax.random.split(key, len(spec))`, then for each `(m, n, draw)` a `(m, n)` array drawn
-    from `U(-a, a)`, `a = sqrt(6/(m+n))`, or zeros where `draw` is False.
+    from `U(-a, a)`, `a = sqrt(6/(m+n))`, or zeros where `draw` is False; an entry `(m, n,
+    draw, a)` with `a` not None gives the bound itself.
 
     One program, compiled cheaply (`eqdyn._compile`): the same bits as drawing each array
     with `jax.random.uniform` op by op, in a third of the compile time.
     """
     keys = jax.random.split(key, max(1, len(spec)))
     out = []
-    for k, (m, n, draw) in zip(keys, spec):
+    for k, (m, n, draw, *bound) in zip(keys, spec):
         if draw:
-            lim = math.sqrt(6.0 / (m + n))
+            lim = bound[0] if bound and bound[0] is not None else math.sqrt(6.0 / (m + n))
             out.append(jax.random.uniform(k, (m, n), dtype, -lim, lim))
         else:
             out.append(jnp.zeros((m, n), dtype))

@@ -22,6 +22,7 @@ from ._conv import PoolUnpool2d as PoolUnpool2d
 from ._conv import conv_geometry as conv_geometry
 from ._conv import pool_geometry as pool_geometry
 from ._conv_energy import conv_hopfield_energy as conv_hopfield_energy
+from ._resnet_energy import hopfield_resnet_energy as hopfield_resnet_energy
 from ._energy import BATCH as BATCH
 from ._energy import Derivation as Derivation
 from ._energy import Energy as Energy

@@ -49,11 +49,17 @@ def _ints(t) -> tuple[int, ...]:
     return tuple(int(v) for v in t)
 
 
-def conv_geometry(in_shape, out_channels, kernel, stride=1, padding=0, *, term="conv") -> sp.Tuple:
+def conv_geometry(in_shape, out_channels, kernel, stride=1, padding=0, *, term="conv",
+                  floor: bool = False) -> sp.Tuple:
     """`(C, H, W, Co, kh, kw, stride, padding)` after checking that it tiles.
 
+    `floor=True` accepts a stride that does not tile the padded map, as PyTorch and
+    `lax.conv_general_dilated` do: the output has `(H + 2p - kh) // s + 1` rows, and the last
+    rows and columns of the padded map that no window reaches are left out (a 3x3 kernel at
+    stride 2 and padding 1 halves a 32x32 map, Hopfield-ResNet's downsampling).
+
     **Raises:** `DerivationError` naming `term` and the sizes when the kernel is larger than the
-    (padded) map, or the stride does not tile it.
+    (padded) map, or the stride does not tile it (unless `floor`).
     """
     C, H, W = _ints(in_shape)
     kh, kw = (int(kernel), int(kernel)) if isinstance(kernel, int) else _ints(kernel)
@@ -66,11 +72,12 @@ def conv_geometry(in_shape, out_channels, kernel, stride=1, padding=0, *, term="
         raise DerivationError(
             f"{term}: the kernel {kh}x{kw} is larger than its feature map {H}x{W} (padding {p}); "
             "use a smaller kernel or more padding.")
-    if (H + 2 * p - kh) % s or (W + 2 * p - kw) % s:
+    if not floor and ((H + 2 * p - kh) % s or (W + 2 * p - kw) % s):
         raise DerivationError(
             f"{term}: stride {s} does not tile the map {H}x{W} with kernel {kh}x{kw} and "
             f"padding {p} ((H + 2p - kh) = {H + 2 * p - kh} and (W + 2p - kw) = "
-            f"{W + 2 * p - kw} must be multiples of the stride); change the stride or padding.")
+            f"{W + 2 * p - kw} must be multiples of the stride); change the stride or padding, or "
+            "pass floor=True to leave out what the last stride step does not reach.")
     return sp.Tuple(C, H, W, Co, kh, kw, s, p)
 
 

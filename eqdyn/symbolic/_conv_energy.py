@@ -63,8 +63,10 @@ def _label(x) -> str:
     return str(x)
 
 
-def conv(x, k, in_shape, *, stride: int = 1, padding: int = 0, kernel_size=None):
-    """`K * x`: the convolution node of the maps `x` (shape `in_shape = (C, H, W)`)."""
+def conv(x, k, in_shape, *, stride: int = 1, padding: int = 0, kernel_size=None,
+         floor: bool = False):
+    """`K * x`: the convolution node of the maps `x` (shape `in_shape = (C, H, W)`); `floor`
+    accepts a stride that does not tile the map (see `conv_geometry`)."""
     term = f"conv({_label(x)}, {k.name})"
     C = int(in_shape[0])
     if int(k.cols) % C:
@@ -72,7 +74,7 @@ def conv(x, k, in_shape, *, stride: int = 1, padding: int = 0, kernel_size=None)
             f"{term}: the kernel `{k.name}` has {k.cols} columns, not a multiple of the {C} "
             "channels of its input map; the channels of the layers do not match.")
     g = conv_geometry(in_shape, k.rows, _kernel_size(k, C, kernel_size, term), stride, padding,
-                      term=term)
+                      term=term, floor=floor)
     want = int(in_shape[0]) * int(in_shape[1]) * int(in_shape[2])
     if sp.sympify(x.cols) != want:
         raise DerivationError(
@@ -88,13 +90,14 @@ def pool(z, shape, kind: str = "max", size: int = 2):
 
 def conv_coupling(pre, k, post, in_shape, rho=None, *, stride: int = 1, padding: int = 0,
                   pool_kind: str | None = None, pool_size: int = 2, kernel_size=None,
-                  pre_raw: bool = False, post_raw: bool = False) -> sp.Expr:
+                  pre_raw: bool = False, post_raw: bool = False, floor: bool = False) -> sp.Expr:
     """`- < P(K * rho(pre)), rho(post) >`: the P_CNN coupling of two feature maps.
 
     **Arguments:** `pre` (maps of shape `in_shape = (C, H, W)`), `k` (a `kernel`), `post` (maps
     of the convolution's output shape, pooled by `pool_kind` `"max"`/`"avg"` if given), `rho`
     (default `terms.RHO`), `stride`, `padding`, `pool_size`, `kernel_size` (default: square,
-    from `k`), `pre_raw`/`post_raw` (the layer itself instead of `rho` of it).
+    from `k`), `pre_raw`/`post_raw` (the layer itself instead of `rho` of it), `floor` (a
+    stride that does not tile the map, as PyTorch floors it: see `conv_geometry`).
 
     **Raises:** `DerivationError` naming the sizes when the kernel is larger than the map, the
     stride or pooling does not tile it, or the channels do not match.
@@ -103,7 +106,8 @@ def conv_coupling(pre, k, post, in_shape, rho=None, *, stride: int = 1, padding:
 
     rho = rho or RHO
     a = pre if pre_raw else elementwise(rho, pre)
-    z = conv(a, k, in_shape, stride=stride, padding=padding, kernel_size=kernel_size)
+    z = conv(a, k, in_shape, stride=stride, padding=padding, kernel_size=kernel_size,
+             floor=floor)
     out = conv_out_shape(z.args[-1])
     if pool_kind is not None:
         z = pool(z, out, pool_kind, pool_size)

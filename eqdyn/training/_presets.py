@@ -64,4 +64,12 @@ PRESETS: dict[str, dict] = {
         weight_decay=3e-4, schedule="cosine", batch_size=128, epochs=120, val_size=0,
         persistent=False, solver="euler", backend="fused", dt0=1.0, free_t1=250.0,
         nudged_t1=25.0),
+    # Elayedam & Srinivasan (2025), Hopfield-ResNet13: their code's CIFAR-10 defaults (centered
+    # EP = symmetric nudging; 120 / 50 fixed-point iterations as Euler steps at dt 1)
+    "hr25-cifar10": dict(
+        dataset="cifar10", energy=preset_energy("hr25_cifar10.py"), arch="3072-10",
+        activation="relu6", formulation="leaky", algo="ep", variant="symmetric", beta=0.1,
+        lr=(0.03,), optimizer="sgd", momentum=0.9, weight_decay=2.5e-4, schedule="cosine",
+        batch_size=128, epochs=300, val_size=0, persistent=False, solver="euler",
+        backend="fused", dt0=1.0, free_t1=120.0, nudged_t1=50.0, eval_t1=120.0),
 }
