@@ -364,6 +364,9 @@ INTEGRATION: dict[str, str] = {
         "compiles the Hopfield-ResNet13 training step",
     "test_conv_resnet.py::test_derive_check_of_the_small_resnet_energy_file":
         "the CLI in a subprocess (61 s at load 10)",
+    # issue 28 (session 4)
+    "test_spiking.py::test_training_sweep_over_step_and_rate":
+        "two tiny training runs, rate and spiking (32 s at load 7)",
 }
 
 

@@ -247,6 +247,40 @@ def test_sb17_1h_spiking_preset_is_the_mnist_run():
     assert round(rule.free.t1 / rule.free.dt) == 200 and round(rule.nudged.t1 / rule.nudged.dt) == 100
 
 
+@pytest.mark.filterwarnings("ignore:epoch .* did not reach a steady state")
+def test_training_sweep_over_step_and_rate(tmp_path):
+    """benchmarks/bench_spiking_train.py's code path on a tiny setting: the grid keeps
+    `max_rate dt <= 1` and leads with the rate model, each run gives finite errors and times
+    and the figure is written."""
+    import json
+
+    from eqdyn.data import Dataset
+    from helpers import load_benchmark
+
+    bench = load_benchmark("bench_spiking_train")
+    assert bench.grid() == [(0.0, 0.05), (10.0, 0.05), (10.0, 0.02), (10.0, 0.01),
+                            (20.0, 0.05), (20.0, 0.02), (20.0, 0.01), (50.0, 0.02),
+                            (50.0, 0.01), (100.0, 0.01)]
+    rng = np.random.default_rng(0)
+
+    def split(k):
+        return rng.uniform(0, 1, (k, 4)).astype(np.float32), (np.arange(k) % 3).astype(np.int32)
+
+    ds = Dataset("synthetic", *split(4), *split(2), *split(2), 3, (4,))
+    rows = bench.train_sweep(2, [(0.0, 0.1), (5.0, 0.1)], dataset=ds, progress=None,
+                             arch="4-5-3", batch_size=2, free_t1=1.0, nudged_t1=0.5,
+                             eval_t1=2.0, eval_batch=2)
+    assert [(r["model"], r["max_rate"]) for r in rows] == [("rate", 0.0), ("spiking", 5.0)]
+    assert rows[1]["steps_per_batch"] == dict(free=10.0, nudged=5.0)
+    for r in rows:
+        assert 0 <= r["test_error"] <= 1 and r["seconds_per_epoch"] > 0
+        assert len(r["val_accuracy_per_epoch"]) == 2
+    result = dict(epochs=2, rows=rows)
+    json.dumps(result)
+    bench.plot(result, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
 def test_reproduce_records_a_finished_run_of_the_preset(tmp_path):
     """`bench_reproduce.py sb17-1h-spiking --from-run DIR` records DIR's metrics.json in the
     form of the other reproduction results (what results_table.py reads), and refuses a run
