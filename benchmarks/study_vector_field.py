@@ -21,7 +21,8 @@ tied (symmetric-weight EP), independent and transposed (vector-field EP; the sam
 start). Each run trains on the 50,000 training images and is scored on the 10,000 test
 images after every epoch (the trainer's per-epoch "validation" pass is given the test split:
 nothing is selected on it), with the angle per layer. Runs live in `--runs/vf-mnist-F` and
-resume there.
+resume there. A run named `independent+h0.5` adds Laborieux & Zenke's Jacobian homeostasis
+with coefficient 0.5 (`--homeostasis 0.5`).
 
 Usage (from the repository root):
 
@@ -135,9 +136,10 @@ def _mnist(args, argv) -> int:
     out = {"dataset": "mnist", "epochs": epochs, "runs": {},
            "note": "val_error per epoch is the test error (the trainer's validation pass was "
                    "given the test split; nothing was selected on it)"}
-    for fb in args.feedback.split(","):
-        cfg = resolve_config("sb17-1h", backend="fused", feedback=fb, epochs=epochs,
-                             data_dir=args.data_dir)
+    for fb in args.feedback.split(","):  # "independent+h0.5": with Jacobian homeostasis 0.5
+        feedback, _, h = fb.partition("+h")
+        cfg = resolve_config("sb17-1h", backend="fused", feedback=feedback, epochs=epochs,
+                             data_dir=args.data_dir, homeostasis=float(h) if h else None)
         run_dir = Path(args.runs) / f"vf-mnist-{fb}"
         done = run_dir / "metrics.json"
         if done.exists() and json.loads(done.read_text()).get("epochs") == epochs:
@@ -146,7 +148,8 @@ def _mnist(args, argv) -> int:
             m = train(cfg, run_dir=run_dir, resume=(run_dir / "config.json").exists(),
                       dataset=ds, progress=lambda s, fb=fb: print(fb, s, flush=True))
             m.pop("model")
-        out["config"] = {k: v for k, v in cfg.to_json().items() if k != "feedback"}
+        out["config"] = {k: v for k, v in cfg.to_json().items()
+                         if k not in ("feedback", "homeostasis")}
         out["runs"][fb] = {
             "run_dir": str(run_dir), "test_error": m["test_error"],
             "wall_seconds": m["wall_seconds"],

@@ -110,6 +110,10 @@ def run_flags(p):
                    "field, no energy; --algo ep is vector-field EP, rbp and bptt the exact "
                    "gradient on the same field) starting at W_k^T (transposed) or drawn "
                    "independently; the angle between W_k and B_k^T is recorded per epoch")
+    g.add_argument("--homeostasis", type=float, metavar="C",
+                   help="with --feedback transposed/independent and --algo ep: add C times the "
+                   "gradient of Laborieux & Zenke's (2024) Jacobian homeostasis (the "
+                   "asymmetry of the couplings at the free fixed point) to the update")
     g.add_argument("--cost", choices=COSTS,
                    help="cost of the built-in layered energy: squared error on the output layer "
                    "or a softmax readout of the last hidden layer")
@@ -199,7 +203,7 @@ def run_flags(p):
 #: `TrainConfig` fields set by the flags of `_run_flags`
 RUN_FLAGS = (
     "dataset", "data_dir", "val_size", "arch", "energy", "activation", "formulation", "cost",
-    "feedback", "algo",
+    "feedback", "homeostasis", "algo",
     "variant", "beta", "lr", "optimizer", "momentum", "weight_decay", "batch_size",
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",

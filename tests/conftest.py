@@ -355,6 +355,8 @@ INTEGRATION: dict[str, str] = {
         "two tight nudged phases of random-sign vector-field EP and its dense limit (57 s loaded)",
     "test_vector_field_train.py::test_cli_trains_vector_field_ep_and_rbp_on_digits_with_the_angle_in_the_curves":
         "two CLI training runs on digits",
+    "test_vector_field.py::test_jacobian_homeostasis_is_the_asymmetry_of_the_couplings":
+        "4,000 Hutchinson probes and their gradient, two EP estimates (82 s loaded)",
     # issue 29 resnet (session 4)
     "test_conv_resnet.py::test_resnet_energy_matches_jax_grad_of_handwritten_energy":
         "derivation of a 2-block residual net against jax.grad (6 s warm, 32 s cold)",

@@ -29,6 +29,8 @@ TINY = dict(dataset="digits", arch="8-6-3", backend="fused", free_t1=40.0, nudge
     (dict(cost="cross_entropy"), "`cost`='cross_entropy'"),
     (dict(temperature=0.1), "`temperature`=0.1"),
     (dict(arch="64-10"), "`arch`='64-10' has no hidden layer"),
+    (dict(feedback="tied", homeostasis=0.5), "`homeostasis`=0.5 is a term"),
+    (dict(algo="rbp", homeostasis=0.5), "`homeostasis`=0.5 is a term"),
     (dict(activation="sigmoid", cost="squared_error"), "`activation`='sigmoid'"),
 ])
 def test_feedback_refuses_what_a_vector_field_cannot_do(override, flag):
@@ -55,6 +57,9 @@ def test_feedback_builds_a_vector_field_with_the_tied_networks_feedforward_start
         assert isinstance(rule, VectorFieldEP) and rule.random_sign and not rule.symmetric
     assert build_rule(resolve_config(**TINY, feedback="independent", variant="symmetric"),
                       vf.lr_groups).symmetric
+    rule = build_rule(resolve_config(**TINY, feedback="independent", homeostasis=0.5),
+                      vf.lr_groups)
+    assert float(rule.homeostasis) == 0.5 and rule.homeostasis is not None
 
 
 def _tiny_data():

@@ -32,6 +32,7 @@ from ._boltzmann import PCD as PCD
 from ._boltzmann import positive_phase as positive_phase
 from ._vector_field import VectorFieldEP as VectorFieldEP
 from ._vector_field import vector_field_update as vector_field_update
+from ._vector_field import homeostasis_loss as homeostasis_loss
 
 from ._ep import VARIANTS as VARIANTS
 from ._ep import EPConfig as EPConfig

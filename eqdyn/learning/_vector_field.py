@@ -31,7 +31,7 @@ from ._phase import run_phase
 from ._rule import (AbstractRule, Stats, as_leaf, check_batch, free_phase_stats, status_code,
                     worst_status)
 
-__all__ = ["VectorFieldEP", "vector_field_update"]
+__all__ = ["VectorFieldEP", "vector_field_update", "homeostasis_loss"]
 
 
 def vector_field_update(model, x, d, free_states, states_a, states_b, span):
@@ -47,6 +47,42 @@ def vector_field_update(model, x, d, free_states, states_a, states_b, span):
     return tuple(scale * gi for gi in g)
 
 
+def homeostasis_loss(model, x, free_states, key: PRNGKeyArray, n_probes: int = 5):
+    """The Jacobian-homeostasis objective of Laborieux & Zenke (2024, "Improving equilibrium
+    propagation without weight symmetry through Jacobian homeostasis", ICLR; the definition of
+    their code, `homeo_loss` in github.com/Laborieux-Axel/generalized-holo-ep, models/dyn.py).
+
+    With `J` the Jacobian of the field in the rates at the free fixed point (the potentials
+    held) and `eps ~ N(0, I)`, the Hutchinson estimate of
+    `E[|J eps|^2 - eps . J (J eps)] = |J|_F^2 - tr(J^2) = 1/2 |J - J^T|_F^2`, divided by the
+    number of units, averaged over the batch and `n_probes` draws: zero when the Jacobian is
+    symmetric, whatever the weights. For `VectorFieldHopfield` the field is linear in the
+    rates and `J`'s blocks are `W_k^T` and `B_k^T`, so its expectation is
+    `sum_k |W_k - B_k^T|_F^2 / N` (`N` the units of all layers), the same for every example.
+
+    **Arguments:** the `model`, the clamped input `x`, the free fixed point `free_states`
+    (not differentiated), a PRNG `key`, the number of probes `n_probes`.
+
+    **Returns:** the scalar estimate (differentiable in `model.params`).
+    """
+    system = model.system
+    inputs = model.inputs(x)
+    rates = tuple(jax.lax.stop_gradient(r) for r in system.observe(free_states))
+    n = sum(r.shape[1] for r in rates)
+
+    def one(k):
+        eps = tuple(jax.random.normal(kk, r.shape, r.dtype)
+                    for kk, r in zip(jax.random.split(k, len(rates)), rates))
+        drive = lambda r: system.rate_drive(r, model.params, inputs)  # noqa: E731
+        _, j_eps = jax.jvp(drive, (rates,), (eps,))
+        _, jj_eps = jax.jvp(drive, (rates,), (j_eps,))
+        per = sum(jnp.sum(a * a, axis=1) - jnp.sum(e * c, axis=1)
+                  for a, e, c in zip(j_eps, eps, jj_eps))
+        return jnp.mean(per) / n
+
+    return jnp.mean(jax.vmap(one)(jax.random.split(key, n_probes)))
+
+
 class VectorFieldEP(AbstractRule):
     """EP's estimate for a network whose dynamics are a vector field (see the module docstring).
 
@@ -56,6 +92,10 @@ class VectorFieldEP(AbstractRule):
     - `symmetric`: nudge at `+beta` and `-beta` (default) or at `+beta` only (static).
     - `random_sign`: one nudged phase at `+beta` or `-beta`, the sign drawn per batch from the
       call's `key` (static; needs `symmetric=False`).
+    - `homeostasis`: `None` (off) or the coefficient `c` of Laborieux & Zenke's (2024)
+      Jacobian homeostasis: `c` times the gradient of `homeostasis_loss` at the free fixed
+      point (`n_probes` Gaussian probes, static) is added to EP's estimate (their code's
+      default `c` is 0.5, with 5 probes). Needs the call's `key`.
     - `free`, `nudged`: the phases' relaxations (relaxation objects or `RelaxConfig`s;
       `nudged` defaults to `free`).
 
@@ -68,8 +108,18 @@ class VectorFieldEP(AbstractRule):
     free: object = eqx.field(default_factory=RelaxConfig)
     nudged: object = None
     random_sign: bool = eqx.field(static=True, default=False, kw_only=True)
+    homeostasis: object = eqx.field(default=None, kw_only=True,
+                                    converter=lambda v: None if v is None else as_leaf(v))
+    n_probes: int = eqx.field(static=True, default=5, kw_only=True)
 
     def __check_init__(self):
+        if self.homeostasis is not None:
+            c = jnp.asarray(self.homeostasis)
+            if c.ndim != 0 or not bool(jnp.isfinite(c)) or not float(c) >= 0:
+                raise ConfigError(f"`homeostasis`={float(c)!r} must be None or a finite "
+                                  "number >= 0 (the coefficient of the Jacobian homeostasis).")
+        if not (isinstance(self.n_probes, int) and self.n_probes >= 1):
+            raise ConfigError(f"`n_probes`={self.n_probes!r} must be a positive integer.")
         b = jnp.asarray(self.beta)
         if b.ndim != 0 or not bool(jnp.isfinite(b)) or not float(b) > 0:
             raise ConfigError(f"`beta`={self.beta!r} must be a positive finite number.")
@@ -85,9 +135,13 @@ class VectorFieldEP(AbstractRule):
                 f"VectorFieldHopfield, separate feedforward and feedback weights); `model` is a "
                 f"{type(model).__name__}. Train an energy model with eqdyn.learning.EP (e.g. "
                 "EP(beta, Symmetric())), or build a VectorFieldHopfield.")
-        if self.random_sign and key is None:
-            raise ConfigError("`key` is required with `random_sign`=True (e.g. "
-                              "jax.random.PRNGKey(0)): it draws the nudging's sign.")
+        for name, on in (("random_sign", self.random_sign),
+                         ("homeostasis", self.homeostasis is not None)):
+            if on and key is None:
+                raise ConfigError(f"`key` is required with `{name}` (e.g. "
+                                  "jax.random.PRNGKey(0)): it draws the nudging's sign or the "
+                                  "homeostasis probes.")
+        k_homeo = None if key is None else jax.random.fold_in(key, 1)
         check_batch(x, d, s0)
         nudged = self.free if self.nudged is None else self.nudged
         free = run_phase(self.free, model, x, s0, 0.0, d)
@@ -104,6 +158,11 @@ class VectorFieldEP(AbstractRule):
             low, span = free.states, beta
             steps, conv, code = plus.steps, plus.converged, status_code(plus)
         grads = vector_field_update(model, x, d, free.states, plus.states, low, span)
+        if self.homeostasis is not None:
+            c = jnp.asarray(self.homeostasis, x.dtype)
+            h = jax.grad(lambda p: homeostasis_loss(model.with_params(p), x, free.states,
+                                                    k_homeo, self.n_probes))(model.params)
+            grads = tuple(g + c * hg for g, hg in zip(grads, h))
         loss, correct = free_phase_stats(model, x, d, free.states, labels)
         return grads, Stats(loss, correct, tuple(free.states), free.steps, steps, free.converged,
                             conv, status_code(free), code)

@@ -97,6 +97,15 @@ class VectorFieldSystem:
             out.append(f)
         return tuple(out)
 
+    def rate_drive(self, rates, params, inputs):
+        """The part of each layer's field that depends on the rates `rates` (`s_1 .. s_L`, the
+        input clamped): `s_{k-1} W_k + s_{k+1} B_{k+1} + b_k`. Its Jacobian in the rates is the
+        network's coupling matrix (used by `eqdyn.learning.homeostasis_loss`)."""
+        W, B, b = self.split(params)
+        s = (inputs[0], *rates)
+        return tuple(s[k] @ W[k] + b[k] + (s[k + 2] @ B[k] if k + 2 < len(s) else 0.0)
+                     for k in range(self.n_layers))
+
     # the steady-state test of the leaky formulation (bounds' outward forces ignored)
     residual = CompiledSystem.residual
 

@@ -88,6 +88,8 @@ class TrainConfig:
     RBP / BPTT on the same field): `"transposed"` starts them at `W_k^T`, `"independent"` draws
     them independently. The feedforward weights are those of the tied network of the same
     seed. Each epoch then records the angle between `W_k` and `B_k^T` (`alignment_deg`).
+    `homeostasis` (> 0, with separate feedback and `algo="ep"`): the coefficient of Laborieux
+    & Zenke's Jacobian homeostasis added to vector-field EP's update (`VectorFieldEP`).
     """
 
     dataset: str = "digits"
@@ -98,6 +100,7 @@ class TrainConfig:
     formulation: str | None = None
     cost: str = "squared_error"
     feedback: str = "tied"
+    homeostasis: float = 0.0
     algo: str = "ep"
     variant: str = "random-sign"
     beta: float = 1.0
@@ -320,6 +323,14 @@ def _check_feedback(cfg: TrainConfig, sizes) -> None:
     network in the leaky formulation with a projection activation, trained by EP, RBP or BPTT."""
     if cfg.feedback not in FEEDBACKS:
         raise ConfigError(f"`feedback`={cfg.feedback!r} is not known; use one of {FEEDBACKS}.")
+    if not (math.isfinite(cfg.homeostasis) and cfg.homeostasis >= 0):
+        raise ConfigError(f"`homeostasis`={cfg.homeostasis} must be a finite number >= 0.")
+    if cfg.homeostasis and (cfg.feedback == "tied" or cfg.algo != "ep"):
+        raise ConfigError(
+            f"`homeostasis`={cfg.homeostasis} is a term of vector-field EP's update; it needs "
+            f"separate feedback weights and algo 'ep' (now `feedback`={cfg.feedback!r}, `algo`="
+            f"{cfg.algo!r}). Set feedback 'transposed' or 'independent' and algo 'ep', or "
+            "homeostasis 0.")
     if cfg.feedback == "tied":
         return
     for name, bad, fix in _NOT_WITH_FEEDBACK:

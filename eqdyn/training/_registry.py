@@ -112,7 +112,8 @@ def build_rule(cfg, groups) -> AbstractRule:
     free, nudged, _ = relax_configs(cfg)
     if cfg.algo == "ep" and cfg.feedback != "tied":
         return VectorFieldEP(cfg.beta, cfg.variant == "symmetric", free, nudged,
-                             random_sign=cfg.variant == "random-sign")
+                             random_sign=cfg.variant == "random-sign",
+                             homeostasis=cfg.homeostasis or None)
     if cfg.algo == "ep":
         nudging = (Holomorphic(cfg.n_points) if cfg.variant == "holomorphic"
                    else NUDGINGS[cfg.variant]())
