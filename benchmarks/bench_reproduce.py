@@ -169,8 +169,11 @@ def from_run(args) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
     sets = _parse_sets(args.set)
     want = resolve_config(args.preset, **sets, data_dir=m["config"]["data_dir"]).to_json()
+    # a field added to TrainConfig after the run is missing from its config: fine where the
+    # preset keeps its default
+    default = resolve_config().to_json()
     diff = {k: (m["config"].get(k), v) for k, v in want.items()
-            if k != "preset" and m["config"].get(k) != v}
+            if k != "preset" and m["config"].get(k, default[k] if v == default[k] else None) != v}
     if diff:
         raise SystemExit(f"{run_dir} is not a run of --preset {args.preset} with --set "
                          f"{sets}: (run, preset) differ in {diff}")
