@@ -11,7 +11,8 @@ the number of batches in 50,000 training images.
 The convolutions alone: the field of the second map and of the first map takes, per step, the
 convolution `K_2 * rho(c_1)` (20x32x12x12 -> 20x64x8x8) and its transpose (the feedback into
 `c_1`); the input's convolution is hoisted out of the relaxation. The script times the same two
-convolutions alone (`lax.conv_general_dilated` and its `jax.vjp`, the code eqdyn generates), in
+convolutions alone (the generated code's own helpers `_conv2d` and `_convtranspose2d`:
+`lax.conv_general_dilated` in NHWC and its `jax.vjp`), in
 a `lax.fori_loop` of as many iterations as EP takes field evaluations, and reports their time
 as a fraction of the EP estimate's, with the FLOP rate they reach (2 * MACs / time).
 
@@ -43,6 +44,7 @@ from eqdyn.dynamics import FusedEuler  # noqa: E402
 from eqdyn.learning import EP, Symmetric  # noqa: E402
 from eqdyn.models import EnergyModel  # noqa: E402
 from eqdyn.symbolic import conv_hopfield_energy  # noqa: E402
+from eqdyn.symbolic._conv import HELPERS  # noqa: E402 - the generated code's conv helpers
 
 N_TRAIN = 50_000
 
@@ -77,19 +79,17 @@ def main(argv=None) -> int:
     step = jax.jit(lambda m, x, d, s0: rule(m, x, d, s0)[0])
     n_fields = args.free + 2 * args.nudged + 3  # one more per phase: the field at the start
 
-    k2 = model.params[1].reshape(64, 32, 5, 5)
-    a = jax.random.uniform(jax.random.PRNGKey(2), (B, 32, 12, 12))
-
-    def conv(z, k):
-        return jax.lax.conv_general_dilated(z, k, (1, 1), ((0, 0), (0, 0)),
-                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    k2 = model.params[1]  # 64 x (32*5*5)
+    a = jax.random.uniform(jax.random.PRNGKey(2), (B, 32 * 12 * 12))
+    ns = {"jax": jax, "jnp": jnp}
+    exec(HELPERS, ns)  # noqa: S102 - the generated code's own convolution helpers
+    geom = (32, 12, 12, 64, 5, 5, 1, 0)
 
     @jax.jit
     def convs(a, k):
         def body(i, acc):
-            z = conv(a + acc[0, 0, 0, 0] * 1e-9, k)  # a dependency: no loop-invariant hoist
-            back = jax.vjp(lambda u: conv(u, k), jnp.zeros_like(a))[1](z)[0]
-            return acc + back
+            z = ns["_conv2d"](a + acc[0, 0] * 1e-9, k, geom)  # a dependency: no hoisting
+            return acc + ns["_convtranspose2d"](z, k, geom)
         return jax.lax.fori_loop(0, n_fields, body, jnp.zeros_like(a))
 
     def run_ep():

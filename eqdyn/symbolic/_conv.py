@@ -357,10 +357,13 @@ HELPERS = '''
 def _conv2d(x, k, g):
     C, H, W, Co, kh, kw, s, p = g
     dt = jnp.result_type(x, k)
+    # channel-minor (NHWC / HWIO) inside: the P_CNN's EP estimate runs 2.2x faster so than in
+    # NCHW / OIHW on XLA's CPU backend, transposes included (benchmarks/bench_conv_layout.py)
     y = jax.lax.conv_general_dilated(
-        x.reshape(-1, C, H, W).astype(dt), k.reshape(Co, C, kh, kw).astype(dt), (s, s),
-        ((p, p), (p, p)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
-    return y.reshape(y.shape[0], -1)
+        x.reshape(-1, C, H, W).astype(dt).transpose(0, 2, 3, 1),
+        k.reshape(Co, C, kh, kw).astype(dt).transpose(2, 3, 1, 0), (s, s),
+        ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.transpose(0, 3, 1, 2).reshape(y.shape[0], -1)
 
 
 def _convtranspose2d(gr, k, g):
