@@ -16,18 +16,16 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import DataError
+from ._fetch import fetch_first
 
 __all__ = ["CIFAR", "download_cifar", "load_cifar"]
 
-_TIMEOUT_S = 60.0
 _VAL = 5_000
 
 #: name -> archive, md5 of the archive (as published and used by torchvision), mirrors,
@@ -148,30 +146,15 @@ def download_cifar(name: str, dest: str | os.PathLike[str], *,
         raise DataError(f"`dest`='{dest}' cannot be created ({e}); pass a writable folder") from e
     urls = spec["urls"] if base_urls is None else (
         [base_urls] if isinstance(base_urls, str) else list(base_urls))
-    errors = []
-    for base in urls:
-        url = (base if base.endswith("/") else base + "/") + spec["archive"]
-        say(f"downloading {url}")
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{spec['archive']}.", suffix=".part")
-        try:
-            digest = hashlib.md5()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as r:
-                while chunk := r.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            got = digest.hexdigest()
-            if md5 and got != spec["md5"]:
-                raise DataError(f"md5 of the archive is {got}, not the published {spec['md5']}")
-            os.replace(tmp, target)
-            say(f"saved {target}")
-            return dest
-        except (OSError, ValueError) as e:
-            errors.append(f"{url}: {e}")
-            say(f"failed: {url}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    tried = "\n  ".join(errors)
-    raise DataError(f"could not download {spec['archive']} into `dest`='{dest}'; `base_urls`="
-                    f"{list(urls)} all failed:\n  {tried}\ncheck the network connection, pass "
-                    f"another mirror, or copy the archive into '{dest}' by hand")
+
+    def verify(tmp: Path, url: str) -> None:
+        digest = hashlib.md5()
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if md5 and digest.hexdigest() != spec["md5"]:
+            raise DataError(f"md5 of the archive is {digest.hexdigest()}, not the published "
+                            f"{spec['md5']}")
+
+    fetch_first(spec["archive"], urls, dest, verify, say)
+    return dest

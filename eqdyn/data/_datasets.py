@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import math
 import os
-import tempfile
-import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ import numpy as np
 
 from .._errors import DataError
 from ._cifar import CIFAR, download_cifar, load_cifar
+from ._fetch import fetch_first
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 ENV_VAR = "EQDYN_DATA_DIR"
@@ -51,7 +49,6 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 _DIGITS_TEST, _DIGITS_VAL = 297, 150
 _MNIST_VAL = 10_000
-_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -334,43 +331,15 @@ def download_dataset(
 def _fetch(
     fname: str, urls: list[str], dest: Path, digest: str | None, say: Callable[[str], object]
 ) -> None:
-    errors = []
-    for base in urls:
-        url = base if base.endswith("/") else base + "/"
-        url += fname
-        say(f"downloading {url}")
-        try:
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{fname}.", suffix=".part")
-        except OSError as e:
-            raise DataError(f"`dest`='{dest}' is not writable ({e}); pass a writable folder") from e
-        try:
-            with os.fdopen(fd, "wb") as out:
-                with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
-                    size, n = resp.headers.get("Content-Length"), 0
-                    while chunk := resp.read(1 << 20):
-                        n += out.write(chunk)
-            if size is not None and n != int(size):
-                raise DataError(f"incomplete transfer: got {n} of {size} bytes")
-            where = f"the file downloaded from {url}"
-            data = _gunzip(Path(tmp).read_bytes(), where, True)
-            _parse_idx(data, where)
-            got = hashlib.md5(data).hexdigest()
-            if digest is not None and got != digest:
-                raise DataError(f"md5 of the uncompressed content is {got}, not the published {digest}")
-            os.replace(tmp, dest / fname)
-            say(f"saved {dest / fname}")
-            return
-        except (OSError, ValueError, http.client.HTTPException) as e:
-            errors.append(f"{url}: {e}")
-            say(f"failed: {url}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    tried = "\n  ".join(errors)
-    raise DataError(
-        f"could not download {fname} into `dest`='{dest}'; `base_urls`={urls} all failed:\n  {tried}\n"
-        f"check the network connection, pass another mirror, or copy the files into '{dest}' by hand"
-    )
+    def verify(tmp: Path, url: str) -> None:
+        where = f"the file downloaded from {url}"
+        data = _gunzip(tmp.read_bytes(), where, True)
+        _parse_idx(data, where)
+        got = hashlib.md5(data).hexdigest()
+        if digest is not None and got != digest:
+            raise DataError(f"md5 of the uncompressed content is {got}, not the published {digest}")
+
+    fetch_first(fname, urls, dest, verify, say)
 
 
 def _check_val_size(val_size: object, default: int, pool: int, what: str) -> int:
