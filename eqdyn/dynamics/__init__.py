@@ -12,11 +12,7 @@ from ._base import max_norm as max_norm
 from ._blocks import BlockSweeps as BlockSweeps
 from ._config import SOLVERS as SOLVERS
 from ._config import RelaxConfig as RelaxConfig
-from ._continuous import AbstractTeacher as AbstractTeacher
-from ._continuous import Custom as Custom
 from ._continuous import EpisodeResult as EpisodeResult
-from ._continuous import OnSteady as OnSteady
-from ._continuous import Ramp as Ramp
 from ._continuous import episode as episode
 from ._fused import FusedEuler as FusedEuler
 from ._integrate import Integrate as Integrate
@@ -40,3 +36,7 @@ from ._gibbs import BlockGibbs as BlockGibbs
 from ._gibbs import MeanField as MeanField
 from ._gibbs import binary_problem as binary_problem
 from ._gibbs import sample_chain as sample_chain
+from ._teachers import AbstractTeacher as AbstractTeacher
+from ._teachers import Custom as Custom
+from ._teachers import OnSteady as OnSteady
+from ._teachers import Ramp as Ramp
