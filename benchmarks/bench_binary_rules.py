@@ -6,6 +6,9 @@ binarised at 0.5 with one-hot targets, by
 - `BinaryEP(beta)` with mean-field phases and the softmax readout
   (`layered_hopfield_energy(sizes, cost="cross_entropy")`: the 10 outputs are the logits
   `m_1 W_2 + b_2` of the hidden means, the cost their cross-entropy),
+- `BinaryEP(beta)` with mean-field phases on the network of the CHL rules below (10 binary
+  output units `y`) with the cross-entropy of the output units' input `m_1 W_2 + b_2` as its
+  cost (`output_cross_entropy`: the same units, parameters and free phase as CHL's),
 - `BinaryEP(beta)` with mean-field phases and the squared error of 10 binary output units
   (the energy `layered_hopfield_energy(sizes)`: the outputs saturate at 0 and it fails),
 - `BinaryCHL()` with mean-field phases (the deterministic Boltzmann machine, output units),
@@ -29,6 +32,22 @@ import numpy as np
 import optax
 
 
+def output_cross_entropy(energy):
+    """`energy` (a layered Hopfield energy with output units `y`) with its squared error
+    replaced by the softmax cross-entropy of the output units' input `rho(h) W_L + b_L`: the
+    same network, units and parameters (`argmax` of the logits is `argmax` of `y`'s means)."""
+    from eqdyn.symbolic import Energy, terms
+
+    L = len(energy.states)
+    by_name = {p.name: p for p in energy.params}
+    h, W, b = energy.states[-2], by_name[f"W_{L}"], by_name[f"b_{L}"]
+    logits = terms.readout(h, W, b, terms.RHO)
+    return Energy(internal=energy.internal, cost=terms.cross_entropy(logits, energy.inputs[1]),
+                  states=energy.states, params=energy.params, inputs=energy.inputs,
+                  scalars=energy.scalars, functions=energy.functions,
+                  name=energy.name + ", output cross-entropy")
+
+
 def main(argv=None):
     from eqdyn.data import load_dataset
     from eqdyn.dynamics import BlockGibbs, MeanField, binary_problem
@@ -48,14 +67,17 @@ def main(argv=None):
     dtr = np.eye(10, dtype=np.float32)[ds.y_train]
     energy = layered_hopfield_energy((64, 64, 10))
     readout = layered_hopfield_energy((64, 64, 10), cost="cross_entropy")
+    same = output_cross_entropy(energy)
     mf = MeanField(1e-4, 100, damping=0.5)
     rules = {"ep_softmax_readout": (readout, BinaryEP(a.beta, mf)),
+             "ep_output_cross_entropy": (same, BinaryEP(a.beta, mf)),
              "ep_squared_error": (energy, BinaryEP(a.beta, mf)),
              "chl_mean_field": (energy, BinaryCHL(mf)),
              "boltzmann_gibbs": (energy, BinaryCHL(BlockGibbs(a.gibbs_sweeps)))}
     out = {"settings": vars(a), "network": "64-64-10 layered Hopfield energy, {0,1} units; "
            "ep_softmax_readout: the 10 outputs are a softmax readout of the hidden layer (no "
-           "output units, no feedback from them), the others: 10 binary output units"}
+           "output units, no feedback from them); the others: 10 binary output units, "
+           "ep_output_cross_entropy with the cross-entropy of their input as its cost"}
     init = BoltzmannMachine.init(energy, key=jax.random.PRNGKey(0), scale=0.1)
     by_name = dict(zip(init.param_names, init.params))
     for name, (en, rule) in rules.items():
