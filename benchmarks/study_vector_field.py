@@ -192,8 +192,13 @@ def _plot_mnist(out, path):
             for k in range(len(hist[0]["alignment_deg"])):
                 a2.plot(ep, [r["alignment_deg"][k] for r in hist], color=line.get_color(),
                         label=f"{fb}: angle(W_{k + 2}, B_{k + 2}^T)")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     a1.set(xlabel="epoch", ylabel="test error (%)", yscale="log",
            title="MNIST 784-500-10, sb17-1h setting, fused Euler")
+    a1.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
+    a1.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    a1.yaxis.set_minor_formatter(NullFormatter())
     a2.set(xlabel="epoch", ylabel="degrees", title="weight alignment")
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
