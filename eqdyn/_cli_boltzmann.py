@@ -24,7 +24,9 @@ from ._errors import CheckpointError, ConfigError
 __all__ = ["add_parser", "RBM_PRESETS"]
 
 #: settings by name; the 500 hidden units, binarised MNIST and CD-k are Salakhutdinov & Murray
-#: (2008)'s; the learning rate, batch size and epochs are eqdyn's choices, not the paper's
+#: (2008)'s; the learning rate, batch size and epochs are eqdyn's choices, not the paper's (its
+#: text was not found in the reference store searched for issue 27, so its learning rate,
+#: epochs, batch, weight decay, momentum and any growth of k during training are unchecked)
 RBM_PRESETS = {
     "sm08-cd1": {"dataset": "mnist", "hidden": 500, "rule": "cd", "k": 1, "lr": 0.05,
                  "batch": 100, "epochs": 20},
