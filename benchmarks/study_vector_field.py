@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--feedback", default="tied,independent,transposed",
                    help="mnist: the runs, by TrainConfig.feedback")
     p.add_argument("--data-dir", default=None, help="mnist: the IDX files' folder")
+    p.add_argument("--seed", type=int, default=0,
+                   help="mnist: the runs' seed (run directories get -sN for N > 0)")
     args = p.parse_args(argv)
     if args.out is None:
         args.out = str(HERE / "results" / f"vector_field_{args.dataset}.json")
@@ -139,8 +141,9 @@ def _mnist(args, argv) -> int:
     for fb in args.feedback.split(","):  # "independent+h0.5": with Jacobian homeostasis 0.5
         feedback, _, h = fb.partition("+h")
         cfg = resolve_config("sb17-1h", backend="fused", feedback=feedback, epochs=epochs,
-                             data_dir=args.data_dir, homeostasis=float(h) if h else None)
-        run_dir = Path(args.runs) / f"vf-mnist-{fb}"
+                             data_dir=args.data_dir, homeostasis=float(h) if h else None,
+                             seed=args.seed)
+        run_dir = Path(args.runs) / (f"vf-mnist-{fb}" + (f"-s{args.seed}" if args.seed else ""))
         done = run_dir / "metrics.json"
         if done.exists() and json.loads(done.read_text()).get("epochs") == epochs:
             m = json.loads(done.read_text())
