@@ -122,6 +122,13 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.01, 0.02, 2, 5 rather than 2 x 10^-2
+    for axis in (axes[0].xaxis, axes[1].xaxis, axes[1].yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
+    axes[1].yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in (2, 3, 5) else ""))
     axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper right")
     fig.suptitle(f"spiking EP on digits 64-32-10, {result['epochs']} epochs, "
                  f"horizons {BASE['free_t1']:g} + {BASE['nudged_t1']:g}", fontsize=10)
