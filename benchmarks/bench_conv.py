@@ -43,8 +43,7 @@ from bench_epoch import load_report, save_result, start_run  # noqa: E402
 from eqdyn.dynamics import FusedEuler  # noqa: E402
 from eqdyn.learning import EP, Symmetric  # noqa: E402
 from eqdyn.models import EnergyModel  # noqa: E402
-from eqdyn.symbolic import conv_hopfield_energy  # noqa: E402
-from eqdyn.symbolic._conv import HELPERS  # noqa: E402 - the generated code's conv helpers
+from eqdyn.symbolic import CONV_HELPERS, conv_hopfield_energy  # noqa: E402
 
 N_TRAIN = 50_000
 
@@ -55,34 +54,53 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+#: The network both conv benchmarks time (bench_conv_layout.py imports this setup).
+PCNN = "P_CNN 1x28x28-conv5(32)-maxpool2-conv5(64)-maxpool2-10, hard_sigmoid, leaky"
+
+
+def pcnn_energy():
+    """Ernoult et al.'s (2019) P_CNN as a `conv_hopfield_energy`."""
+    return conv_hopfield_energy((1, 28, 28), (32, 64), (10,), kernel_size=5, pool_kind="max")
+
+
+def add_pcnn_args(p: argparse.ArgumentParser) -> None:
+    """The batch, step counts and repeats of a P_CNN EP timing."""
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--free", type=int, default=60, help="free-phase Euler steps")
     p.add_argument("--nudged", type=int, default=15, help="steps of each nudged phase")
     p.add_argument("--repeats", type=int, default=5)
+
+
+def pcnn_problem(args):
+    """Symmetric EP with fixed-step fused Euler phases (dt 0.5, `args.free` and `args.nudged`
+    steps, beta 0.5), and a batch of `args.batch` random images with cycling one-hot targets."""
+    def phase(steps):
+        return FusedEuler(dt=0.5, t1=0.5 * steps, tol=0.0, max_steps=steps)
+
+    rule = EP(0.5, Symmetric(), phase(args.free), phase(args.nudged))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (args.batch, 784))
+    d = jax.nn.one_hot(jnp.arange(args.batch) % 10, 10)
+    return rule, x, d
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_pcnn_args(p)
     p.add_argument("--out", default=str(HERE / "results" / "conv_epoch.json"))
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     load_start, busy, info = start_run()
     B = args.batch
-    energy = conv_hopfield_energy((1, 28, 28), (32, 64), (10,), kernel_size=5, pool_kind="max")
-    model = EnergyModel(energy, "hard_sigmoid", key=jax.random.PRNGKey(0))
-    x = jax.random.uniform(jax.random.PRNGKey(1), (B, 784))
-    d = jax.nn.one_hot(jnp.arange(B) % 10, 10)
+    model = EnergyModel(pcnn_energy(), "hard_sigmoid", key=jax.random.PRNGKey(0))
+    rule, x, d = pcnn_problem(args)
     s0 = model.init_state(B)
-
-    def phase(steps):
-        return FusedEuler(dt=0.5, t1=0.5 * steps, tol=0.0, max_steps=steps)
-
-    rule = EP(0.5, Symmetric(), phase(args.free), phase(args.nudged))
     step = jax.jit(lambda m, x, d, s0: rule(m, x, d, s0)[0])
     n_fields = args.free + 2 * args.nudged + 3  # one more per phase: the field at the start
 
     k2 = model.params[1]  # 64 x (32*5*5)
     a = jax.random.uniform(jax.random.PRNGKey(2), (B, 32 * 12 * 12))
     ns = {"jax": jax, "jnp": jnp}
-    exec(HELPERS, ns)  # noqa: S102 - the generated code's own convolution helpers
+    exec(CONV_HELPERS, ns)  # noqa: S102 - the generated code's own convolution helpers
     geom = (32, 12, 12, 64, 5, 5, 1, 0)
 
     @jax.jit
@@ -107,7 +125,7 @@ def main(argv=None) -> int:
     ratios = [c / e for c, e in zip(conv_times, ep_times)]
     macs = 2 * B * 64 * 8 * 8 * 32 * 5 * 5  # forward and transpose, per field evaluation
     result = dict(
-        network="P_CNN 1x28x28-conv5(32)-maxpool2-conv5(64)-maxpool2-10, hard_sigmoid, leaky",
+        network=PCNN,
         batch=B, free_steps=args.free, nudged_steps=args.nudged, nudging="symmetric",
         field_evaluations_per_estimate=n_fields,
         ep_estimate_s=t_ep, ep_estimate_s_all=ep_times,

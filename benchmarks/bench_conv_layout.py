@@ -26,13 +26,11 @@ import jax.numpy as jnp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_conv import PCNN, add_pcnn_args, pcnn_energy, pcnn_problem  # noqa: E402
 from bench_epoch import load_report, save_result, start_run  # noqa: E402
 
 import eqdyn.symbolic._codegen as codegen  # noqa: E402 - swaps the helpers for "before"
-from eqdyn.dynamics import FusedEuler  # noqa: E402
-from eqdyn.learning import EP, Symmetric  # noqa: E402
 from eqdyn.models import EnergyModel  # noqa: E402
-from eqdyn.symbolic import conv_hopfield_energy  # noqa: E402
 
 NHWC = '''    y = jax.lax.conv_general_dilated(
         x.reshape(-1, C, H, W).astype(dt).transpose(0, 2, 3, 1),
@@ -47,10 +45,7 @@ NCHW = '''    y = jax.lax.conv_general_dilated(
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--free", type=int, default=60)
-    p.add_argument("--nudged", type=int, default=15)
-    p.add_argument("--repeats", type=int, default=5)
+    add_pcnn_args(p)
     p.add_argument("--out", default=str(HERE / "results" / "conv_layout.json"))
     args = p.parse_args(argv)
     t_start = time.perf_counter()
@@ -59,18 +54,12 @@ def main(argv=None) -> int:
     if NHWC not in now:
         raise SystemExit("the generated convolution is no longer the NHWC one this compares")
     B = args.batch
-
-    def phase(steps):
-        return FusedEuler(dt=0.5, t1=0.5 * steps, tol=0.0, max_steps=steps)
-
-    rule = EP(0.5, Symmetric(), phase(args.free), phase(args.nudged))
-    x = jax.random.uniform(jax.random.PRNGKey(1), (B, 784))
-    d = jax.nn.one_hot(jnp.arange(B) % 10, 10)
+    rule, x, d = pcnn_problem(args)
     runs, grads = {}, {}
     try:
         for label, helpers in (("nchw", now.replace(NHWC, NCHW)), ("nhwc", now)):
             codegen.CONV_HELPERS = helpers
-            e = conv_hopfield_energy((1, 28, 28), (32, 64), (10,), kernel_size=5)
+            e = pcnn_energy()
             e = dataclasses.replace(e, name=f"{e.name} [{label}]")  # no shared compile cache
             m = EnergyModel(e, "hard_sigmoid", key=jax.random.PRNGKey(0))
             step = jax.jit(lambda m, x, d, s0: rule(m, x, d, s0)[0])
@@ -88,7 +77,7 @@ def main(argv=None) -> int:
     diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
                for a, b in zip(grads["nchw"], grads["nhwc"]))
     result = dict(
-        network="P_CNN 1x28x28-conv5(32)-maxpool2-conv5(64)-maxpool2-10, hard_sigmoid, leaky",
+        network=PCNN,
         batch=B, free_steps=args.free, nudged_steps=args.nudged, nudging="symmetric",
         ep_estimate_s_nchw=med["nchw"], ep_estimate_s_nhwc=med["nhwc"],
         ep_estimate_s_nchw_all=times["nchw"], ep_estimate_s_nhwc_all=times["nhwc"],

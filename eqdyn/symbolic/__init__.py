@@ -10,6 +10,7 @@ from ._binary import boltzmann_energy as boltzmann_energy
 from ._codegen import GeneratedCode as GeneratedCode
 from ._codegen import generate_code as generate_code
 from ._codegen import python_name as python_name
+from ._codegen import CONV_HELPERS as CONV_HELPERS
 from ._codegen import scalar_function_source as scalar_function_source
 from ._conv import ChannelSum as ChannelSum
 from ._conv import ChannelTile as ChannelTile
