@@ -148,14 +148,14 @@ def binary_units(energy: Energy, units: str = "01") -> BinaryDerivation:
             c = sp.Integer(0)
             if h is not None:
                 c, base = _split_scalar(h)
-                if i >= n_internal and (base != v or not (
-                        sp.sympify(c).free_symbols <= set(energy.scalars))):
+                affine = base == v and sp.sympify(c).free_symbols <= set(energy.scalars)
+                if not affine and i >= n_internal:
                     # a nonlinear cost (softmax readout): its gradient is the mean-field drive
                     parts.append(g if units == "01" else _scale(2, g))
                     if k_state not in mean_field:
                         mean_field.append(k_state)
                     continue
-                if base != v or not (sp.sympify(c).free_symbols <= set(energy.scalars)):
+                if not affine:
                     raise DerivationError(
                         f"{ctx}: the energy gap of the units of `{s.name}` depends on `{s.name}` "
                         f"itself (its second derivative is `{h}`, not a constant times the "
