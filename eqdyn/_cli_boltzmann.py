@@ -36,7 +36,7 @@ RBM_PRESETS = {
                      "batch": 50, "epochs": 3},
 }
 _DEFAULTS = {"dataset": "digits", "hidden": 64, "rule": "pcd", "k": 1, "lr": 0.05, "batch": 100,
-             "epochs": 5, "seed": 0, "momentum": 0.0}
+             "epochs": 5, "seed": 0, "momentum": 0.0, "weight_decay": 0.0, "schedule": "constant"}
 
 
 def add_parser(sub) -> None:
@@ -56,6 +56,12 @@ def add_parser(sub) -> None:
     t.add_argument("--k", type=int, help="Gibbs sweeps per update (default 1)")
     t.add_argument("--lr", type=float, help="SGD learning rate (default 0.05)")
     t.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    t.add_argument("--weight-decay", type=float,
+                   help="L2 penalty on the weights, not the biases (Hinton's 'weight cost', "
+                   "e.g. 0.0002; default 0)")
+    t.add_argument("--schedule", choices=("constant", "linear"),
+                   help="learning rate: constant, or decaying linearly to 0 over --epochs "
+                   "(Tieleman 2008) (default constant)")
     t.add_argument("--batch", type=int, help="batch size = PCD chains (default 100)")
     t.add_argument("--epochs", type=int, help="epochs (default 5)")
     t.add_argument("--seed", type=int, help="default 0")
@@ -89,7 +95,7 @@ def _resolve(args) -> dict:
         cfg.update(RBM_PRESETS[args.preset])
         cfg["preset"] = args.preset
     for name in ("dataset", "data_dir", "hidden", "rule", "k", "lr", "momentum", "batch",
-                 "epochs", "seed"):
+                 "epochs", "seed", "weight_decay", "schedule"):
         v = getattr(args, name, None)
         if v is not None:
             cfg[name] = v
@@ -98,6 +104,10 @@ def _resolve(args) -> dict:
             raise ConfigError(f"`--{name}`={cfg[name]!r} must be a positive integer.")
     if not cfg["lr"] > 0:
         raise ConfigError(f"`--lr`={cfg['lr']!r} must be positive.")
+    for name in ("momentum", "weight_decay"):
+        if not 0 <= cfg[name] < (1 if name == "momentum" else float("inf")):
+            raise ConfigError(f"`--{name.replace('_', '-')}`={cfg[name]!r} must be "
+                              + ("in [0, 1)." if name == "momentum" else "a number >= 0."))
     return cfg
 
 
@@ -130,17 +140,25 @@ def _load_state(run: Path, machine, opt_state):
     return machine.with_params(params), chains, opt_state, meta
 
 
-def _build(cfg, n_visible):
+def _build(cfg, train_shape):
+    """The machine, rule and optimiser of `cfg` for training data of `train_shape`."""
     import jax
     import optax
 
     from .learning import CD, PCD
     from .models import BoltzmannMachine
 
+    n, n_visible = train_shape
     machine = BoltzmannMachine.layered((n_visible, cfg["hidden"]),
                                        key=jax.random.PRNGKey(cfg["seed"]))
     rule = (PCD if cfg["rule"] == "pcd" else CD)(cfg["k"])
-    opt = optax.sgd(cfg["lr"], momentum=cfg["momentum"] or None)
+    lr = cfg["lr"]
+    if cfg.get("schedule", "constant") == "linear":  # to 0 at the last update of --epochs
+        lr = optax.linear_schedule(lr, 0.0, cfg["epochs"] * (n // cfg["batch"]))
+    opt = optax.sgd(lr, momentum=cfg["momentum"] or None)
+    if cfg.get("weight_decay", 0.0):
+        weights = tuple(p.shape[0] > 1 for p in machine.params)  # biases are 1 x n rows
+        opt = optax.chain(optax.add_decayed_weights(cfg["weight_decay"], mask=weights), opt)
     return machine, rule, opt
 
 
@@ -155,14 +173,19 @@ def _cmd_train(args) -> int:
         if not (run / "config.json").exists():
             raise CheckpointError(f"`--resume`={str(run)!r} has no config.json.")
         cfg = json.loads((run / "config.json").read_text())
-        if args.epochs is not None:
+        if args.epochs is not None and args.epochs != cfg["epochs"]:
+            if cfg.get("schedule", "constant") == "linear":
+                raise ConfigError(
+                    f"`--epochs`={args.epochs}: the run in {str(run)!r} decays its learning "
+                    f"rate to 0 at epoch {cfg['epochs']} (--schedule linear), so it cannot be "
+                    "extended; start a new run with the longer --epochs.")
             cfg["epochs"] = args.epochs
     else:
         cfg = _resolve(args)
         run = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-rbm")
         run.mkdir(parents=True, exist_ok=True)
     data = _binary_data(cfg)
-    machine, rule, opt = _build(cfg, data["train"].shape[1])
+    machine, rule, opt = _build(cfg, data["train"].shape)
     key = jax.random.PRNGKey(cfg["seed"] + 1)
     chains, opt_state, history, done = None, opt.init(machine.params), [], 0
     if args.resume:
@@ -204,7 +227,7 @@ def _cmd_evaluate(args) -> int:
         raise CheckpointError(f"`{run}` has no config.json; pass a run of `eqdyn rbm train`.")
     cfg = json.loads((run / "config.json").read_text())
     data = _binary_data(cfg)
-    machine, _, opt = _build(cfg, data["train"].shape[1])
+    machine, _, opt = _build(cfg, data["train"].shape)
     machine, _, _, meta = _load_state(run, machine, opt.init(machine.params))
     x = jnp.asarray(data[args.split])
     if x.shape[0] == 0:

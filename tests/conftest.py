@@ -369,6 +369,11 @@ INTEGRATION: dict[str, str] = {
     # issue 28 (session 4)
     "test_spiking.py::test_training_sweep_over_step_and_rate":
         "two tiny training runs, rate and spiking (32 s at load 7)",
+    # issues 27, 28 (session 5)
+    "test_spiking.py::test_symmetric_ep_on_common_spikes_is_less_noisy":
+        "96 spiking EP estimates, three compilations (17 s at load 3)",
+    "test_boltzmann.py::test_rbm_cli_weight_decay_and_linear_schedule":
+        "a CLI training run (6 s at load 3)",
 }
 
 

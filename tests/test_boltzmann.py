@@ -322,6 +322,37 @@ def test_cli_rbm_train_resume_and_evaluate(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
+def test_rbm_cli_weight_decay_and_linear_schedule(tmp_path, capsys):
+    """`eqdyn rbm train --weight-decay --schedule linear`: the decay shrinks the weights and
+    not the biases, the rate falls linearly to 0 at the last update, a run with that schedule
+    refuses to be extended, and bad values are refused naming the flag."""
+    from eqdyn._cli_boltzmann import _build
+    from eqdyn.cli import main
+
+    cfg = dict(hidden=3, rule="cd", k=1, lr=0.1, momentum=0.0, batch=10, epochs=2, seed=0,
+               weight_decay=0.5, schedule="linear")
+    machine, _, opt = _build(cfg, (40, 4))  # 4 updates per epoch, 8 in all
+    params = machine.params
+    state = opt.init(params)
+    zero = tuple(jnp.zeros_like(p) for p in params)
+    for step in range(8):
+        upd, state = opt.update(zero, state, params)
+        w, bias = np.asarray(upd[0]), np.asarray(upd[1])
+        np.testing.assert_allclose(w, -0.1 * (1 - step / 8) * 0.5 * np.asarray(params[0]),
+                                   rtol=1e-6)
+        assert not bias.any()
+    a = tmp_path / "a"
+    assert main(["rbm", "train", "--preset", "digits-quick", "--hidden", "8", "--quiet",
+                 "--epochs", "1", "--schedule", "linear", "--weight-decay", "2e-4",
+                 "--out", str(a)]) == 0
+    assert main(["rbm", "train", "--resume", str(a), "--epochs", "2"]) == 2
+    assert "decays its learning rate to 0 at epoch 1" in capsys.readouterr().err
+    assert main(["rbm", "train", "--momentum", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "`--momentum`=1.0 must be in [0, 1)" in capsys.readouterr().err
+    assert main(["rbm", "train", "--weight-decay", "-1", "--out", str(tmp_path / "b")]) == 2
+    assert "`--weight-decay`=-1.0 must be a number >= 0" in capsys.readouterr().err
+
+
 def test_label_log_probs_match_enumeration():
     from eqdyn.analysis import label_log_probs
 

@@ -172,6 +172,30 @@ def test_ep_from_the_spike_based_stdp_rule():
             EP(0.5, SpikeTiming(), free, free)(m, x, d, s0, key=jax.random.PRNGKey(0))
 
 
+def test_symmetric_ep_on_common_spikes_is_less_noisy():
+    """`Symmetric()` runs its two spiking nudged phases on the same random numbers: the
+    noise the phases share cancels in the estimate, which scatters less across keys than with
+    independently drawn phases (`common_noise=False`), itself less than one-sided EP's."""
+    from helpers import load_benchmark
+
+    from eqdyn.learning import EP, OneSided, Symmetric
+
+    with jax.enable_x64(True):
+        m, x, d, s0, _ = load_benchmark("bench_spiking").sweep_problem()
+        kw = dict(dt=0.05, tau_syn=0.5, readout="traces")
+        free, nudged = Spiking(Poisson(20.0), t1=10.0, **kw), Spiking(Poisson(20.0), t1=5.0, **kw)
+        keys = jax.random.split(jax.random.PRNGKey(0), 32)
+        scatter = {}
+        for name, nudging in (("common", Symmetric()), ("independent", Symmetric(False)),
+                              ("one-sided", OneSided())):
+            rule = EP(0.5, nudging, free, nudged)
+            g = eqx.filter_jit(jax.vmap(lambda k, rule=rule: rule(m, x, d, s0, key=k)[0][0]))(keys)
+            g = np.asarray(g).reshape(len(keys), -1)
+            scatter[name] = np.linalg.norm(g.std(0)) / np.linalg.norm(g.mean(0))
+    # measured 0.31, 0.52 and 0.89 (W1 of the 4-6-3 problem, 32 keys)
+    assert scatter["common"] < 0.8 * scatter["independent"] < 0.8 * scatter["one-sided"], scatter
+
+
 def test_spiking_ep_learns_digits():
     """Spiking EP trained end to end by `eqdyn.train` on the bundled digits (integration)."""
     import eqdyn
@@ -202,6 +226,14 @@ def test_train_config_refuses_spiking_where_it_does_not_apply():
     from eqdyn.learning import SpikeTiming
     from eqdyn.training import build_rule
 
+    with pytest.raises(ConfigError, match="spike_stdp.*one nudged phase.*symmetric"):
+        eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_stdp=True, variant="symmetric")
+    from eqdyn.learning import Symmetric
+
+    rule = build_rule(eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, variant="symmetric"),
+                      (0, 1, 0, 1))
+    assert isinstance(rule.nudging, Symmetric) and rule.nudging.common_noise
+    assert isinstance(rule.nudged, Spiking)
     cfg = eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_stdp=True)
     rule = build_rule(cfg, (0, 1, 0, 1))
     assert isinstance(rule.nudging, SpikeTiming) and rule.nudging.random_sign

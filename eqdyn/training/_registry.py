@@ -204,11 +204,16 @@ def _check_spiking(cfg, activations) -> None:
             raise ConfigError("`spike_stdp`=True reads EP's update from spikes: it needs "
                               "spiking phases, a `spike_rate` > 0.")
         return
-    if cfg.algo != "ep" or cfg.variant not in ("one-sided", "random-sign") or cfg.temperature:
+    spiking_variants = ("one-sided", "random-sign", "symmetric")
+    if cfg.algo != "ep" or cfg.variant not in spiking_variants or cfg.temperature:
         raise ConfigError(
             f"`spike_rate`={cfg.spike_rate} (spiking phases) is implemented for `algo`='ep' "
-            f"with `variant` 'one-sided' or 'random-sign' and no `temperature`; got `algo`="
+            f"with `variant` one of {spiking_variants} and no `temperature`; got `algo`="
             f"{cfg.algo!r}, `variant`={cfg.variant!r}, `temperature`={cfg.temperature}.")
+    if cfg.spike_stdp and cfg.variant == "symmetric":
+        raise ConfigError("`spike_stdp`=True accumulates the STDP rule along one nudged phase "
+                          "(one-sided or random-sign); `variant`='symmetric' has two. Use "
+                          "--variant random-sign, or drop --spike-stdp.")
     smooth = sorted(a.name for a in activations if not a.projection)
     if smooth:
         raise ConfigError(
