@@ -21,7 +21,8 @@ are upper bounds, their ratios within one run are what to read.
 
 Usage (from the repository root; about 15 minutes on 2 busy cores at `--epochs 6`):
 
-    python benchmarks/bench_spiking_train.py [--epochs 6] [--out FILE.json] [--png FILE.png]
+    python benchmarks/bench_spiking_train.py [--epochs 6] [--variant symmetric]
+        [--out FILE.json] [--png FILE.png]
 
 Writes `benchmarks/results/spiking_train_sweep.json` and `.png` (test error and seconds
 per epoch against the step, one line per rate).
@@ -130,7 +131,8 @@ def plot(result: dict, path: Path) -> None:
         axis.set_minor_formatter(plain)
     axes[1].yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in (2, 3, 5) else ""))
     axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper right")
-    fig.suptitle(f"spiking EP on digits 64-32-10, {result['epochs']} epochs, "
+    variant = result.get("settings", {}).get("variant", BASE["variant"])
+    fig.suptitle(f"spiking EP ({variant}) on digits 64-32-10, {result['epochs']} epochs, "
                  f"horizons {BASE['free_t1']:g} + {BASE['nudged_t1']:g}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -142,18 +144,23 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--spread-seeds", type=lambda v: [int(x) for x in v.split(",") if x],
                    default=[1, 2], help="seeds of the spread runs (default 1,2; '' for none)")
+    p.add_argument("--variant", choices=("random-sign", "symmetric", "one-sided"),
+                   default=BASE["variant"], help="EP's nudging (symmetric: two nudged phases "
+                   "on common random numbers) (default random-sign)")
     p.add_argument("--out", default=str(HERE / "results" / "spiking_train_sweep.json"))
     p.add_argument("--png", help="figure path (default: the JSON's, .png)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     load_start, busy, info = start_run()
     t0 = time.perf_counter()
-    rows = train_sweep(args.epochs, grid())
+    rows = train_sweep(args.epochs, grid(), variant=args.variant)
     # the spread from the seed (initial weights, batch order and spikes): the rate model and
     # the cheapest spiking settings again from other seeds
-    spread = [r for s in args.spread_seeds for r in train_sweep(args.epochs, SPREAD, seed=s)]
+    spread = [r for s in args.spread_seeds
+              for r in train_sweep(args.epochs, SPREAD, seed=s, variant=args.variant)]
     result = dict(
-        settings={k: list(v) if isinstance(v, tuple) else v for k, v in BASE.items()},
+        settings={k: list(v) if isinstance(v, tuple) else v
+                  for k, v in dict(BASE, variant=args.variant).items()},
         epochs=args.epochs, rows=rows, seed_spread=spread,
         bench_wall_s=time.perf_counter() - t0,
         date=time.strftime("%Y-%m-%d"),

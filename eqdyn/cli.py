@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 from ._cli_analyze import add_parser as _add_analyze
+from ._cli_boltzmann import RBM_PRESETS as RBM_PRESETS
 from ._cli_boltzmann import add_parser as _add_rbm
+from ._cli_boltzmann import rbm_settings as rbm_settings
 from ._cli_flags import (EPOCH_LINE, RUN_FLAGS, Formatter, arch_default, run_flags,
                          scale_flags, show_config_defaults)
 from ._errors import EqdynError

@@ -469,3 +469,38 @@ def test_binary_ep_with_a_softmax_readout_matches_the_exact_gradient():
         BinaryEP(0.1, BlockGibbs(2))(model, x, d, key=jax.random.PRNGKey(0))
     with pytest.raises(ConfigError, match="softmax readout"):
         BinaryCHL()(model, x, d)
+
+
+def test_record_rbm_run_checks_the_preset_and_the_target(tmp_path):
+    """benchmarks/record_rbm_run.py: a run of `--preset sm08-cd25` and its AIS evaluations
+    become one record with the gap to Salakhutdinov & Murray's -86.34 nats; a run whose
+    settings are not the preset's is refused; the committed record is the preset's run."""
+    import json
+
+    from helpers import REPO, load_benchmark
+
+    from eqdyn.cli import rbm_settings
+
+    bench = load_benchmark("record_rbm_run")
+    cfg = dict(rbm_settings("sm08-cd25"), data_dir="/data")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"history": [{"epoch": e, "loss": 10.0, "seconds": 80.0} for e in (1, 2)]}))
+    ev = {"split": "test", "epoch": 15, "log_likelihood": -89.5, "log_z": 540.0}
+    (tmp_path / "evaluate.json").write_text(json.dumps(ev))
+    other = tmp_path / "seed1"
+    other.mkdir()
+    (other / "evaluate.json").write_text(json.dumps(dict(ev, log_likelihood=-89.2)))
+    out = bench.record(tmp_path, [other])
+    assert len(out["evaluations"]) == 2 and out["run_command"] == "eqdyn rbm train --preset sm08-cd25"
+    assert abs(out["gap_nats"] - 3.16) < 1e-9 and out["target_met"] is False  # the worst one
+    (tmp_path / "evaluate.json").write_text(json.dumps(dict(ev, log_likelihood=-89.0)))
+    (other / "evaluate.json").unlink()
+    assert bench.record(tmp_path, [other])["target_met"] is True
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg, weight_decay=0.0)))
+    with pytest.raises(SystemExit, match="differ from --preset sm08-cd25 in \\['weight_decay'\\]"):
+        bench.record(tmp_path, [])
+    committed = json.loads((REPO / "benchmarks/results/rbm_sm08_cd25.json").read_text())
+    want = rbm_settings("sm08-cd25")
+    assert {k: committed["config"][k] for k in want if k != "data_dir"} == {
+        k: v for k, v in want.items() if k != "data_dir"}
