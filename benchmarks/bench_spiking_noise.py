@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -55,10 +56,9 @@ def estimators(cfg, beta):
         "one-sided": (EP(beta, OneSided(), free_s, nudged_s), EP(beta, OneSided(), free_r,
                                                                    nudged_r)),
         "random-sign": (EP(beta, RandomSign(), free_s, nudged_s), None),
-        "symmetric, independent noise": (EP(beta, Symmetric(common_noise=False), free_s,
-                                            nudged_s),
+        "symmetric, independent noise": (EP(beta, Symmetric(), free_s, nudged_s),
                                          EP(beta, Symmetric(), free_r, nudged_r)),
-        "symmetric, common noise": (EP(beta, Symmetric(), free_s, nudged_s),
+        "symmetric, common noise": (EP(beta, Symmetric(common_noise=True), free_s, nudged_s),
                                     EP(beta, Symmetric(), free_r, nudged_r)),
     }
 
@@ -101,6 +101,36 @@ def compare(model, x, d, rules, draws):
     return rows
 
 
+def beta_scaling(betas, draws):
+    """The scatter of the W1 estimate over `draws` keys against beta on the 4-6-3 problem of
+    `bench_spiking.py` (`Poisson(20)`, dt 0.05, horizons 10 + 5, float64), for symmetric EP
+    on common and on independent spikes and for one-sided EP."""
+    import equinox as eqx
+
+    sys.path.insert(0, str(HERE))
+    from bench_spiking import sweep_problem
+
+    rows = []
+    with jax.enable_x64(True):
+        m, x, d, s0, _ = sweep_problem()
+        kw = dict(dt=0.05, tau_syn=0.5, readout="traces")
+        free, nudged = Spiking(Poisson(20.0), t1=10.0, **kw), Spiking(Poisson(20.0), t1=5.0, **kw)
+        keys = jax.random.split(jax.random.PRNGKey(0), draws)
+        for beta in betas:
+            row = {"beta": beta}
+            for name, nudging in (("symmetric, common noise", Symmetric(common_noise=True)),
+                                  ("symmetric, independent noise", Symmetric()),
+                                  ("one-sided", OneSided())):
+                rule = EP(beta, nudging, free, nudged)
+                g = eqx.filter_jit(jax.vmap(lambda k, r=rule: r(m, x, d, s0, key=k)[0][0]))(keys)
+                g = np.asarray(g).reshape(draws, -1)
+                row[name] = float(np.sqrt(g.var(0).sum()))
+            rows.append(row)
+            print(f"  beta {beta:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                   if k != "beta"))
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, default=16)
@@ -108,6 +138,9 @@ def main(argv=None):
     p.add_argument("--beta", type=float, default=None, help="default: the preset's (1.0)")
     p.add_argument("--run", default=None, help="also at this run directory's weights")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--betas", default="0.125,0.25,0.5,1",
+                   help="betas of the scatter-against-beta table on the 4-6-3 problem "
+                   "(64 draws each; '' to skip)")
     p.add_argument("--out", default=str(HERE / "results" / "spiking_noise.json"))
     a = p.parse_args(argv)
     cfg = resolve_config("sb17-1h-spiking", dataset="mnist")
@@ -123,6 +156,12 @@ def main(argv=None):
     for where, model in models.items():
         print(where)
         out["results"][where] = compare(model, x, d, estimators(cfg, beta), a.draws)
+    betas = [float(b) for b in a.betas.split(",") if b]
+    if betas:
+        print("scatter of the W1 estimate against beta, 4-6-3 problem, 64 draws")
+        out["beta_scaling_4_6_3"] = beta_scaling(betas, 64)
+    out["command"] = " ".join(["python", "benchmarks/bench_spiking_noise.py",
+                               *(sys.argv[1:] if argv is None else argv)])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {a.out}")

@@ -167,6 +167,8 @@ def main(argv=None) -> int:
         command=" ".join(["python", "benchmarks/bench_spiking_train.py", *argv]),
         **load_report(info, load_start, busy))
     out = Path(args.out)
+    if args.variant != BASE["variant"] and "--out" not in argv:  # keep the default's record
+        out = out.with_name(f"{out.stem}_{args.variant}.json")
     write_json_atomic(out, result)
     png = Path(args.png) if args.png else out.with_suffix(".png")
     plot(result, png)

@@ -52,7 +52,12 @@ def record(run: Path, evals: list[Path]) -> dict:
     for d in [run] + evals:
         path = d / "evaluate.json"
         if path.exists() and (d == run or path.resolve() != (run / "evaluate.json").resolve()):
-            out["evaluations"].append(dict(json.loads(path.read_text()), dir=str(d)))
+            ev = json.loads(path.read_text())
+            if ev.get("epoch") != hist[-1]["epoch"]:
+                raise SystemExit(f"{path} scored epoch {ev.get('epoch')}, but the run ended at "
+                                 f"epoch {hist[-1]['epoch']}: evaluate a copy of the last "
+                                 "checkpoint.")
+            out["evaluations"].append(dict(ev, dir=str(d)))
     if preset in PAPER and out["evaluations"]:
         ll = [e["log_likelihood"] for e in out["evaluations"] if e["split"] == "test"]
         paper = PAPER[preset]

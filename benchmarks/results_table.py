@@ -63,6 +63,8 @@ def _rule(cfg: dict) -> str:
                      f" for {cfg.get('free_t1'):g} + {cfg.get('nudged_t1'):g}"
                      + {"holomorphic": " per point", "symmetric": " per sign"}.get(
                          cfg["variant"], ""))
+        if cfg.get("common_noise"):  # symmetric EP's nudged phases on the same random numbers
+            extra += " on common noise"
         return f"{name} {cfg['variant']}{extra}, beta {cfg['beta']:g}{relax}"
     return {"backprop": "feedforward backprop", "bptt": "BPTT", "rbp": "recurrent backprop",
             "chl": "CHL"}.get(algo, algo)

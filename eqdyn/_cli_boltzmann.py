@@ -27,7 +27,8 @@ __all__ = ["add_parser", "RBM_PRESETS", "rbm_settings"]
 #: (2008)'s; the learning rate, batch, epochs, weight decay (Hinton's usual 0.0002) and the
 #: linear decay of the rate are eqdyn's choices, not the paper's (its text was not found in the
 #: reference store searched for issue 27, so its own training settings are unchecked);
-#: sm08-cd25 reaches -86.9 nats (AIS) against the paper's -86.34 (docs/boltzmann.md)
+#: sm08-cd25 reaches -86.9 to -88.7 nats by AIS seed against the paper's -86.34
+#: (docs/boltzmann.md)
 _SM08 = {"dataset": "mnist", "hidden": 500, "rule": "cd", "lr": 0.05, "batch": 100,
          "epochs": 15, "weight_decay": 2e-4, "schedule": "linear"}
 RBM_PRESETS = {
@@ -187,8 +188,8 @@ def _cmd_train(args) -> int:
             if cfg.get("schedule", "constant") == "linear":
                 raise ConfigError(
                     f"`--epochs`={args.epochs}: the run in {str(run)!r} decays its learning "
-                    f"rate to 0 at epoch {cfg['epochs']} (--schedule linear), so it cannot be "
-                    "extended; start a new run with the longer --epochs.")
+                    f"rate to 0 at epoch {cfg['epochs']} (--schedule linear), so its length "
+                    "cannot change; start a new run with the other --epochs.")
             cfg["epochs"] = args.epochs
     else:
         cfg = _resolve(args)
@@ -251,7 +252,7 @@ def _cmd_evaluate(args) -> int:
     out = {"epoch": meta["epoch"], "split": args.split, "log_z": float(ais.log_z),
            "log_z_low": float(ais.log_z_low), "log_z_high": float(ais.log_z_high),
            "log_likelihood": ll, "log_likelihood_low": ll_low, "log_likelihood_high": ll_high,
-           "ais_runs": args.ais_runs, "ais_betas": args.ais_betas,
+           "ais_runs": args.ais_runs, "ais_betas": args.ais_betas, "seed": args.seed,
            "seconds": time.perf_counter() - t0,
            "bounds": "log(mean w -+ 3 standard errors), Salakhutdinov & Murray (2008)"}
     write_json(run / "evaluate.json", out)

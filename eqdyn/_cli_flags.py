@@ -150,6 +150,10 @@ def run_flags(p):
     g.add_argument("--spike-stdp", action="store_true", default=None,
                    help="with --spike-rate: EP's update from the spike-based STDP rule "
                    "accumulated along the nudged phase (SpikeTiming)")
+    g.add_argument("--common-noise", action="store_true", default=None,
+                   help="--variant symmetric with --spike-rate or --temperature: both nudged "
+                   "phases on the same random numbers (the noise they share cancels; a "
+                   "simulation's variance reduction, not something a physical network can do)")
     g.add_argument("--lr", help="learning rate, or per-layer rates input side first: 0.1,0.05")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optax optimiser, one per layer group with its --lr")
@@ -208,7 +212,7 @@ RUN_FLAGS = (
     "epochs", "persistent", "eval_persistent", "seed", "solver", "backend", "nudged_backend",
     "anderson", "dt0", "tol",
     "free_t1", "plasticity", "temperature", "spike_rate", "spike_tau", "spike_stdp",
-    "n_points", "schedule",
+    "common_noise", "n_points", "schedule",
     "lr_decay",
     "cosine_hold", "nudged_t1", "eval_t1", "max_steps",
 )

@@ -326,6 +326,8 @@ def test_rbm_cli_weight_decay_and_linear_schedule(tmp_path, capsys):
     """`eqdyn rbm train --weight-decay --schedule linear`: the decay shrinks the weights and
     not the biases, the rate falls linearly to 0 at the last update, a run with that schedule
     refuses to be extended, and bad values are refused naming the flag."""
+    import json
+
     from eqdyn._cli_boltzmann import _build
     from eqdyn.cli import main
 
@@ -347,6 +349,7 @@ def test_rbm_cli_weight_decay_and_linear_schedule(tmp_path, capsys):
                  "--out", str(a)]) == 0
     assert main(["rbm", "train", "--resume", str(a), "--epochs", "2"]) == 2
     assert "decays its learning rate to 0 at epoch 1" in capsys.readouterr().err
+    assert json.loads((a / "config.json").read_text())["epochs"] == 1
     assert main(["rbm", "train", "--momentum", "1", "--out", str(tmp_path / "b")]) == 2
     assert "`--momentum`=1.0 must be in [0, 1)" in capsys.readouterr().err
     assert main(["rbm", "train", "--weight-decay", "-1", "--out", str(tmp_path / "b")]) == 2
@@ -486,7 +489,7 @@ def test_record_rbm_run_checks_the_preset_and_the_target(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "metrics.json").write_text(json.dumps(
         {"history": [{"epoch": e, "loss": 10.0, "seconds": 80.0} for e in (1, 2)]}))
-    ev = {"split": "test", "epoch": 15, "log_likelihood": -89.5, "log_z": 540.0}
+    ev = {"split": "test", "epoch": 2, "log_likelihood": -89.5, "log_z": 540.0}
     (tmp_path / "evaluate.json").write_text(json.dumps(ev))
     other = tmp_path / "seed1"
     other.mkdir()
@@ -497,6 +500,9 @@ def test_record_rbm_run_checks_the_preset_and_the_target(tmp_path):
     (tmp_path / "evaluate.json").write_text(json.dumps(dict(ev, log_likelihood=-89.0)))
     (other / "evaluate.json").unlink()
     assert bench.record(tmp_path, [other])["target_met"] is True
+    (other / "evaluate.json").write_text(json.dumps(dict(ev, epoch=1)))
+    with pytest.raises(SystemExit, match="scored epoch 1, but the run ended at epoch 2"):
+        bench.record(tmp_path, [other])
     (tmp_path / "config.json").write_text(json.dumps(dict(cfg, weight_decay=0.0)))
     with pytest.raises(SystemExit, match="differ from --preset sm08-cd25 in \\['weight_decay'\\]"):
         bench.record(tmp_path, [])

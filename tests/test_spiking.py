@@ -173,9 +173,9 @@ def test_ep_from_the_spike_based_stdp_rule():
 
 
 def test_symmetric_ep_on_common_spikes_is_less_noisy():
-    """`Symmetric()` runs its two spiking nudged phases on the same random numbers: the
-    noise the phases share cancels in the estimate, which scatters less across keys than with
-    independently drawn phases (`common_noise=False`), itself less than one-sided EP's."""
+    """`Symmetric(common_noise=True)` runs its two spiking nudged phases on the same random
+    numbers: the noise the phases share cancels in the estimate, which scatters less across
+    keys than with independently drawn phases (the default), itself less than one-sided EP's."""
     from helpers import load_benchmark
 
     from eqdyn.learning import EP, OneSided, Symmetric
@@ -186,7 +186,7 @@ def test_symmetric_ep_on_common_spikes_is_less_noisy():
         free, nudged = Spiking(Poisson(20.0), t1=10.0, **kw), Spiking(Poisson(20.0), t1=5.0, **kw)
         keys = jax.random.split(jax.random.PRNGKey(0), 32)
         scatter = {}
-        for name, nudging in (("common", Symmetric()), ("independent", Symmetric(False)),
+        for name, nudging in (("common", Symmetric(True)), ("independent", Symmetric()),
                               ("one-sided", OneSided())):
             rule = EP(0.5, nudging, free, nudged)
             g = eqx.filter_jit(jax.vmap(lambda k, rule=rule: rule(m, x, d, s0, key=k)[0][0]))(keys)
@@ -232,8 +232,17 @@ def test_train_config_refuses_spiking_where_it_does_not_apply():
 
     rule = build_rule(eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, variant="symmetric"),
                       (0, 1, 0, 1))
-    assert isinstance(rule.nudging, Symmetric) and rule.nudging.common_noise
+    assert isinstance(rule.nudging, Symmetric) and not rule.nudging.common_noise
     assert isinstance(rule.nudged, Spiking)
+    rule = build_rule(eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, variant="symmetric",
+                                           common_noise=True), (0, 1, 0, 1))
+    assert rule.nudging.common_noise
+    assert build_rule(eqdyn.resolve_config(temperature=1e-3, variant="symmetric",
+                                           common_noise=True), (0, 1, 0, 1)).nudging.common_noise
+    for bad in (dict(spike_rate=20.0, dt0=0.05, common_noise=True),  # random-sign
+                dict(variant="symmetric", common_noise=True)):  # no noise to share
+        with pytest.raises(ConfigError, match="common_noise.*variant.*noisy phases"):
+            eqdyn.resolve_config(**bad)
     cfg = eqdyn.resolve_config(spike_rate=20.0, dt0=0.05, spike_stdp=True)
     rule = build_rule(cfg, (0, 1, 0, 1))
     assert isinstance(rule.nudging, SpikeTiming) and rule.nudging.random_sign
@@ -261,20 +270,22 @@ def test_cli_trains_spiking_ep_on_digits(tmp_path, stdp):
 
 
 def test_sb17_1h_spiking_preset_is_the_mnist_run():
-    """`--preset sb17-1h-spiking` is the MNIST run of docs/spiking.md (sb17-1h with spiking
-    phases), and it builds EP with `Poisson(20)` phases of 200 and 100 steps."""
+    """`--preset sb17-1h-spiking` is the MNIST run of docs/spiking.md (sb17-1h's network with
+    spiking phases), and it builds symmetric EP on common spikes with `Poisson(20)` phases of
+    200 and 100 steps."""
     import eqdyn
     from eqdyn.dynamics import Poisson as P
-    from eqdyn.learning import RandomSign
+    from eqdyn.learning import Symmetric
     from eqdyn.training import build_rule
 
     cfg = eqdyn.resolve_config(preset="sb17-1h-spiking")
-    assert (cfg.dataset, cfg.arch, cfg.beta, tuple(cfg.lr), cfg.epochs) == (
-        "mnist", "784-500-10", 1.0, (0.1, 0.05), 10)
+    assert (cfg.dataset, cfg.arch, cfg.beta, tuple(cfg.lr), cfg.epochs, cfg.schedule) == (
+        "mnist", "784-500-10", 1.0, (0.1, 0.05), 15, "cosine")
     assert (cfg.spike_rate, cfg.dt0, cfg.free_t1, cfg.nudged_t1) == (20.0, 0.05, 10.0, 5.0)
     assert not cfg.persistent and cfg.backend == "fused" and not cfg.spike_stdp
     rule = build_rule(cfg, (0, 1, 0, 1))
-    assert isinstance(rule.nudging, RandomSign) and isinstance(rule.free.unit, P)
+    assert isinstance(rule.nudging, Symmetric) and rule.nudging.common_noise
+    assert isinstance(rule.free.unit, P)
     assert rule.free.unit.max_rate == 20.0
     assert round(rule.free.t1 / rule.free.dt) == 200 and round(rule.nudged.t1 / rule.nudged.dt) == 100
 
@@ -324,9 +335,7 @@ def test_reproduce_records_a_finished_run_of_the_preset(tmp_path):
 
     bench = load_benchmark("bench_reproduce")
     table = load_benchmark("results_table")
-    cfg = eqdyn.resolve_config(preset="sb17-1h", spike_rate=20.0, dt0=0.05, free_t1=10.0,
-                               nudged_t1=5.0, persistent=False, backend="fused", epochs=2,
-                               data_dir="/data").to_json()
+    cfg = eqdyn.resolve_config(preset="sb17-1h-spiking", epochs=2, data_dir="/data").to_json()
     hist = [dict(epoch=e, seconds=100.0 + e, free_steps=200.0, nudged_steps=100.0,
                  val_accuracy=0.9) for e in (1, 2)]
     metrics = dict(config=cfg, dataset="mnist", epochs=2, train_error=0.02, test_error=0.028,
@@ -347,4 +356,4 @@ def test_reproduce_records_a_finished_run_of_the_preset(tmp_path):
     assert row.startswith("| `sb17-1h-spiking --set epochs=2` | mnist, 784-500-10")
     assert "Poisson(20) spiking phases, dt 0.05 for 10 + 5" in row and "| 2.80 % |" in row
     with pytest.raises(SystemExit, match="differ in .*epochs"):
-        bench.main(argv[:1] + argv[3:])  # the preset's 10 epochs, the run's 2
+        bench.main(argv[:1] + argv[3:])  # the preset's 15 epochs, the run's 2

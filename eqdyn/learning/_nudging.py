@@ -135,16 +135,18 @@ class RandomSign(AbstractNudging):
 class Symmetric(AbstractNudging):
     """Two nudged phases at `+beta` and `-beta` (Laborieux et al. 2021): an O(beta^2) bias.
 
-    **Arguments:** `common_noise` (static, default `True`): with a noisy or spiking relaxation,
-    run both phases on the same random numbers (common random numbers). Each phase is still
-    an exact draw of its own process, so the estimate's mean is unchanged, but the noise the
-    two phases share cancels in their difference: with `Spiking` units a spike then differs
-    between the phases only where the nudge moved its firing probability, and the estimate's
-    variance falls from O(1/beta^2) to about O(1/beta) (measured in
-    `benchmarks/bench_spiking_noise.py`). `False` draws the phases independently.
+    **Arguments:** `common_noise` (static, default `False`): with a noisy or spiking
+    relaxation, run both phases on the same random numbers (common random numbers). Each phase
+    is still an exact draw of its own process, so the estimate's mean is unchanged, but the
+    noise the two phases share cancels in their difference: with `Spiking` units a spike then
+    differs between the phases only where the nudge moved its firing probability, and the
+    estimate's variance falls from O(1/beta^2) to about O(1/beta) (measured by
+    `benchmarks/bench_spiking_noise.py --betas`). It is a variance reduction of the
+    simulation: a physical or biological network cannot replay its noise, so the default
+    draws the phases independently, as such a system would.
     """
 
-    common_noise: bool = eqx.field(static=True, default=True)
+    common_noise: bool = eqx.field(static=True, default=False)
 
     def estimate(self, model, x, d, free_states, beta, relaxation, key):
         system, params = model.system, model.params

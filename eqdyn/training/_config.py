@@ -57,12 +57,14 @@ class TrainConfig:
     `nudged_t1` (horizons of the two phases), `eval_t1` (horizon when evaluating from zero
     states).
 
-    `spike_rate` (`algo="ep"`, one-sided or random-sign nudging, a projection activation;
-    0 = off): both phases are spiking networks of `Poisson(spike_rate)` units
+    `spike_rate` (`algo="ep"`, one-sided, random-sign or symmetric nudging, a projection
+    activation; 0 = off): both phases are spiking networks of `Poisson(spike_rate)` units
     (`eqdyn.dynamics.Spiking`, step `dt0`, horizons `free_t1` / `nudged_t1`, synaptic traces of
     time constant `spike_tau`, the update read from the averaged traces, or with `spike_stdp`
     from the spike-based STDP rule accumulated along the nudged phase, `SpikeTiming`);
-    evaluation relaxes the rate model.
+    evaluation relaxes the rate model. `common_noise` (`variant="symmetric"` with spiking or
+    noisy phases): the two nudged phases run on the same random numbers
+    (`Symmetric(common_noise=True)`), a variance reduction a physical system would not have.
 
     `plasticity` (`algo="continuous"` only): `"consolidate"` integrates each synapse's change
     during the episode (a synaptic tag, the rule's integral) and adds it to the weight when the
@@ -135,6 +137,7 @@ class TrainConfig:
     spike_rate: float = 0.0
     spike_tau: float = 0.5
     spike_stdp: bool = False
+    common_noise: bool = False
     preset: str | None = None
     devices: int | str | None = None
 

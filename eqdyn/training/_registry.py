@@ -16,7 +16,7 @@ from ..dynamics import SOLVERS as _SOLVERS
 from ..dynamics import OnSteady, Poisson, RelaxConfig, Spiking
 from ..learning import (BPTT, CEP_VARIANTS, CHL, EP, NUDGINGS, PLASTICITY, RBP, VARIANTS,
                         AbstractRule, Backprop, ClockFree, ContinualEP, Holomorphic, SpikeTiming,
-                        VectorFieldEP, noisy_phase, require_holomorphic)
+                        Symmetric, VectorFieldEP, noisy_phase, require_holomorphic)
 from ..models import FORMULATIONS as FORMULATIONS
 
 __all__ = [
@@ -116,6 +116,7 @@ def build_rule(cfg, groups) -> AbstractRule:
                              homeostasis=cfg.homeostasis or None)
     if cfg.algo == "ep":
         nudging = (Holomorphic(cfg.n_points) if cfg.variant == "holomorphic"
+                   else Symmetric(common_noise=cfg.common_noise) if cfg.variant == "symmetric"
                    else NUDGINGS[cfg.variant]())
         if cfg.temperature > 0:
             free, nudged = noisy_phase(free, cfg.temperature), noisy_phase(nudged, cfg.temperature)
@@ -158,6 +159,15 @@ def check_rule(cfg, activations) -> None:
             f"got `algo`={cfg.algo!r}."
         )
     _check_spiking(cfg, activations)
+    if cfg.common_noise and not (cfg.algo == "ep" and cfg.variant == "symmetric"
+                                 and cfg.feedback == "tied"
+                                 and (cfg.spike_rate > 0 or cfg.temperature > 0)):
+        raise ConfigError(
+            f"`common_noise`=True runs symmetric EP's two nudged phases on the same random "
+            f"numbers: it needs `algo`='ep', `variant`='symmetric' and noisy phases "
+            f"(`spike_rate` > 0 or `temperature` > 0); got `algo`={cfg.algo!r}, `variant`="
+            f"{cfg.variant!r}, `feedback`={cfg.feedback!r}, `spike_rate`={cfg.spike_rate}, "
+            f"`temperature`={cfg.temperature}.")
     if cfg.plasticity not in PLASTICITY:
         raise ConfigError(
             f"`plasticity`={cfg.plasticity!r} is not known; use 'consolidate' or 'online'."
