@@ -374,6 +374,9 @@ INTEGRATION: dict[str, str] = {
         "96 spiking EP estimates, three compilations (17 s at load 3)",
     "test_boltzmann.py::test_rbm_cli_weight_decay_and_linear_schedule":
         "a CLI training run (6 s at load 3)",
+    # issue 29 (session 5)
+    "test_bench_preset_epoch.py::test_preset_epoch_is_timed_and_extrapolated":
+        "two epochs of the e19-pconv-mnist preset on synthetic data (37 s at load 6)",
 }
 
 
