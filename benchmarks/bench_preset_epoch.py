@@ -30,7 +30,7 @@ scipy, scikit-learn, matplotlib and tqdm, so `PYTHONPATH=.` replaces `pip instal
 could fetch nothing there), one command for the three conv presets, its JSON coming back
 through `$OUT`:
 
-    export PYTHONPATH=. PYTHONUNBUFFERED=1; for p in l21-cifar10 e19-pconv-mnist hr25-cifar10; do python3 benchmarks/bench_preset_epoch.py $p --batches 10 --out $OUT || exit; done
+    export PYTHONPATH=. PYTHONUNBUFFERED=1; for p in l21-cifar10 e19-pconv-mnist hr25-cifar10; do python3 benchmarks/bench_preset_epoch.py $p --batches 5 --out $OUT || exit; done
 
 (timeout_s 540: each preset's JSON is written when it finishes, so those done come back even
 if a later one runs into the limit. `--out` naming a folder writes the default file name in
