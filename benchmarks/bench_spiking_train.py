@@ -70,8 +70,10 @@ def train_sweep(epochs: int, pairs, dataset=None, progress=print, seed: int = 0,
 
     rows = []
     for max_rate, dt in pairs:
-        cfg = resolve_config(**dict(BASE, **overrides, seed=seed), epochs=epochs,
-                             spike_rate=max_rate, dt0=dt)
+        run = dict(BASE, **overrides, seed=seed)
+        if max_rate == 0:  # the rate model has no noise to share
+            run["common_noise"] = False
+        cfg = resolve_config(**run, epochs=epochs, spike_rate=max_rate, dt0=dt)
         t = time.perf_counter()
         m = train(cfg, progress=None, **({} if dataset is None else dict(dataset=dataset)))
         h = m["history"]
@@ -131,7 +133,9 @@ def plot(result: dict, path: Path) -> None:
         axis.set_minor_formatter(plain)
     axes[1].yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in (2, 3, 5) else ""))
     axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper right")
-    variant = result.get("settings", {}).get("variant", BASE["variant"])
+    settings = result.get("settings", {})
+    variant = settings.get("variant", BASE["variant"]) + (
+        " on common spikes" if settings.get("common_noise") else "")
     fig.suptitle(f"spiking EP ({variant}) on digits 64-32-10, {result['epochs']} epochs, "
                  f"horizons {BASE['free_t1']:g} + {BASE['nudged_t1']:g}", fontsize=10)
     fig.tight_layout()
@@ -147,20 +151,23 @@ def main(argv=None) -> int:
     p.add_argument("--variant", choices=("random-sign", "symmetric", "one-sided"),
                    default=BASE["variant"], help="EP's nudging (symmetric: two nudged phases "
                    "on common random numbers) (default random-sign)")
+    p.add_argument("--common-noise", action="store_true",
+                   help="with --variant symmetric: both nudged phases on common spikes")
     p.add_argument("--out", default=str(HERE / "results" / "spiking_train_sweep.json"))
     p.add_argument("--png", help="figure path (default: the JSON's, .png)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     load_start, busy, info = start_run()
     t0 = time.perf_counter()
-    rows = train_sweep(args.epochs, grid(), variant=args.variant)
+    rule = dict(variant=args.variant, common_noise=args.common_noise)
+    rows = train_sweep(args.epochs, grid(), **rule)
     # the spread from the seed (initial weights, batch order and spikes): the rate model and
     # the cheapest spiking settings again from other seeds
     spread = [r for s in args.spread_seeds
-              for r in train_sweep(args.epochs, SPREAD, seed=s, variant=args.variant)]
+              for r in train_sweep(args.epochs, SPREAD, seed=s, **rule)]
     result = dict(
         settings={k: list(v) if isinstance(v, tuple) else v
-                  for k, v in dict(BASE, variant=args.variant).items()},
+                  for k, v in dict(BASE, **rule).items()},
         epochs=args.epochs, rows=rows, seed_spread=spread,
         bench_wall_s=time.perf_counter() - t0,
         date=time.strftime("%Y-%m-%d"),
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
         **load_report(info, load_start, busy))
     out = Path(args.out)
     if args.variant != BASE["variant"] and "--out" not in argv:  # keep the default's record
-        out = out.with_name(f"{out.stem}_{args.variant}.json")
+        out = out.with_name(f"{out.stem}_{args.variant}{'_common' * args.common_noise}.json")
     write_json_atomic(out, result)
     png = Path(args.png) if args.png else out.with_suffix(".png")
     plot(result, png)
