@@ -115,10 +115,10 @@ def _resolve(args) -> dict:
             raise ConfigError(f"`--{name}`={cfg[name]!r} must be a positive integer.")
     if not cfg["lr"] > 0:
         raise ConfigError(f"`--lr`={cfg['lr']!r} must be positive.")
-    for name in ("momentum", "weight_decay"):
-        if not 0 <= cfg[name] < (1 if name == "momentum" else float("inf")):
-            raise ConfigError(f"`--{name.replace('_', '-')}`={cfg[name]!r} must be "
-                              + ("in [0, 1)." if name == "momentum" else "a number >= 0."))
+    if not 0 <= cfg["momentum"] < 1:
+        raise ConfigError(f"`--momentum`={cfg['momentum']!r} must be in [0, 1).")
+    if not cfg["weight_decay"] >= 0:
+        raise ConfigError(f"`--weight-decay`={cfg['weight_decay']!r} must be a number >= 0.")
     return cfg
 
 

@@ -106,7 +106,7 @@ def test_conv_helpers_against_direct_loops(stride, pad):
     """The generated code's convolution, transposed convolution and kernel correlation against
     direct loops, not JAX's autodiff (the helpers take their adjoints by jax.vjp, so the
     derivation checks against jax.grad cannot catch a wrong layout or adjoint in them)."""
-    from eqdyn.symbolic._conv import HELPERS
+    from eqdyn.symbolic import CONV_HELPERS as HELPERS
 
     ns = {"jax": jax, "jnp": jnp}
     exec(HELPERS, ns)
